@@ -1,0 +1,124 @@
+"""Spawn one fresh worker process per run, with its environment built here, explicitly.
+
+The worker runs in its own session (process group) so that a timeout or a Ctrl-C of the suite
+kills it and everything it started. Whatever happens to a worker — a traceback, a signal, a
+timeout, no result document — becomes a `failed` run with the cause and the tail of its log; the
+suite goes on with the next run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bench import backends
+from bench.pinning import Placement, Topology
+from bench.plan import Run
+from bench.worker import PROGRESS_PREFIX
+
+LOG_TAIL_LINES = 30
+
+
+def worker_environment(run: Run, placement: Placement) -> dict[str, str]:
+    """The variables a worker's runtime reads at import: threads, affinity, backend switches."""
+    return {**placement.environment(), **backends.get(run.backend).environment()}
+
+
+def _tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def _pump(stream, log, on_event: Callable[[dict[str, Any]], None]) -> None:
+    for line in stream:
+        if line.startswith(PROGRESS_PREFIX):
+            try:
+                on_event(json.loads(line[len(PROGRESS_PREFIX):]))
+            except ValueError:
+                log.write(line)
+        else:
+            log.write(line)
+            log.flush()
+
+
+class Launcher:
+    def __init__(self, topology: Topology, log_dir: Path, python: str = sys.executable):
+        self.topology = topology
+        self.log_dir = log_dir
+        self.python = python
+        self.current: subprocess.Popen | None = None
+
+    def run(self, run: Run, placement: Placement, timeout_s: float,
+            on_event: Callable[[dict[str, Any]], None] = lambda e: None) -> dict[str, Any]:
+        env_vars = worker_environment(run, placement)
+        record: dict[str, Any] = {
+            **run.to_dict(),
+            "placement": {"asked": placement.asked, "cpus": list(placement.cpus),
+                          "threads": placement.threads, "numa_nodes": list(placement.nodes)},
+            "env": env_vars,
+            "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        }
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        log_path = self.log_dir / (run.run_id.replace("/", "--") + ".log")
+        record["log"] = str(log_path)
+        with tempfile.TemporaryDirectory(prefix="tlbench-") as tmp:
+            task_path, out_path = Path(tmp) / "task.json", Path(tmp) / "out.json"
+            task_path.write_text(json.dumps({"run": run.to_dict(), "cpus": list(placement.cpus),
+                                             "env_keys": sorted(env_vars)}))
+            cmd = [*placement.command_prefix(self.topology), self.python, "-m", "bench.worker",
+                   str(task_path), str(out_path)]
+            t0 = time.perf_counter()
+            outcome = self._spawn(cmd, {**os.environ, **env_vars}, log_path, timeout_s, on_event)
+            record["wall_s"] = time.perf_counter() - t0
+            doc = json.loads(out_path.read_text()) if out_path.exists() else None
+        record.update(doc or {})
+        if outcome is not None or doc is None:
+            record["status"] = "failed"
+            record.setdefault("error", outcome or "worker wrote no result")
+        if record["status"] == "failed":
+            record["log_tail"] = _tail(log_path)
+        return record
+
+    def _spawn(self, cmd: list[str], env: dict[str, str], log_path: Path, timeout_s: float,
+               on_event: Callable[[dict[str, Any]], None]) -> str | None:
+        """Run the worker; return None on a clean exit, else the cause of failure."""
+        with open(log_path, "w", encoding="utf-8") as log:
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, env=env, text=True,
+                                    start_new_session=True, stdin=subprocess.DEVNULL)
+            self.current = proc
+            pump = threading.Thread(target=_pump, args=(proc.stdout, log, on_event), daemon=True)
+            pump.start()
+            try:
+                code = proc.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                self.kill()
+                proc.wait()
+                return f"timed out after {timeout_s:g} s (raise timeout_s in the suite)"
+            finally:
+                pump.join(timeout=5)
+                self.current = None
+        if code < 0:
+            return f"worker killed by signal {signal.Signals(-code).name}"
+        if code != 0:
+            return f"worker exited with status {code}"
+        return None
+
+    def kill(self) -> None:
+        """Kill the running worker and its process group (timeout, Ctrl-C of the suite)."""
+        proc = self.current
+        if proc is not None and proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)

@@ -1,0 +1,1 @@
+"""Model definitions (FaceNet Inception-ResNet-v1 in `facenet.py`)."""

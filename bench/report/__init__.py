@@ -1,0 +1,1 @@
+"""Rendering of result documents (the figures themselves come from bench.summary)."""

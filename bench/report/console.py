@@ -1,0 +1,132 @@
+"""Rich tables of a result document for the terminal."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console, Group
+from rich.table import Table
+from rich.text import Text
+
+from bench import summary
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    if seconds >= 3600:
+        return f"{seconds / 3600:.2f} h"
+    if seconds >= 60:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds:.1f} s"
+
+
+def _num(value: float | None, fmt: str = ".1f") -> str:
+    return "—" if value is None else format(value, fmt)
+
+
+def _kind(total: dict[str, Any]) -> str:
+    return "projected" if total.get("kind") == "projected" else "measured"
+
+
+def _table(title: str, *columns: str, left: int = 1) -> Table:
+    """A table whose first `left` columns are text (left-aligned) and the rest figures."""
+    table = Table(title=title, title_justify="left")
+    for i, col in enumerate(columns):
+        table.add_column(col, justify="left" if i < left else "right")
+    return table
+
+
+def _acc(run: dict[str, Any]) -> str:
+    acc = run.get("accuracy")
+    return "—" if acc is None else f"{acc:.1%}" + ("*" if run.get("accuracy_note") else "")
+
+
+def _rss(run: dict[str, Any]) -> str:
+    return f"{run.get('peak_rss_mb', 0) / 1024:.1f} GB"
+
+
+def scenario_tables(doc: dict[str, Any]) -> list[Table]:
+    """One table per scenario, one row per backend that ran it (ok runs only)."""
+    ok = [r for r in doc["runs"] if r.get("status") == "ok"]
+    tables = []
+    train = [r for r in ok if r["scenario"] == "full_training"]
+    if train:
+        t = _table("Full training (from scratch)", "backend", "img/s", "first step",
+                   "total", "", "GFLOP/s", "peak RSS")
+        for r in train:
+            t.add_row(r["backend"], f"{r['derived']['images_per_s']:.2f}",
+                      duration(r["first_step_s"]), duration(r["total"]["total_s"]),
+                      _kind(r["total"]), _num(r["derived"]["gflops_per_s"]), _rss(r))
+        tables.append(t)
+    transfer = [r for r in ok if r["scenario"] == "transfer"]
+    if transfer:
+        t = _table("Transfer (embed once, train the head)", "backend", "extract img/s",
+                   "extraction", "head", "total", "accuracy", "chance", "peak RSS")
+        for r in transfer:
+            t.add_row(r["backend"], f"{r['derived']['extraction_images_per_s']:.1f}",
+                      duration(r["extraction_s"]), duration(r["head_s"]),
+                      duration(r["total"]["total_s"]), _acc(r), f"{r['chance_accuracy']:.1%}",
+                      _rss(r))
+        tables.append(t)
+    infer = [r for r in ok if r["scenario"] == "inference"]
+    if infer:
+        t = _table("Inference (embedding)", "backend", "p50 ms", "p90 ms", "p99 ms",
+                   "bs1 img/s", "img/s", "batch", "GFLOP/s", "peak RSS")
+        for r in infer:
+            d = r["derived"]
+            t.add_row(r["backend"], f"{d['latency_ms_p50']:.1f}", f"{d['latency_ms_p90']:.1f}",
+                      f"{d['latency_ms_p99']:.1f}", f"{d['bs1_images_per_s']:.1f}",
+                      f"{d['images_per_s']:.1f}", str(d["batch_size"]),
+                      _num(d["gflops_per_s"]), _rss(r))
+        tables.append(t)
+    return tables
+
+
+def paper_table(doc: dict[str, Any]) -> Table:
+    p = summary.PAPER
+    table = _table("Transfer learning vs full training, beside the white paper", "who",
+                   "basis", "full training", "transfer", "speed-up", left=2)
+    table.add_row("paper", f"{p['machine']}, {p['software']}, LFW, 160 px", "~20 h", "~15 min",
+                  "~80x")
+    for row in summary.speedups(doc):
+        ps = row["paper_scale"]
+        table.add_row(row["backend"], f"paper scale, projected from this run's rates "
+                      f"({row['image_size']} px, {row['variant']} depth)",
+                      duration(ps["full_training_s"]), duration(ps["transfer_s"]),
+                      f"{ps['speedup']:.0f}x projected")
+        kind = row["full_training_kind"]
+        table.add_row(row["backend"], f"this suite as run: {row['training_images']:,} images "
+                      f"trained ({kind}), {row['transfer_images']:,} embedded (measured)",
+                      duration(row["full_training_s"]), duration(row["transfer_s"]),
+                      f"{row['speedup']:.0f}x" + (" projected" if kind == "projected" else ""))
+    return table
+
+
+def ratio_table(doc: dict[str, Any]) -> Table:
+    table = _table(f"Speed relative to {summary.BASELINE_BACKEND} (same suite run, side by side)",
+                   "scenario", "backend", "figure", "value", summary.BASELINE_BACKEND, "ratio",
+                   left=3)
+    for row in summary.backend_ratios(doc):
+        table.add_row(row["scenario"], row["backend"], row["figure"], f"{row['value']:.2f}",
+                      f"{row['baseline']:.2f}", f"{row['ratio']:.2f}x")
+    return table
+
+
+def render(doc: dict[str, Any]) -> Group:
+    parts: list[Any] = scenario_tables(doc)
+    notes = sorted({r["accuracy_note"] for r in doc["runs"] if r.get("accuracy_note")})
+    parts += [Text(f"* {n}", style="dim") for n in notes]
+    if summary.speedups(doc):
+        parts.append(paper_table(doc))
+    if summary.backend_ratios(doc):
+        parts.append(ratio_table(doc))
+    for run in summary.not_ok(doc):
+        cause = run.get("reason") or run.get("error", "")
+        parts.append(Text(f"{run['run_id']}: {run.get('status')}: {cause}",
+                          style="yellow" if run.get("status") == "skipped" else "red"))
+    return Group(*parts)
+
+
+def show(doc: dict[str, Any], console: Console) -> None:
+    console.print(render(doc))

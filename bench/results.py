@@ -1,0 +1,106 @@
+"""Result files: the only writer and reader of `results/<machine>/<stamp>_<suite>.json`.
+
+Every write is atomic (temporary file, fsync, rename), so a reader — or a crash — never sees half
+a file. A suite's file is created when the suite starts and replaced, whole, after every run, so a
+run already measured survives whatever happens to the next one. An existing file of another suite
+run is never overwritten: a new stamp-derived name is chosen.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+
+class ResultError(ValueError):
+    """A result file that cannot be used; the message names the file and what to do."""
+
+
+def write_atomic(path: Path, doc: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(doc, fh, indent=1, sort_keys=False, allow_nan=False)
+            fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def new_path(out_dir: Path, machine_id: str, suite_name: str, now: dt.datetime) -> Path:
+    """A fresh file name under out_dir/machine_id; never one that already exists."""
+    folder = out_dir / machine_id
+    stamp = now.strftime("%Y%m%dT%H%M%SZ")
+    path = folder / f"{stamp}_{suite_name}.json"
+    n = 1
+    while path.exists():
+        n += 1
+        path = folder / f"{stamp}-{n}_{suite_name}.json"
+    return path
+
+
+class ResultFile:
+    """One suite run's result document, saved whole after every change."""
+
+    def __init__(self, path: Path, header: dict[str, Any]):
+        self.path = path
+        self.doc: dict[str, Any] = {"schema_version": SCHEMA_VERSION, **header,
+                                    "complete": False, "runs": []}
+        # Claim the name now, exclusively, so two concurrent suites cannot share one file.
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "x", encoding="utf-8"):
+            pass
+        self.save()
+
+    def add_run(self, run: dict[str, Any]) -> None:
+        self.doc["runs"].append(run)
+        self.save()
+
+    def finish(self, **fields: Any) -> None:
+        self.doc.update(fields)
+        self.doc["complete"] = True
+        self.save()
+
+    def save(self) -> None:
+        write_atomic(self.path, self.doc)
+
+
+def load(path: str | Path) -> dict[str, Any]:
+    """Load and check a result file; refuse truncated files and unknown schema versions."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ResultError(f"{p}: no such result file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ResultError(f"{p}: cannot read: {exc}") from None
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ResultError(f"{p}: not valid JSON (truncated or edited?) at line {exc.lineno}: "
+                          f"{exc.msg}; re-run the suite to get a new file") from None
+    if not isinstance(doc, dict) or "schema_version" not in doc:
+        raise ResultError(f"{p}: not a tlbench result file (no schema_version)")
+    version = doc["schema_version"]
+    if version != SCHEMA_VERSION:
+        raise ResultError(f"{p}: schema_version {version!r} is not supported by this tlbench "
+                          f"(reads version {SCHEMA_VERSION}); use the tlbench release that wrote "
+                          f"it, or re-run the suite")
+    if not isinstance(doc.get("runs"), list):
+        raise ResultError(f"{p}: has no list of runs")
+    return doc

@@ -1,0 +1,18 @@
+"""Scenarios: the same FaceNet model trained in full, transferred, and served."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from bench.backends import Backend
+
+Progress = Callable[..., None]
+
+
+def run(run: dict[str, Any], backend: Backend, progress: Progress) -> dict[str, Any]:
+    """Run one planned run's scenario in this (worker) process and return its figures."""
+    from bench.scenarios import full_training, inference, transfer
+
+    modules = {"full_training": full_training, "transfer": transfer, "inference": inference}
+    return modules[run["scenario"]].run(run, backend, progress)

@@ -1,0 +1,163 @@
+"""Traditional training: the whole FaceNet from scratch, softmax over the training identities.
+
+Recipe (facenet's softmax training, as the paper ran it): RMSProp(decay 0.9, momentum 0.9,
+epsilon 1.0), L2 weight decay on kernels, dropout 0.2, softmax cross-entropy on the bottleneck.
+The global batch (1024 in the paper) is processed as micro-batches whose gradients are summed and
+averaged before one update: the update equals the global batch's, except that BatchNorm's batch
+statistics come from each micro-batch.
+
+Timing: the first micro-step and first update trace and optimise the graph (tens of seconds);
+they are reported as `first_step_s`, never mixed into the steady-state samples. `warmup_steps`
+further micro-steps are kept apart as warm-up samples.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+from bench.backends import Backend
+from bench.data import lfw
+from bench.measure import project_total, summarize
+from bench.models import facenet
+from bench.scenarios import Progress
+from bench.scenarios.common import build_base, load_split, model_facts
+from bench.suite import FullTrainingSpec
+
+# Forward + backward ≈ 3 forward passes (backward computes input and weight gradients).
+TRAIN_FLOPS_PER_FORWARD = 3
+
+
+def _trainer(model, spec: FullTrainingSpec):
+    """A micro-step (forward, backward, accumulate) and an update (apply averaged, reset)."""
+    import tensorflow as tf
+    from tensorflow import keras
+
+    optimizer = keras.optimizers.RMSprop(learning_rate=spec.learning_rate, rho=0.9,
+                                         momentum=0.9, epsilon=1.0)
+    variables = model.trainable_variables
+    optimizer.build(variables)
+    sums = [tf.Variable(tf.zeros_like(v), trainable=False) for v in variables]
+    kernels = [v for v in variables if "kernel" in v.name]
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+    @tf.function
+    def micro_step(images, labels):
+        with tf.GradientTape() as tape:
+            logits = model(images, training=True)
+            loss = loss_fn(labels, logits)
+            decay = spec.weight_decay * tf.add_n([tf.nn.l2_loss(k) for k in kernels])
+            total = loss + tf.cast(decay, loss.dtype)
+        for s, g in zip(sums, tape.gradient(total, variables), strict=True):
+            s.assign_add(g)
+        return loss
+
+    @tf.function
+    def update():
+        optimizer.apply_gradients(
+            [(s / spec.accumulation, v) for s, v in zip(sums, variables, strict=True)])
+        for s in sums:
+            s.assign(tf.zeros_like(s))
+
+    return micro_step, update
+
+
+def _timed(fn, *args) -> float:
+    t0 = time.perf_counter()
+    out = fn(*args)
+    if out is not None:
+        float(out)  # wait for the result, not only the dispatch
+    return time.perf_counter() - t0
+
+
+def _accuracy(model, index: lfw.ImageIndex, image_size: int, batch: int) -> float:
+    correct = 0
+    for images, labels in lfw.dataset(index, image_size, batch):
+        predicted = np.argmax(model(images, training=False).numpy(), axis=1)
+        correct += int(np.sum(predicted == labels.numpy()))
+    return correct / len(index.paths)
+
+
+def run(run: dict[str, Any], backend: Backend, progress: Progress) -> dict[str, Any]:
+    spec = FullTrainingSpec(**run["params"])
+    size = run["model"]["image_size"]
+    progress("prepare data")
+    split = load_split(run["data"])
+    progress("build model")
+    base = build_base({**run["model"], "weights": ""})  # from scratch, whatever the suite says
+    model = facenet.classifier_model(base, num_classes=len(split.train.names))
+    micro_step, update = _trainer(model, spec)
+    batches = iter(lfw.dataset(split.train, size, spec.micro_batch, shuffle=True,
+                               seed=run["data"]["seed"], repeat=True, drop_remainder=True))
+
+    def step() -> float:
+        images, labels = next(batches)
+        return micro_step(images, labels)
+
+    progress("trace first step")
+    t_begin = time.perf_counter()
+    first_s = _timed(step)  # micro-step 0 traces and optimises the graph
+    micro_total = spec.total_steps * spec.accumulation
+    planned = micro_total - 1 if spec.measure == "full" else spec.warmup_steps + spec.window_steps
+    micro: list[float] = []
+    updates: list[float] = []
+    losses: list[float] = []
+    update_traced = False
+
+    def timed_update() -> None:
+        nonlocal first_s, update_traced
+        seconds = _timed(update)
+        if update_traced:
+            updates.append(seconds)
+        else:  # the first update traces too: it belongs with the first step
+            first_s += seconds
+            update_traced = True
+
+    for i in range(planned + 1):
+        if i:
+            t0 = time.perf_counter()
+            losses.append(float(step()))
+            micro.append(time.perf_counter() - t0)
+            progress("warm-up" if i <= spec.warmup_steps else "train", i, planned)
+        if (i + 1) % spec.accumulation == 0:
+            timed_update()
+    wall_s = time.perf_counter() - t_begin
+    if spec.measure == "projected":
+        while len(updates) < 3:  # timing only: this run's weights are not used afterwards
+            timed_update()
+    steady = micro[spec.warmup_steps:]
+    if len(steady) < 3:
+        raise ValueError(f"only {len(steady)} steady micro-steps: raise epochs/steps_per_epoch "
+                         f"or lower warmup_steps so at least 3 are timed")
+    stats = summarize(steady)
+    img_s = spec.micro_batch / stats["median"]
+    update_mean = float(np.mean(updates)) if updates else 0.0
+    facts = model_facts(base, run["model"])
+    out: dict[str, Any] = {
+        "model": facts,
+        "data": split.describe(),
+        "first_step_s": first_s,
+        "samples": {"micro_step_s": steady, "warmup_micro_step_s": micro[: spec.warmup_steps],
+                    "update_s": updates},
+        "stats": {"micro_step_s": stats},
+        "loss": {"first": losses[0], "last": losses[-1]},
+        "derived": {
+            "images_per_s": img_s,
+            "gflops_per_s": img_s * TRAIN_FLOPS_PER_FORWARD * facts["forward_flops"] / 1e9,
+            "total_images": spec.total_steps * spec.batch_size,
+            "accumulation": spec.accumulation,
+        },
+    }
+    if spec.measure == "full":
+        out["total"] = {"kind": "measured", "total_s": wall_s, "steps": spec.total_steps}
+        progress("evaluate")
+        out["accuracy"] = _accuracy(model, split.test, size, spec.micro_batch)
+    else:
+        out["total"] = project_total(
+            steady, micro_total - 1, fixed_s=first_s + (spec.total_steps - 1) * update_mean)
+        out["accuracy"] = None
+        out["accuracy_note"] = "not evaluated: a projected run trains only a short window"
+    out["derived"]["total_hours"] = out["total"]["total_s"] / 3600
+    return out

@@ -1,0 +1,64 @@
+"""Serving: the full forward pass to an embedding, latency at batch 1, throughput at batch N.
+
+The same batch of real (decoded, standardised) images is fed on every call, so the figures are
+the model's and the runtime's, not the input pipeline's. Each window is time-based, after a
+time-based warm-up; the very first call (graph tracing) is reported on its own.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from bench.backends import Backend
+from bench.data import lfw
+from bench.measure import summarize, time_calls
+from bench.models import facenet
+from bench.scenarios import Progress
+from bench.scenarios.common import build_base, load_split, model_facts
+from bench.suite import InferenceSpec
+
+
+def _batch(index: lfw.ImageIndex, image_size: int, size: int) -> np.ndarray:
+    images = np.concatenate([x.numpy() for x, _ in lfw.dataset(index, image_size, 64)])
+    reps = -(-size // len(images))  # ceil: a small data set is tiled up to the batch size
+    return np.concatenate([images] * reps)[:size]
+
+
+def run(run: dict[str, Any], backend: Backend, progress: Progress) -> dict[str, Any]:
+    spec = InferenceSpec(**run["params"])
+    size = run["model"]["image_size"]
+    progress("prepare data")
+    split = load_split(run["data"])
+    progress("build model")
+    base = build_base(run["model"])
+    model = facenet.embedding_model(base)
+    facts = model_facts(base, run["model"])
+    batch = _batch(split.test, size, spec.batch_size)
+
+    out: dict[str, Any] = {"model": facts, "data": split.describe(), "samples": {}, "stats": {},
+                           "first_call_s": {}, "derived": {}}
+    for label, n in (("latency_bs1", 1), (f"throughput_bs{spec.batch_size}", spec.batch_size)):
+        predict = backend.predictor(model, n)
+        x = batch[:n]
+        progress(f"{label}: warm-up {spec.warmup_s:g} s + {spec.duration_s:g} s")
+        warm, timed = time_calls(lambda p=predict, x=x: p(x), warmup_s=spec.warmup_s,
+                                 duration_s=spec.duration_s)
+        out["first_call_s"][label] = warm[0]
+        out["samples"][label] = timed
+        out["samples"][f"{label}_warmup"] = warm
+        out["stats"][label] = summarize(timed)
+    lat = out["stats"]["latency_bs1"]
+    thr = out["stats"][f"throughput_bs{spec.batch_size}"]
+    throughput = spec.batch_size / thr["median"]
+    out["derived"] = {
+        "latency_ms_p50": lat["median"] * 1e3,
+        "latency_ms_p90": lat["p90"] * 1e3,
+        "latency_ms_p99": lat["p99"] * 1e3,
+        "bs1_images_per_s": 1 / lat["median"],
+        "images_per_s": throughput,
+        "batch_size": spec.batch_size,
+        "gflops_per_s": throughput * facts["forward_flops"] / 1e9,
+    }
+    return out

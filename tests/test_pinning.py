@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from bench.pinning import PlacementError, _parse_list, pin_self, read_topology, resolve
+
+from .conftest import fake_sysfs
+
+
+@pytest.fixture
+def xeon_2s(tmp_path: Path):
+    """2 sockets x 2 cores x 2 threads, as a 2-socket Xeon with SMT numbers its CPUs."""
+    return read_topology(fake_sysfs(tmp_path), allowed=set(range(8)))
+
+
+def test_kernel_cpu_lists_are_parsed() -> None:
+    assert _parse_list("0-3,8,10-11\n") == [0, 1, 2, 3, 8, 10, 11]
+
+
+def test_topology_of_a_two_socket_box_with_smt(xeon_2s) -> None:
+    assert xeon_2s.describe() == {"logical_cpus": 8, "physical_cores": 4, "sockets": 2,
+                                  "numa_nodes": 2, "smt": True}
+    assert [c.id for c in xeon_2s.physical()] == [0, 1, 2, 3]
+
+
+def test_all_takes_physical_cores_only_unless_logical_asked(xeon_2s) -> None:
+    assert resolve("all", xeon_2s).cpus == (0, 1, 2, 3)
+    assert resolve("all", xeon_2s, use_logical_cores=True).cpus == tuple(range(8))
+
+
+def test_socket_placement_stays_on_its_socket_and_node(xeon_2s) -> None:
+    p = resolve("socket:1", xeon_2s)
+    assert p.cpus == (2, 3) and p.nodes == (1,) and p.threads == 2
+
+
+def test_core_list_is_taken_as_written(xeon_2s) -> None:
+    assert resolve("cores:0,4", xeon_2s).cpus == (0, 4)
+
+
+@pytest.mark.parametrize(("asked", "fix"), [
+    ("socket:3", "socket(s) [0, 1]"),
+    ("cores:99", "usable CPUs are [0, 1, 2, 3, 4, 5, 6, 7]"),
+    ("cores:x", "write cores:0,1"),
+    ("sockets", "write 'all', 'socket:N' or 'cores:LIST'"),
+])
+def test_impossible_placements_name_the_fix(xeon_2s, asked: str, fix: str) -> None:
+    with pytest.raises(PlacementError, match=r"placement .*" + re.escape(fix)):
+        resolve(asked, xeon_2s)
+
+
+def test_placement_environment_sets_tf_pool_and_openmp_threads(xeon_2s) -> None:
+    env = resolve("socket:0", xeon_2s).environment()
+    assert env["TF_NUM_INTRAOP_THREADS"] == env["OMP_NUM_THREADS"] == "2"
+    assert env["TF_NUM_INTEROP_THREADS"] == "1"
+    assert env["KMP_AFFINITY"] == "granularity=fine,compact,1,0"
+
+
+def test_numactl_binds_only_on_multi_node_machines(xeon_2s, tmp_path: Path) -> None:
+    single = read_topology(fake_sysfs(tmp_path / "one", sockets=1), allowed={0, 1, 2, 3})
+    assert resolve("all", single).command_prefix(single) == []
+    prefix = resolve("socket:1", xeon_2s).command_prefix(xeon_2s)
+    if prefix:  # numactl installed
+        assert prefix[1:] == ["--cpunodebind=1", "--membind=1"]
+
+
+def test_missing_sysfs_files_fall_back_to_the_affinity(tmp_path: Path) -> None:
+    topo = read_topology(tmp_path, allowed={0, 1})
+    assert [c.id for c in topo.cpus] == [0, 1] and topo.sockets == (0,)
+
+
+def test_pin_self_reads_back_the_affinity_obtained() -> None:
+    before = sorted(os.sched_getaffinity(0))
+    try:
+        assert pin_self((before[0],)) == [before[0]]
+    finally:
+        os.sched_setaffinity(0, before)

@@ -1,0 +1,102 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bench import suite as suite_mod
+from bench.cli import main
+from bench.suite import SuiteError, parse
+
+from .conftest import REPO
+
+SHIPPED = sorted((REPO / "suites").glob("*.toml"))
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
+def test_every_shipped_suite_parses(path: Path) -> None:
+    suite = suite_mod.load(path)
+    assert suite.name == path.stem
+    assert suite.model.variant == "full", "shipped suites use the real depth"
+
+
+def test_paper_suite_is_the_papers_config() -> None:
+    suite = suite_mod.load(REPO / "suites/paper.toml")
+    ft = suite.full_training
+    assert (ft.epochs, ft.steps_per_epoch, ft.batch_size) == (80, 13, 1024)
+    assert ft.total_steps * ft.batch_size == 1_064_960
+    assert suite.model.image_size == 160 and suite.data.source == "lfw"
+
+
+def test_defaults_fill_missing_sections() -> None:
+    suite = parse('[suite]\nname = "x"\n')
+    assert suite.backends == suite_mod.BACKENDS
+    assert suite.full_training.accumulation == 1024 // 16
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('[suite]\nbakends = ["tf-stock"]\n', "unknown key 'bakends'; did you mean 'backends'?"),
+        ("[modle]\n", "unknown key 'modle'; did you mean 'model'?"),
+        ("[model]\nimage_szie = 96\n", "unknown key 'image_szie'; did you mean 'image_size'"),
+        ("[model]\nimage_size = \"96\"\n", "model.image_size: must be an integer"),
+        ("[model]\nimage_size = true\n", "model.image_size: must be an integer"),
+        ("[inference]\nduration_s = \"long\"\n", "inference.duration_s: must be a number"),
+        ('[suite]\nbackends = ["tf-onedn"]\n', "'tf-onedn' is not one of"),
+        ('[suite]\nscenarios = ["training"]\n', "suite.scenarios: 'training' is not one of"),
+        ('[suite]\nbackends = []\n', "suite.backends: needs at least one"),
+        ('[suite]\nbackends = ["tf-stock", "tf-stock"]\n', "lists an entry twice"),
+        ("[full_training]\nbatch_size = 100\nmicro_batch = 16\n", "must divide batch_size"),
+        ("[full_training]\nmeasure = \"estimate\"\n", "'estimate' is not one of full, projected"),
+        ("[full_training]\nwindow_steps = 2\n", "needs >= 3 timed micro-steps"),
+        ('[data]\nsource = "lfw"\n', 'needs path = "/path/to/lfw"'),
+        ("[model]\nvariant = \"tiny\"\n", "'tiny' is not one of full, small"),
+        ("[model]\nimage_size = 32\n", "model.image_size: must be >= 80"),
+        ("[data]\nmin_images = 2\nholdout_per_identity = 2\n", "must be < min_images"),
+        ("[suite]\ntimeout_s = 0\n", "suite.timeout_s: must be > 0"),
+        ("model = 3\n", "model: must be a table"),
+    ],
+)
+def test_bad_suite_names_file_key_and_fix(text: str, expected: str) -> None:
+    with pytest.raises(SuiteError) as err:
+        parse(text, "suites/bad.toml")
+    assert str(err.value).startswith("suites/bad.toml")
+    assert expected in str(err.value)
+
+
+def test_toml_syntax_error_names_file_and_line() -> None:
+    with pytest.raises(SuiteError, match=r"bad\.toml: not valid TOML: .*line 3"):
+        parse("[suite]\nname = \"x\"\ntimeout_s = ten\n", "bad.toml")
+
+
+def test_override_filters_and_revalidates() -> None:
+    base = parse("")
+    s = suite_mod.override(base, backends=["tf-onednn"], scenarios=["inference"])
+    assert s.backends == ("tf-onednn",) and s.scenarios == ("inference",)
+    with pytest.raises(SuiteError, match="'nope' is not one of"):
+        suite_mod.override(base, backends=["nope"])
+    with_data = suite_mod.override(base, data="/some/lfw")
+    assert with_data.data.source == "lfw" and with_data.data.path == "/some/lfw"
+
+
+def test_cli_exits_2_on_a_broken_suite(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    bad = tmp_path / "broken.toml"
+    bad.write_text("[suite]\nbackend = [\"tf-stock\"]\n")
+    assert main(["run", str(bad), "--out", str(tmp_path / "res")]) == 2
+    err = capsys.readouterr().err
+    assert "broken.toml" in err and "did you mean 'backends'" in err
+    assert not (tmp_path / "res").exists(), "nothing is written for a suite that cannot run"
+
+
+def test_cli_exits_2_on_a_missing_suite(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["run", str(tmp_path / "nope.toml")]) == 2
+    assert "no such suite file" in capsys.readouterr().err
+
+
+def test_cli_exits_2_on_a_missing_lfw_directory(tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture) -> None:
+    code = main(["run", str(REPO / "suites/quick.toml"), "--data", str(tmp_path / "lfw"),
+                 "--out", str(tmp_path / "res")])
+    assert code == 2
+    assert str(tmp_path / "lfw") in capsys.readouterr().err
