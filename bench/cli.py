@@ -96,8 +96,7 @@ def cmd_run(args: argparse.Namespace, out: Console) -> int:
                 bars.update(phase, description=f"  {run.run_id}: {record['status']} "
                             f"({record['wall_s']:.0f} s)", completed=1, total=1)
                 bars.advance(overall)
-    except Interrupted as exc:
-        launcher.kill()
+    except Interrupted as exc:  # the launcher has killed the running worker
         result.finish(interrupted=str(exc))
         out.print(f"[red]interrupted ({exc})[/]: {len(result.doc['runs'])} finished run(s) kept "
                   f"in {path}")

@@ -107,6 +107,10 @@ class Launcher:
                 self.kill()
                 proc.wait()
                 return f"timed out after {timeout_s:g} s (raise timeout_s in the suite)"
+            except BaseException:  # Ctrl-C or SIGTERM of the suite: the worker goes with it
+                self.kill()
+                proc.wait()
+                raise
             finally:
                 pump.join(timeout=5)
                 self.current = None
@@ -117,7 +121,7 @@ class Launcher:
         return None
 
     def kill(self) -> None:
-        """Kill the running worker and its process group (timeout, Ctrl-C of the suite)."""
+        """Kill the running worker and its whole process group."""
         proc = self.current
         if proc is not None and proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):

@@ -1,0 +1,42 @@
+"""The training scenario's update keeps the global batch's math when split into micro-batches."""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+from tensorflow import keras
+
+from bench.scenarios.full_training import _trainer
+from bench.suite import FullTrainingSpec
+
+
+def _model(seed: int) -> keras.Model:
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((6,))
+    hidden = keras.layers.Dense(5, activation="relu", name="hidden")(inputs)
+    return keras.Model(inputs, keras.layers.Dense(3, name="out")(hidden))
+
+
+def _train(batch_size: int, micro_batch: int, x: np.ndarray, y: np.ndarray) -> list[np.ndarray]:
+    model = _model(seed=1)
+    spec = FullTrainingSpec(batch_size=batch_size, micro_batch=micro_batch, learning_rate=0.01)
+    micro_step, update = _trainer(model, spec)
+    for step in range(2):  # two updates, so RMSProp's state is exercised too
+        chunk = slice(step * batch_size, (step + 1) * batch_size)
+        xs, ys = x[chunk], y[chunk]
+        for i in range(0, batch_size, micro_batch):
+            micro_step(tf.constant(xs[i:i + micro_batch]), tf.constant(ys[i:i + micro_batch]))
+        update()
+    return [v.numpy() for v in model.trainable_variables]
+
+
+def test_micro_batches_give_the_same_update_as_the_global_batch() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(16, 6)).astype("float32")
+    y = rng.integers(0, 3, size=16).astype("int32")
+    whole = _train(8, 8, x, y)
+    split = _train(8, 2, x, y)
+    untrained = [v.numpy() for v in _model(seed=1).trainable_variables]
+    for w, s, u in zip(whole, split, untrained, strict=True):
+        np.testing.assert_allclose(s, w, rtol=1e-4, atol=1e-6)
+        assert not np.allclose(w, u), "the update changed the weights"
