@@ -7,6 +7,7 @@ placement, data, result file), named with its fix; 130 interrupted (finished run
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import json
 import signal
@@ -32,6 +33,8 @@ from bench.plan import plan
 from bench.report import console as console_report
 
 EXIT_FAILED_RUN, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 1, 2, 130
+_COLUMNS = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
 
 
 class Interrupted(Exception):
@@ -55,7 +58,10 @@ def _preflight(suite: suite_mod.Suite) -> None:
 
 
 def cmd_run(args: argparse.Namespace, out: Console) -> int:
-    suite = suite_mod.override(suite_mod.load(args.suite), backends=args.backend,
+    previous = results.load(args.resume) if args.resume else None
+    base = (suite_mod.from_dict(previous["suite"], args.resume) if previous
+            else suite_mod.load(args.suite))
+    suite = suite_mod.override(base, backends=args.backend,
                                scenarios=args.scenario, data=args.data, weights=args.weights,
                                placement=args.placement)
     topology = read_topology()
@@ -71,27 +77,35 @@ def cmd_run(args: argparse.Namespace, out: Console) -> int:
         "software": machine.software(),
         "project": machine.project_commit(),
         "suite": suite.to_dict(),
+        "resumed_from": args.resume or None,
     }
+    # Resuming: runs that finished (ok or skipped) are carried over, marked, not measured again.
+    carried = {r["run_id"]: {**r, "carried_from": args.resume} for r in previous["runs"]
+               if r.get("status") in ("ok", "skipped")} if previous else {}
     result = results.ResultFile(path, header)
-    from bench.launcher import Launcher
+    from bench.launcher import Launcher, Limits
 
     launcher = Launcher(topology, log_dir=path.with_suffix(".logs"))
-    out.print(f"tlbench {__version__}: suite [bold]{suite.name}[/] ({len(runs)} runs) on "
+    limits = Limits(timeout_s=suite.timeout_s, max_memory_gb=suite.max_memory_gb)
+    resuming = f", {len(carried)} carried over from {args.resume}" if carried else ""
+    out.print(f"tlbench {__version__}: suite [bold]{suite.name}[/] ({len(runs)} runs{resuming}) on "
               f"{header['machine']['cpu_model']}, CPUs {list(placement.cpus)} → {path}")
     previous = {s: signal.signal(s, _interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
     try:
-        with Progress(*columns, console=out, transient=False) as bars:
+        with Progress(*_COLUMNS, console=out) as bars:
             overall = bars.add_task("suite", total=len(runs))
             for run in runs:
+                if run.run_id in carried:
+                    result.add_run(carried[run.run_id])
+                    bars.advance(overall)
+                    continue
                 phase = bars.add_task(f"  {run.run_id}: starting", total=None)
 
                 def on_event(event: dict[str, Any], phase: int = phase, run_id: str = run.run_id):
                     bars.update(phase, description=f"  {run_id}: {event['phase']}",
                                 completed=event.get("done") or 0, total=event.get("total"))
 
-                record = launcher.run(run, placement, suite.timeout_s, on_event)
+                record = launcher.run(run, placement, limits, on_event)
                 result.add_run(record)
                 bars.update(phase, description=f"  {run.run_id}: {record['status']} "
                             f"({record['wall_s']:.0f} s)", completed=1, total=1)
@@ -112,6 +126,36 @@ def cmd_run(args: argparse.Namespace, out: Console) -> int:
         out.print(f"[red]{len(failed)} run(s) failed[/]: {', '.join(failed)} (logs in "
                   f"{launcher.log_dir})")
         return EXIT_FAILED_RUN
+    return 0
+
+
+def cmd_pretrain(args: argparse.Namespace, out: Console) -> int:
+    """Train on the synthetic source identities in this process, pinned like a worker."""
+    import os
+
+    from bench.backends import get
+    from bench.pinning import pin_self
+
+    suite = suite_mod.override(suite_mod.load(args.suite), placement=args.placement)
+    placement = resolve(suite.placement, read_topology())
+    os.environ.update({**placement.environment(), **get("tf-onednn").environment()})
+    pin_self(placement.cpus)
+    from bench.pretrain import pretrain
+
+    model = {**dataclasses.asdict(suite.model), "weights": ""}
+    with Progress(*_COLUMNS, console=out) as bars:
+        task = bars.add_task("pretrain", total=None)
+
+        def progress(phase: str, done: float = 0, total: float | None = None) -> None:
+            bars.update(task, description=phase, completed=done, total=total)
+
+        facts = pretrain(model, identities=args.identities, epochs=args.epochs,
+                         micro_batch=args.batch, learning_rate=args.learning_rate,
+                         seed=suite.data.seed, progress=progress)
+    out.print(f"pretrained weights: {facts['path']} ({facts['steps']} steps on "
+              f"{facts['images']} images of {facts['identities']} source identities, final "
+              f"loss {facts['final_loss']:.3f}); transfer and inference runs of this model "
+              f"configuration now start from them")
     return 0
 
 
@@ -159,7 +203,21 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--data", default="", metavar="PATH", help="a real LFW-layout directory")
     run.add_argument("--weights", default="", metavar="FILE", help="pretrained FaceNet weights")
     run.add_argument("--placement", default="", help="all | socket:N | cores:LIST")
+    run.add_argument("--resume", default="", metavar="RESULT",
+                     help="run only what RESULT (an interrupted or failed suite run) is missing, "
+                     "into a new result file that carries its finished runs over")
     run.set_defaults(func=cmd_run)
+
+    pre = sub.add_parser("pretrain", help="train on the synthetic source identities; cache the "
+                         "weights that transfer and inference then start from")
+    pre.add_argument("suite", nargs="?", default="suites/default.toml",
+                     help="the suite whose model configuration to pretrain")
+    pre.add_argument("--identities", type=int, default=40)
+    pre.add_argument("--epochs", type=int, default=20)
+    pre.add_argument("--batch", type=int, default=16)
+    pre.add_argument("--learning-rate", type=float, default=0.05)
+    pre.add_argument("--placement", default="")
+    pre.set_defaults(func=cmd_pretrain)
 
     rep = sub.add_parser("report", help="show a result file's tables")
     rep.add_argument("result")

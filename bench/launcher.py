@@ -19,8 +19,11 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 from bench import backends
 from bench.pinning import Placement, Topology
@@ -28,6 +31,27 @@ from bench.plan import Run
 from bench.worker import PROGRESS_PREFIX
 
 LOG_TAIL_LINES = 30
+POLL_S = 0.2  # how often a running worker's clock and memory are checked
+
+
+@dataclass(frozen=True)
+class Limits:
+    timeout_s: float
+    max_memory_gb: float = 0.0  # 0: no cap
+
+
+def _tree_rss(pid: int) -> int:
+    """Resident bytes of a process and all its descendants (0 for those already gone)."""
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0
+    total = 0
+    for p in procs:
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+            total += p.memory_info().rss
+    return total
 
 
 def worker_environment(run: Run, placement: Placement) -> dict[str, str]:
@@ -61,7 +85,7 @@ class Launcher:
         self.python = python
         self.current: subprocess.Popen | None = None
 
-    def run(self, run: Run, placement: Placement, timeout_s: float,
+    def run(self, run: Run, placement: Placement, limits: Limits,
             on_event: Callable[[dict[str, Any]], None] = lambda e: None) -> dict[str, Any]:
         env_vars = worker_environment(run, placement)
         record: dict[str, Any] = {
@@ -81,7 +105,7 @@ class Launcher:
             cmd = [*placement.command_prefix(self.topology), self.python, "-m", "bench.worker",
                    str(task_path), str(out_path)]
             t0 = time.perf_counter()
-            outcome = self._spawn(cmd, {**os.environ, **env_vars}, log_path, timeout_s, on_event)
+            outcome = self._spawn(cmd, {**os.environ, **env_vars}, log_path, limits, on_event)
             record["wall_s"] = time.perf_counter() - t0
             doc = json.loads(out_path.read_text()) if out_path.exists() else None
         record.update(doc or {})
@@ -92,7 +116,7 @@ class Launcher:
             record["log_tail"] = _tail(log_path)
         return record
 
-    def _spawn(self, cmd: list[str], env: dict[str, str], log_path: Path, timeout_s: float,
+    def _spawn(self, cmd: list[str], env: dict[str, str], log_path: Path, limits: Limits,
                on_event: Callable[[dict[str, Any]], None]) -> str | None:
         """Run the worker; return None on a clean exit, else the cause of failure."""
         with open(log_path, "w", encoding="utf-8") as log:
@@ -102,23 +126,48 @@ class Launcher:
             pump = threading.Thread(target=_pump, args=(proc.stdout, log, on_event), daemon=True)
             pump.start()
             try:
-                code = proc.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                self.kill()
-                proc.wait()
-                return f"timed out after {timeout_s:g} s (raise timeout_s in the suite)"
+                cause = self._watch(proc, limits)
             except BaseException:  # Ctrl-C or SIGTERM of the suite: the worker goes with it
                 self.kill()
                 proc.wait()
                 raise
             finally:
+                if proc.poll() is None:
+                    self.kill()
+                    proc.wait()
                 pump.join(timeout=5)
                 self.current = None
-        if code < 0:
-            return f"worker killed by signal {signal.Signals(-code).name}"
-        if code != 0:
-            return f"worker exited with status {code}"
+        if cause is not None:
+            return cause
+        if proc.returncode < 0:
+            return f"worker killed by signal {signal.Signals(-proc.returncode).name}"
+        if proc.returncode != 0:
+            return f"worker exited with status {proc.returncode}"
         return None
+
+    @staticmethod
+    def _watch(proc: subprocess.Popen, limits: Limits) -> str | None:
+        """Wait for the worker, enforcing the time limit and the memory cap; None if it exited.
+
+        Memory is the resident set of the worker's whole process tree, polled: address-space
+        limits (RLIMIT_AS) cannot be used, TensorFlow reserves far more than it touches.
+        """
+        deadline = time.monotonic() + limits.timeout_s
+        cap = limits.max_memory_gb * 2**30 if limits.max_memory_gb else None
+        while True:
+            try:
+                proc.wait(timeout=POLL_S)
+                return None
+            except subprocess.TimeoutExpired:
+                pass
+            if time.monotonic() > deadline:
+                return f"timed out after {limits.timeout_s:g} s (raise timeout_s in the suite)"
+            if cap is not None:
+                rss = _tree_rss(proc.pid)
+                if rss > cap:
+                    return (f"exceeded the memory cap: {rss / 2**30:.2f} GB resident > "
+                            f"max_memory_gb = {limits.max_memory_gb:g} (raise it, or lower "
+                            f"the batch / micro_batch)")
 
     def kill(self) -> None:
         """Kill the running worker and its whole process group."""

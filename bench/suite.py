@@ -168,7 +168,8 @@ class Suite:
     backends: tuple[str, ...] = BACKENDS
     scenarios: tuple[str, ...] = SCENARIOS
     placement: str = "all"
-    timeout_s: float = 1800.0
+    timeout_s: float = 1800.0  # per run
+    max_memory_gb: float = 0.0  # per worker (resident, whole process tree); 0 = no cap
     model: ModelSpec = field(default_factory=ModelSpec)
     data: DataSpec = field(default_factory=DataSpec)
     full_training: FullTrainingSpec = field(default_factory=FullTrainingSpec)
@@ -182,7 +183,8 @@ class Suite:
         return dataclasses.asdict(self)
 
 
-_SUITE_KEYS = ("name", "description", "backends", "scenarios", "placement", "timeout_s")
+_SUITE_KEYS = ("name", "description", "backends", "scenarios", "placement", "timeout_s",
+               "max_memory_gb")
 _SECTIONS: dict[str, type] = {"model": ModelSpec, "data": DataSpec, **SCENARIO_SPECS}
 
 
@@ -234,6 +236,17 @@ def parse(text: str, path: str = "inline.toml") -> Suite:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise SuiteError(f"{path}: not valid TOML: {exc}") from None
+    return _from_doc(doc, path)
+
+
+def from_dict(stored: dict[str, Any], where: str) -> Suite:
+    """Rebuild (and re-validate) a suite stored in a result file by `Suite.to_dict`."""
+    doc = {"suite": {k: stored[k] for k in _SUITE_KEYS if k in stored},
+           **{k: stored[k] for k in _SECTIONS if k in stored}}
+    return _from_doc(doc, stored.get("path") or where)
+
+
+def _from_doc(doc: dict[str, Any], path: str) -> Suite:
     for key in doc:
         if key != "suite" and key not in _SECTIONS:
             _unknown_key(path, key, ["suite", *_SECTIONS])
@@ -271,6 +284,8 @@ def _check_suite(suite: Suite, where: str) -> None:
             _fail(f"{where}.{name}", f"lists an entry twice: {list(items)}")
     if suite.timeout_s <= 0:
         _fail(f"{where}.timeout_s", "must be > 0 seconds")
+    if suite.max_memory_gb < 0:
+        _fail(f"{where}.max_memory_gb", "must be >= 0 (0 means no cap)")
 
 
 def load(path: str | Path) -> Suite:

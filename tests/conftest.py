@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 import pytest
+
+from bench.results import load
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -40,3 +43,58 @@ def fake_sysfs(root: Path, sockets: int = 2, cores: int = 2, threads: int = 2) -
         node_dir.mkdir(parents=True)
         (node_dir / "cpulist").write_text(",".join(map(str, sorted(cpus))) + "\n")
     return root
+
+
+SMALL = """
+[suite]
+name = "{name}"
+backends = {backends}
+scenarios = {scenarios}
+timeout_s = {timeout}
+max_memory_gb = {max_memory_gb}
+
+[model]
+variant = "small"
+image_size = 96
+embedding_size = 64
+weights = "{weights}"
+
+[data]
+identities = 4
+min_images = 3
+max_images = 4
+
+[full_training]
+measure = "full"
+epochs = 1
+steps_per_epoch = 2
+batch_size = 8
+micro_batch = 4
+warmup_steps = 0
+window_steps = 3
+
+[transfer]
+batch_size = 4
+head_steps = 20
+
+[inference]
+batch_size = 4
+warmup_s = 0.2
+duration_s = 0.5
+"""
+
+
+def write_suite(folder: Path, name: str = "e2e", backends=("tf-stock", "tf-onednn"),
+                scenarios=("full_training", "transfer", "inference"), timeout: float = 300,
+                weights: str = "", max_memory_gb: float = 0) -> Path:
+    path = folder / f"{name}.toml"
+    path.write_text(SMALL.format(name=name, backends=json.dumps(list(backends)),
+                                 scenarios=json.dumps(list(scenarios)), timeout=timeout,
+                                 weights=weights, max_memory_gb=max_memory_gb))
+    return path
+
+
+def only_result(out: Path) -> dict:
+    files = list(out.glob("*/*.json"))
+    assert len(files) == 1, files
+    return load(files[0])

@@ -6,7 +6,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow import keras
 
-from bench.scenarios.full_training import _trainer
+from bench.scenarios.full_training import make_trainer
 from bench.suite import FullTrainingSpec
 
 
@@ -20,7 +20,7 @@ def _model(seed: int) -> keras.Model:
 def _train(batch_size: int, micro_batch: int, x: np.ndarray, y: np.ndarray) -> list[np.ndarray]:
     model = _model(seed=1)
     spec = FullTrainingSpec(batch_size=batch_size, micro_batch=micro_batch, learning_rate=0.01)
-    micro_step, update = _trainer(model, spec)
+    micro_step, update = make_trainer(model, spec)
     for step in range(2):  # two updates, so RMSProp's state is exercised too
         chunk = slice(step * batch_size, (step + 1) * batch_size)
         xs, ys = x[chunk], y[chunk]

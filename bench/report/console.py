@@ -52,10 +52,11 @@ def scenario_tables(doc: dict[str, Any]) -> list[Table]:
     tables = []
     train = [r for r in ok if r["scenario"] == "full_training"]
     if train:
-        t = _table("Full training (from scratch)", "backend", "img/s", "first step",
-                   "total", "", "GFLOP/s", "peak RSS")
+        t = _table("Full training (from scratch)", "backend", "img/s", "input pipeline img/s",
+                   "first step", "total", "", "GFLOP/s", "peak RSS")
         for r in train:
             t.add_row(r["backend"], f"{r['derived']['images_per_s']:.2f}",
+                      _num(r["derived"].get("input_pipeline_images_per_s"), ".0f"),
                       duration(r["first_step_s"]), duration(r["total"]["total_s"]),
                       _kind(r["total"]), _num(r["derived"]["gflops_per_s"]), _rss(r))
         tables.append(t)

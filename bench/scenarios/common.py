@@ -9,6 +9,7 @@ from typing import Any
 
 from bench.data import lfw, synthetic
 from bench.models import facenet
+from bench.pretrain import weights_path
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,16 @@ def load_split(data: dict[str, Any]) -> Split:
     return Split(root, train, test, time.perf_counter() - t0)
 
 
+def resolve_weights(model: dict[str, Any]) -> tuple[str, str]:
+    """The weights a run starts from: (path or "", where they come from)."""
+    if model.get("weights"):
+        return model["weights"], "given"
+    cached = weights_path(model)
+    if cached.is_file():
+        return str(cached), "tlbench pretrain (synthetic source identities)"
+    return "", "random"
+
+
 def build_base(model: dict[str, Any]):
     """FaceNet's base network; with `weights`, loaded and checked, else randomly initialised."""
     base = facenet.inception_resnet_v1(image_size=model["image_size"],
@@ -58,7 +69,14 @@ def build_base(model: dict[str, Any]):
     return base
 
 
+def build_pretrained(model: dict[str, Any]):
+    """The base network with the weights `resolve_weights` picks, and the facts to record."""
+    weights, source = resolve_weights(model)
+    base = build_base({**model, "weights": weights})
+    return base, {**model_facts(base, model), "weights": weights, "weights_source": source,
+                  "pretrained": source != "random"}
+
+
 def model_facts(base, model: dict[str, Any]) -> dict[str, Any]:
     return {**model, "parameters": int(base.count_params()),
-            "forward_flops": facenet.forward_flops(base),
-            "pretrained": bool(model.get("weights"))}
+            "forward_flops": facenet.forward_flops(base)}

@@ -30,7 +30,7 @@ from bench.suite import FullTrainingSpec
 TRAIN_FLOPS_PER_FORWARD = 3
 
 
-def _trainer(model, spec: FullTrainingSpec):
+def make_trainer(model, spec: FullTrainingSpec):
     """A micro-step (forward, backward, accumulate) and an update (apply averaged, reset)."""
     import tensorflow as tf
     from tensorflow import keras
@@ -86,9 +86,10 @@ def run(run: dict[str, Any], backend: Backend, progress: Progress) -> dict[str, 
     progress("prepare data")
     split = load_split(run["data"])
     progress("build model")
-    base = build_base({**run["model"], "weights": ""})  # from scratch, whatever the suite says
+    model_spec = {**run["model"], "weights": ""}  # from scratch, whatever the suite says
+    base = build_base(model_spec)
     model = facenet.classifier_model(base, num_classes=len(split.train.names))
-    micro_step, update = _trainer(model, spec)
+    micro_step, update = make_trainer(model, spec)
     batches = iter(lfw.dataset(split.train, size, spec.micro_batch, shuffle=True,
                                seed=run["data"]["seed"], repeat=True, drop_remainder=True))
 
@@ -127,6 +128,11 @@ def run(run: dict[str, Any], backend: Backend, progress: Progress) -> dict[str, 
     if spec.measure == "projected":
         while len(updates) < 3:  # timing only: this run's weights are not used afterwards
             timed_update()
+    progress("time the input pipeline alone")
+    epoch_batches = max(1, len(split.train.paths) // spec.micro_batch)
+    pipeline_img_s = lfw.pipeline_throughput(
+        lfw.dataset(split.train, size, spec.micro_batch, shuffle=True, seed=run["data"]["seed"],
+                    repeat=True, drop_remainder=True), batches=max(20, 2 * epoch_batches))
     steady = micro[spec.warmup_steps:]
     if len(steady) < 3:
         raise ValueError(f"only {len(steady)} steady micro-steps: raise epochs/steps_per_epoch "
@@ -134,7 +140,7 @@ def run(run: dict[str, Any], backend: Backend, progress: Progress) -> dict[str, 
     stats = summarize(steady)
     img_s = spec.micro_batch / stats["median"]
     update_mean = float(np.mean(updates)) if updates else 0.0
-    facts = model_facts(base, run["model"])
+    facts = model_facts(base, model_spec)
     out: dict[str, Any] = {
         "model": facts,
         "data": split.describe(),
@@ -148,6 +154,9 @@ def run(run: dict[str, Any], backend: Backend, progress: Progress) -> dict[str, 
             "gflops_per_s": img_s * TRAIN_FLOPS_PER_FORWARD * facts["forward_flops"] / 1e9,
             "total_images": spec.total_steps * spec.batch_size,
             "accumulation": spec.accumulation,
+            # the same input pipeline iterated without the model: far above images_per_s
+            # means the pipeline is not what limits training
+            "input_pipeline_images_per_s": pipeline_img_s,
         },
     }
     if spec.measure == "full":

@@ -16,7 +16,7 @@ from bench.data import lfw
 from bench.measure import summarize, time_calls
 from bench.models import facenet
 from bench.scenarios import Progress
-from bench.scenarios.common import build_base, load_split, model_facts
+from bench.scenarios.common import build_pretrained, load_split
 from bench.suite import InferenceSpec
 
 
@@ -32,9 +32,8 @@ def run(run: dict[str, Any], backend: Backend, progress: Progress) -> dict[str, 
     progress("prepare data")
     split = load_split(run["data"])
     progress("build model")
-    base = build_base(run["model"])
+    base, facts = build_pretrained(run["model"])
     model = facenet.embedding_model(base)
-    facts = model_facts(base, run["model"])
     batch = _batch(split.test, size, spec.batch_size)
 
     out: dict[str, Any] = {"model": facts, "data": split.describe(), "samples": {}, "stats": {},

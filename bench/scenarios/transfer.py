@@ -19,7 +19,7 @@ from bench.data import lfw
 from bench.measure import summarize
 from bench.models import facenet
 from bench.scenarios import Progress
-from bench.scenarios.common import build_base, load_split, model_facts
+from bench.scenarios.common import build_pretrained, load_split
 from bench.suite import TransferSpec
 
 RANDOM_WEIGHTS_NOTE = ("random weights (no --weights given): extraction and head times hold, "
@@ -77,7 +77,7 @@ def run(run: dict[str, Any], backend: Backend, progress: Progress) -> dict[str, 
     progress("prepare data")
     split = load_split(run["data"])
     progress("build model")
-    base = build_base(run["model"])
+    base, facts = build_pretrained(run["model"])
     base.trainable = False
     predict = backend.predictor(facenet.embedding_model(base), spec.batch_size)
 
@@ -97,7 +97,6 @@ def run(run: dict[str, Any], backend: Backend, progress: Progress) -> dict[str, 
 
     # Steady-state extraction rate: full batches after the first (which traces the graph).
     steady = train_s[1:-1] if len(train_s) > 2 else train_s
-    facts = model_facts(base, run["model"])
     images = len(split.train.paths) + len(split.test.paths)
     extraction_img_s = spec.batch_size / summarize(steady)["median"]
     out: dict[str, Any] = {
