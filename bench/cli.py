@@ -53,8 +53,8 @@ def _preflight(suite: suite_mod.Suite) -> None:
         lfw.scan(Path(suite.data.path).expanduser(),
                  min_images_per_identity=suite.data.holdout_per_identity + 1)
     if suite.model.weights and not Path(suite.model.weights).expanduser().is_file():
-        raise DataError(f"weights file {suite.model.weights} does not exist; pass a *.weights.h5 "
-                        f"written by tlbench")
+        raise DataError(f"weights file {suite.model.weights} does not exist; pass a .npz "
+                        f"written by tlbench (e.g. by `tlbench pretrain`)")
 
 
 def cmd_run(args: argparse.Namespace, out: Console) -> int:

@@ -7,7 +7,6 @@ disjoint from the target set, so no target identity leaks in), and random weight
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -17,14 +16,14 @@ from bench.data import lfw, synthetic
 def weights_path(model: dict[str, Any]) -> Path:
     """Where the pretrained weights of one model configuration are cached."""
     name = (f"facenet-{model['variant']}-{model['image_size']}px-{model['embedding_size']}d-"
-            f"synthetic-source.weights.h5")
+            f"synthetic-source.npz")
     return synthetic.default_cache_dir() / "weights" / name
 
 
 def pretrain(model: dict[str, Any], *, identities: int, epochs: int, micro_batch: int,
              learning_rate: float, seed: int, progress) -> dict[str, Any]:
     """Train from scratch with the full-training recipe, then save the base network's weights."""
-    from bench.models import facenet
+    from bench.models import facenet, weights
     from bench.scenarios.common import build_base
     from bench.scenarios.full_training import make_trainer
     from bench.suite import FullTrainingSpec
@@ -32,7 +31,7 @@ def pretrain(model: dict[str, Any], *, identities: int, epochs: int, micro_batch
     root = synthetic.ensure(synthetic.SyntheticSpec(identities=identities, seed=seed,
                                                     split="source"))
     index = lfw.scan(root)
-    base = build_base({**model, "weights": ""})
+    base = build_base({**model, "weights": ""}, seed=seed)
     classifier = facenet.classifier_model(base, num_classes=len(index.names))
     spec = FullTrainingSpec(batch_size=micro_batch, micro_batch=micro_batch,
                             learning_rate=learning_rate)
@@ -45,10 +44,6 @@ def pretrain(model: dict[str, Any], *, identities: int, epochs: int, micro_batch
         loss = float(micro_step(images, labels))
         update()
         progress(f"pretrain (loss {loss:.2f})", step + 1, steps)
-    path = weights_path(model)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-    base.save_weights(str(tmp))
-    os.replace(tmp, path)  # atomic: a transfer run never reads half a file
+    path = weights.save(base, weights_path(model))  # atomic: no run reads half a file
     return {"path": str(path), "identities": len(index.names), "images": len(index.paths),
             "steps": steps, "final_loss": loss}

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.data import lfw, synthetic
-from bench.models import facenet
+from bench.models import facenet, weights
 from bench.pretrain import weights_path
 
 
@@ -41,40 +41,49 @@ def load_split(data: dict[str, Any]) -> Split:
     return Split(root, train, test, time.perf_counter() - t0)
 
 
-def resolve_weights(model: dict[str, Any]) -> tuple[str, str]:
-    """The weights a run starts from: (path or "", where they come from)."""
+def resolve_weights(model: dict[str, Any], seed: int) -> tuple[str, str]:
+    """The weights file a run starts from, and where the weights come from.
+
+    In order: the suite's (or --weights) file; the cached `tlbench pretrain` weights of this
+    configuration; else a seeded random initialisation, written once to the cache so that every
+    backend — in whatever process or TensorFlow version — runs the very same weights.
+    """
     if model.get("weights"):
         return model["weights"], "given"
-    cached = weights_path(model)
-    if cached.is_file():
-        return str(cached), "tlbench pretrain (synthetic source identities)"
-    return "", "random"
+    pretrained = weights_path(model)
+    if pretrained.is_file():
+        return str(pretrained), "tlbench pretrain (synthetic source identities)"
+    random_init = pretrained.with_name(
+        f"facenet-{model['variant']}-{model['image_size']}px-{model['embedding_size']}d-"
+        f"random-seed{seed}.npz")
+    if not random_init.is_file():
+        weights.save(build_base({**model, "weights": ""}, seed=seed), random_init)
+    return str(random_init), "random"
 
 
-def build_base(model: dict[str, Any]):
-    """FaceNet's base network; with `weights`, loaded and checked, else randomly initialised."""
+def build_base(model: dict[str, Any], seed: int = 0):
+    """FaceNet's base network, seeded; with `weights`, loaded and checked variable by variable."""
+    from tensorflow import keras
+
+    keras.utils.set_random_seed(seed)
     base = facenet.inception_resnet_v1(image_size=model["image_size"],
                                        embedding_size=model["embedding_size"],
                                        variant=model["variant"])
     if model.get("weights"):
         path = Path(model["weights"]).expanduser()
         if not path.is_file():
-            raise FileNotFoundError(f"weights file {path} does not exist; pass the path of a "
-                                    f"file written by tlbench (*.weights.h5)")
-        try:
-            base.load_weights(str(path))
-        except (ValueError, KeyError, OSError) as exc:
-            raise ValueError(f"weights file {path} does not fit FaceNet {model['variant']} "
-                             f"{model['embedding_size']}-d: {exc}") from exc
+            raise FileNotFoundError(f"weights file {path} does not exist; pass a .npz written "
+                                    f"by tlbench (tlbench pretrain writes one)")
+        weights.load(base, path)
     return base
 
 
-def build_pretrained(model: dict[str, Any]):
+def build_pretrained(model: dict[str, Any], seed: int):
     """The base network with the weights `resolve_weights` picks, and the facts to record."""
-    weights, source = resolve_weights(model)
-    base = build_base({**model, "weights": weights})
-    return base, {**model_facts(base, model), "weights": weights, "weights_source": source,
-                  "pretrained": source != "random"}
+    path, source = resolve_weights(model, seed)
+    base = build_base({**model, "weights": path}, seed=seed)
+    return base, {**model_facts(base, model), "weights": path, "weights_source": source,
+                  "pretrained": source not in ("random",)}
 
 
 def model_facts(base, model: dict[str, Any]) -> dict[str, Any]:

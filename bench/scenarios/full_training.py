@@ -87,7 +87,7 @@ def run(run: dict[str, Any], backend: Backend, progress: Progress) -> dict[str, 
     split = load_split(run["data"])
     progress("build model")
     model_spec = {**run["model"], "weights": ""}  # from scratch, whatever the suite says
-    base = build_base(model_spec)
+    base = build_base(model_spec, seed=run["data"]["seed"])
     model = facenet.classifier_model(base, num_classes=len(split.train.names))
     micro_step, update = make_trainer(model, spec)
     batches = iter(lfw.dataset(split.train, size, spec.micro_batch, shuffle=True,

@@ -32,7 +32,7 @@ def run(run: dict[str, Any], backend: Backend, progress: Progress) -> dict[str, 
     progress("prepare data")
     split = load_split(run["data"])
     progress("build model")
-    base, facts = build_pretrained(run["model"])
+    base, facts = build_pretrained(run["model"], seed=run["data"]["seed"])
     model = facenet.embedding_model(base)
     batch = _batch(split.test, size, spec.batch_size)
 

@@ -77,7 +77,7 @@ def run(run: dict[str, Any], backend: Backend, progress: Progress) -> dict[str, 
     progress("prepare data")
     split = load_split(run["data"])
     progress("build model")
-    base, facts = build_pretrained(run["model"])
+    base, facts = build_pretrained(run["model"], seed=run["data"]["seed"])
     base.trainable = False
     predict = backend.predictor(facenet.embedding_model(base), spec.batch_size)
 

@@ -41,7 +41,7 @@ def test_a_worker_over_its_memory_cap_is_failed_with_the_cause(tmp_path: Path) -
 
 
 def test_a_failing_run_is_recorded_and_the_next_still_runs(tmp_path: Path) -> None:
-    bad = tmp_path / "bad.weights.h5"
+    bad = tmp_path / "bad.npz"
     bad.write_bytes(b"not an h5 file")
     suite = write_suite(tmp_path, backends=("tf-onednn",), scenarios=("inference",
                         "full_training"), weights=str(bad))
