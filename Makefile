@@ -5,8 +5,14 @@ BIN    := $(VENV)/bin
 SUITE  ?= suites/default.toml
 ARGS   ?=
 STAMP  := $(VENV)/.installed
+# Intel Extension for TensorFlow needs TensorFlow 2.15: its own environment (requirements-itex.txt),
+# whose interpreter runs the itex backends' workers.
+ITEX_VENV  := .venv-itex
+ITEX_STAMP := $(ITEX_VENV)/.installed
+RESULTS  ?= results
+BASELINE ?=
 
-.PHONY: install bench quick test lint clean
+.PHONY: install itex bench quick test lint clean bench-ci microbench chromium
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,17 +22,56 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-bench: install  ## run a suite (default: suites/default.toml), write results/, print the summary
+$(ITEX_STAMP): requirements-itex.txt pyproject.toml
+	$(PYTHON) -m venv $(ITEX_VENV)
+	$(ITEX_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(ITEX_VENV)/bin/python -m pip install --quiet -r requirements-itex.txt
+	$(ITEX_VENV)/bin/python -m pip install --quiet --no-deps -e .
+	touch $@
+
+itex: $(ITEX_STAMP)
+
+bench: install itex  ## run a suite (default: suites/default.toml), write results/, print the summary
 	$(BIN)/tlbench run $(SUITE) $(ARGS)
 
-quick: install
+quick: install itex
 	$(BIN)/tlbench run suites/quick.toml $(ARGS)
 
 lint: install
 	$(BIN)/ruff check bench tests
 
-test: install lint
+test: install itex lint chromium
 	$(BIN)/python -m pytest
 
+# Debian's headless Chromium, for the test that opens the HTML report and screenshots it.
+# Installed when missing and possible (root, apt); otherwise that test is skipped with the reason.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] \
+	  && command -v apt-get >/dev/null 2>&1 && apt-get update -qq >/dev/null \
+	  && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+	  || echo "chromium is not installed and could not be: the report screenshot test will skip"
+
+# The CI regression suite, its HTML report and, with BASELINE=<result file>, the comparison:
+# fails when a run failed or a figure is significantly slower than the baseline beyond 5%.
+bench-ci: install itex
+	@stamp=$$(mktemp); \
+	$(BIN)/tlbench run suites/ci.toml --out $(RESULTS) $(ARGS); run=$$?; \
+	new=$$(find $(RESULTS) -name '*_ci.json' -newer "$$stamp" | sort | tail -n 1); rm -f "$$stamp"; \
+	if [ -z "$$new" ]; then echo "bench-ci: the suite wrote no result file" >&2; \
+	  [ $$run -ne 0 ] && exit $$run; exit 2; fi; \
+	if [ -z "$(BASELINE)" ]; then $(BIN)/tlbench report "$$new"; exit $$run; fi; \
+	$(BIN)/tlbench report "$$new" --baseline "$(BASELINE)" || exit $$?; \
+	mkdir -p reports; \
+	$(BIN)/tlbench compare "$(BASELINE)" "$$new" --json > "reports/$$(basename "$$new" .json).compare.json"; \
+	cmp=$$?; \
+	if [ $$cmp -ne 0 ]; then echo "bench-ci: tlbench compare exited $$cmp (1: regression, 2: unusable input)" >&2; exit $$cmp; fi; \
+	exit $$run
+
+# pytest-benchmark micro-benchmarks of the small model (tests/benchmarks; not part of `make test`).
+# make microbench ARGS=--benchmark-save=base
+# make microbench ARGS="--benchmark-compare --benchmark-compare-fail=median:10%"
+microbench: install
+	$(BIN)/python -m pytest tests/benchmarks -o addopts=-ra --benchmark-only $(ARGS)
+
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) $(ITEX_VENV) .pytest_cache .ruff_cache *.egg-info

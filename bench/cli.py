@@ -57,6 +57,12 @@ def _preflight(suite: suite_mod.Suite) -> None:
                         f"written by tlbench (e.g. by `tlbench pretrain`)")
 
 
+def _annotate_parity(doc: dict[str, Any]) -> None:
+    from bench import backends, parity
+
+    parity.annotate(doc["runs"], lambda name: backends.get(name).precision)
+
+
 def cmd_run(args: argparse.Namespace, out: Console) -> int:
     previous = results.load(args.resume) if args.resume else None
     base = (suite_mod.from_dict(previous["suite"], args.resume) if previous
@@ -85,7 +91,8 @@ def cmd_run(args: argparse.Namespace, out: Console) -> int:
     result = results.ResultFile(path, header)
     from bench.launcher import Launcher, Limits
 
-    launcher = Launcher(topology, log_dir=path.with_suffix(".logs"))
+    launcher = Launcher(topology, log_dir=path.with_suffix(".logs"),
+                        isa=header["machine"]["isa"])
     limits = Limits(timeout_s=suite.timeout_s, max_memory_gb=suite.max_memory_gb)
     resuming = f", {len(carried)} carried over from {args.resume}" if carried else ""
     out.print(f"tlbench {__version__}: suite [bold]{suite.name}[/] ({len(runs)} runs{resuming}) on "
@@ -111,6 +118,7 @@ def cmd_run(args: argparse.Namespace, out: Console) -> int:
                             f"({record['wall_s']:.0f} s)", completed=1, total=1)
                 bars.advance(overall)
     except Interrupted as exc:  # the launcher has killed the running worker
+        _annotate_parity(result.doc)
         result.finish(interrupted=str(exc))
         out.print(f"[red]interrupted ({exc})[/]: {len(result.doc['runs'])} finished run(s) kept "
                   f"in {path}")
@@ -118,9 +126,13 @@ def cmd_run(args: argparse.Namespace, out: Console) -> int:
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+    _annotate_parity(result.doc)
     result.finish(interrupted=None)
     console_report.show(result.doc, out)
-    out.print(f"result: {path}")
+    from bench.report import html
+
+    page = html.write(html.render(result.doc, str(path)), html.default_path(path))
+    out.print(f"result: {path}\nHTML report: {page}")
     failed = [r["run_id"] for r in result.doc["runs"] if r["status"] == "failed"]
     if failed:
         out.print(f"[red]{len(failed)} run(s) failed[/]: {', '.join(failed)} (logs in "
@@ -160,8 +172,86 @@ def cmd_pretrain(args: argparse.Namespace, out: Console) -> int:
 
 
 def cmd_report(args: argparse.Namespace, out: Console) -> int:
+    """Tables in the terminal and the self-contained HTML page (or the history of a folder)."""
+    from bench import compare, history
+    from bench.report import html
+
+    if args.history:
+        if args.result or args.baseline:
+            print("tlbench: error: --history DIR takes no RESULT and no --baseline",
+                  file=sys.stderr)
+            return EXIT_BAD_INPUT
+        try:
+            entries, problems = history.collect(args.history)
+        except history.HistoryError as exc:
+            print(f"tlbench: error: {exc}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        out.print(console_report.history_table(entries, args.history))
+        for problem in problems:
+            out.print(f"[yellow]skipped[/] {problem}")
+        page = html.render_history(entries, args.history, problems)
+        name = f"history-{Path(args.history).resolve().name}.html"
+        path = html.write(page, args.html or Path("reports") / name)
+        out.print(f"HTML report: {path}")
+        return 0
+    if not args.result:
+        print("tlbench: error: give a RESULT file, or --history results/<machine>/",
+              file=sys.stderr)
+        return EXIT_BAD_INPUT
     doc = results.load(args.result)
     console_report.show(doc, out)
+    extra: dict[str, Any] = {}
+    if args.baseline:
+        base = results.load(args.baseline)
+        try:
+            rows = compare.compare(base, doc, args.max_slowdown)
+        except compare.CompareError as exc:
+            print(f"tlbench: error: {args.baseline} vs {args.result}: {exc}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        out.print(console_report.compare_table(rows, args.max_slowdown, compare.ALPHA))
+        extra = {"baseline": base, "baseline_source": args.baseline, "rows": rows,
+                 "max_slowdown_pct": args.max_slowdown}
+    page = html.render(doc, args.result, **extra)
+    path = html.write(page, args.html or html.default_path(args.result))
+    out.print(f"HTML report: {path}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace, out: Console) -> int:
+    """Exit 1 only for a significant slowdown beyond the threshold; 2 for unusable input."""
+    from bench import compare
+
+    if not 0 <= args.max_slowdown < 1000:
+        print(f"tlbench: error: --max-slowdown {args.max_slowdown:g} is not a percentage "
+              f"(write e.g. --max-slowdown 5)", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    base, new = results.load(args.base), results.load(args.new)
+    try:
+        rows = compare.compare(base, new, args.max_slowdown)
+    except compare.CompareError as exc:
+        print(f"tlbench: error: {args.base} vs {args.new}: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    notes = compare.context_notes(base, new)
+    worse = compare.regressions(rows)
+    if args.json:
+        print(json.dumps({"base": args.base, "new": args.new,
+                          "max_slowdown_pct": args.max_slowdown, "alpha": compare.ALPHA,
+                          "notes": notes, "worse": len(worse),
+                          "rows": [r.to_dict() for r in rows]}, indent=1))
+    else:
+        out.print(console_report.compare_table(rows, args.max_slowdown, compare.ALPHA))
+        for note in notes:
+            out.print(f"[yellow]note[/]: {note}")
+    if not any(r.comparable for r in rows):
+        print(f"tlbench: error: {args.base} vs {args.new}: nothing comparable (every run in "
+              f"common failed, was skipped, or ran with other parameters)", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if worse:
+        if not args.json:
+            out.print(f"[bold red]{len(worse)} regression(s)[/]: "
+                      + ", ".join(f"{r.run_id} {r.metric} {r.time_change_pct:+.1f}%"
+                                  for r in worse))
+        return 1  # a regression: significant and beyond the threshold
     return 0
 
 
@@ -219,9 +309,26 @@ def parser() -> argparse.ArgumentParser:
     pre.add_argument("--placement", default="")
     pre.set_defaults(func=cmd_pretrain)
 
-    rep = sub.add_parser("report", help="show a result file's tables")
-    rep.add_argument("result")
+    rep = sub.add_parser("report", help="a result file's tables and its self-contained HTML page")
+    rep.add_argument("result", nargs="?", help="a result file (results/<machine>/*.json)")
+    rep.add_argument("--baseline", metavar="RESULT", help="compare against this result file")
+    rep.add_argument("--html", metavar="PATH",
+                     help="where to write the page (default: reports/<result file stem>.html)")
+    rep.add_argument("--history", metavar="DIR",
+                     help="the trend of every result file in DIR (results/<machine>/)")
+    rep.add_argument("--max-slowdown", type=float, default=5.0, metavar="PCT",
+                     help="with --baseline: the slowdown beyond which a change is worse")
     rep.set_defaults(func=cmd_report)
+
+    cmp_ = sub.add_parser("compare", help="new vs baseline result, run by run, with "
+                          "significance; exit 1 on a significant slowdown beyond the threshold")
+    cmp_.add_argument("base")
+    cmp_.add_argument("new")
+    cmp_.add_argument("--max-slowdown", type=float, default=5.0, metavar="PCT",
+                      help="slowdown (%%) beyond which a significant change is a regression "
+                      "(default 5)")
+    cmp_.add_argument("--json", action="store_true", help="rows as JSON on stdout")
+    cmp_.set_defaults(func=cmd_compare)
 
     mach = sub.add_parser("machine", help="topology, ISA and installed backends")
     mach.add_argument("--json", action="store_true")

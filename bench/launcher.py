@@ -14,7 +14,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -66,9 +65,36 @@ def _tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
         return ""
 
 
-def _pump(stream, log, on_event: Callable[[dict[str, Any]], None]) -> None:
+def onednn_summary(lines: list[str]) -> dict[str, Any]:
+    """oneDNN's verbose lines → its version, the ISA it dispatched to, implementations used.
+
+    With ONEDNN_VERBOSE=profile_create oneDNN prints an info header (version, `isa:`) and one
+    line per primitive created, naming its implementation, e.g.
+    `brg_conv_fwd:avx512_core` or `brg_conv_fwd:avx512_core_amx`: proof of the kernels used.
+    """
+    info: dict[str, Any] = {"implementations": {}}
+    for line in lines:
+        fields = line.rstrip("\n").split(",")
+        if len(fields) > 1 and fields[1] == "v1":  # oneDNN >= 3.4 adds a format version field
+            del fields[1]
+        if len(fields) > 2 and fields[1] == "info":
+            text = ",".join(fields[2:])
+            if text.startswith("oneDNN v"):
+                info["version"] = text.split(" (")[0]
+            elif text.startswith("cpu,isa:"):
+                info["isa"] = text.removeprefix("cpu,isa:")
+        elif len(fields) > 5 and fields[1] == "primitive" and fields[2].startswith("create"):
+            impl = fields[5]
+            info["implementations"][impl] = info["implementations"].get(impl, 0) + 1
+    return info
+
+
+def _pump(stream, log, on_event: Callable[[dict[str, Any]], None],
+          onednn: list[str]) -> None:
     for line in stream:
-        if line.startswith(PROGRESS_PREFIX):
+        if line.startswith("onednn_verbose,"):
+            onednn.append(line)  # summarised, not logged: thousands of lines
+        elif line.startswith(PROGRESS_PREFIX):
             try:
                 on_event(json.loads(line[len(PROGRESS_PREFIX):]))
             except ValueError:
@@ -79,14 +105,17 @@ def _pump(stream, log, on_event: Callable[[dict[str, Any]], None]) -> None:
 
 
 class Launcher:
-    def __init__(self, topology: Topology, log_dir: Path, python: str = sys.executable):
+    def __init__(self, topology: Topology, log_dir: Path, isa: dict[str, bool],
+                 python: str | None = None):
         self.topology = topology
         self.log_dir = log_dir
-        self.python = python
+        self.isa = isa
+        self.python = python  # overrides every backend's interpreter (tests)
         self.current: subprocess.Popen | None = None
 
     def run(self, run: Run, placement: Placement, limits: Limits,
             on_event: Callable[[dict[str, Any]], None] = lambda e: None) -> dict[str, Any]:
+        backend = backends.get(run.backend)
         env_vars = worker_environment(run, placement)
         record: dict[str, Any] = {
             **run.to_dict(),
@@ -95,6 +124,9 @@ class Launcher:
             "env": env_vars,
             "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         }
+        reason = backend.skip_reason(run.scenario, self.isa)
+        if reason:
+            return {**record, "status": "skipped", "reason": reason, "wall_s": 0.0}
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.log_dir / (run.run_id.replace("/", "--") + ".log")
         record["log"] = str(log_path)
@@ -102,13 +134,17 @@ class Launcher:
             task_path, out_path = Path(tmp) / "task.json", Path(tmp) / "out.json"
             task_path.write_text(json.dumps({"run": run.to_dict(), "cpus": list(placement.cpus),
                                              "env_keys": sorted(env_vars)}))
-            cmd = [*placement.command_prefix(self.topology), self.python, "-m", "bench.worker",
-                   str(task_path), str(out_path)]
+            cmd = [*placement.command_prefix(self.topology), self.python or backend.python,
+                   "-m", "bench.worker", str(task_path), str(out_path)]
             t0 = time.perf_counter()
-            outcome = self._spawn(cmd, {**os.environ, **env_vars}, log_path, limits, on_event)
+            onednn: list[str] = []
+            outcome = self._spawn(cmd, {**os.environ, **env_vars}, log_path, limits, on_event,
+                                  onednn)
             record["wall_s"] = time.perf_counter() - t0
             doc = json.loads(out_path.read_text()) if out_path.exists() else None
         record.update(doc or {})
+        if onednn:
+            record["onednn"] = onednn_summary(onednn)
         if outcome is not None or doc is None:
             record["status"] = "failed"
             record.setdefault("error", outcome or "worker wrote no result")
@@ -117,13 +153,14 @@ class Launcher:
         return record
 
     def _spawn(self, cmd: list[str], env: dict[str, str], log_path: Path, limits: Limits,
-               on_event: Callable[[dict[str, Any]], None]) -> str | None:
+               on_event: Callable[[dict[str, Any]], None], onednn: list[str]) -> str | None:
         """Run the worker; return None on a clean exit, else the cause of failure."""
         with open(log_path, "w", encoding="utf-8") as log:
             proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, env=env, text=True,
                                     start_new_session=True, stdin=subprocess.DEVNULL)
             self.current = proc
-            pump = threading.Thread(target=_pump, args=(proc.stdout, log, on_event), daemon=True)
+            pump = threading.Thread(target=_pump, args=(proc.stdout, log, on_event, onednn),
+                                    daemon=True)
             pump.start()
             try:
                 cause = self._watch(proc, limits)

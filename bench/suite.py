@@ -14,7 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-BACKENDS = ("tf-stock", "tf-onednn")
+# Every backend (bench.backends has one class per stack); kept here so that parsing a suite
+# imports no runtime. A test checks the two lists agree.
+BACKENDS = ("tf-stock", "tf-onednn", "tf-onednn-bf16", "itex", "itex-bf16", "openvino",
+            "openvino-bf16")
 SCENARIOS = ("full_training", "transfer", "inference")
 MODEL_VARIANTS = ("full", "small")
 

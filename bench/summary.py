@@ -43,15 +43,15 @@ def paper_scale(full: dict[str, Any], transfer: dict[str, Any]) -> dict[str, flo
     """Project this box's runs to the paper's experiment (both sides projected).
 
     Full training: the run's own total (measured or projected), its per-image part scaled to
-    the paper's 1,064,960 images. Transfer: first batch and head as measured, plus LFW's 13,233
-    images at the mean steady extraction time per image. Means, not medians: these are sums.
+    the paper's 1,064,960 images. Transfer: first batch and head as measured, plus the rest of
+    LFW's 13,233 images at the run's steady extraction rate (a mean rate: these are sums).
     """
     first = full["first_step_s"]
     scale = PAPER["training_images"] / full["derived"]["total_images"]
     full_s = first + (full["total"]["total_s"] - first) * scale
-    per_image = transfer["stats"]["extract_batch_s"]["mean"] / transfer["params"]["batch_size"]
+    rate = transfer["derived"]["extraction_images_per_s"]
     transfer_s = (transfer["first_batch_s"] + transfer["head_s"]
-                  + (PAPER["lfw_images"] - transfer["params"]["batch_size"]) * per_image)
+                  + (PAPER["lfw_images"] - transfer["params"]["batch_size"]) / rate)
     return {"full_training_s": full_s, "transfer_s": transfer_s, "speedup": full_s / transfer_s}
 
 

@@ -43,9 +43,6 @@ def execute(task: dict[str, Any]) -> dict[str, Any]:
 
     backend = backends.get(run["backend"])
     doc: dict[str, Any] = {"placement_obtained": obtained}
-    reason = backend.skip_reason(run["scenario"])
-    if reason:
-        return {**doc, "status": "skipped", "reason": reason}
     t0 = time.perf_counter()
     progress("import runtime")
     doc["runtime"] = backend.start(threads=len(task["cpus"]))

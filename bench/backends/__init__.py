@@ -1,45 +1,94 @@
 """Backends: one small interface that every software stack implements.
 
-The parent process only reads `environment()` (the variables a runtime reads at import); all else
-runs in the worker, after pinning. A backend that cannot run a scenario says why (`skip_reason`),
-and the run is recorded as skipped with that reason, never dropped.
+The parent process reads only `environment()`, `python` and `skip_reason()` (no runtime is
+imported there); everything else runs in the worker, after pinning:
+`start` (import and configure the runtime) → `load` (the Keras model in the runtime's form) →
+`predictor` / `throughput`. A backend that cannot run a scenario here says why, and the run is
+recorded as skipped with that reason, never dropped.
 """
 
 from __future__ import annotations
 
+import sys
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from bench.measure import summarize, time_calls
+
+BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+
 
 class Backend(ABC):
     name: str
-    precision: str
+    precision: str  # "fp32" or "bf16"
+    trains: bool = True
 
-    @abstractmethod
+    @property
+    def python(self) -> str:
+        """The interpreter that runs this backend's workers."""
+        return sys.executable
+
     def environment(self) -> dict[str, str]:
         """Variables the runtime reads when it is imported; set by the parent for the worker."""
+        return {}
+
+    def skip_reason(self, scenario: str, isa: dict[str, bool]) -> str | None:
+        """Why this backend cannot run `scenario` on this machine, or None when it can."""
+        if scenario == "full_training" and not self.trains:
+            return f"{self.name} does not train: it runs inference and transfer extraction only"
+        if self.precision == "bf16" and not any(isa.get(f) for f in BF16_FLAGS):
+            return (f"this CPU has no native bf16 ({' / '.join(BF16_FLAGS)} absent): bf16 would "
+                    f"be emulated, which measures no bf16 hardware; run it on a Xeon with "
+                    f"AVX512_BF16 or AMX")
+        return None
 
     @abstractmethod
     def start(self, threads: int) -> dict[str, Any]:
         """Import and configure the runtime in the worker; return what was obtained."""
 
-    @abstractmethod
-    def predictor(self, model: Any, batch_size: int) -> Callable[[np.ndarray], np.ndarray]:
-        """A function running the model's forward pass on one batch, returning numpy."""
+    def load(self, model: Any, weights: Path) -> Any:
+        """The Keras model in this runtime's form (`weights`: the file its weights came from)."""
+        return model
 
-    def skip_reason(self, scenario: str) -> str | None:
-        """Why this backend cannot run `scenario` on this machine, or None when it can."""
-        return None
+    @abstractmethod
+    def predictor(self, loaded: Any, batch_size: int) -> Callable[[np.ndarray], np.ndarray]:
+        """A function running one forward pass on a batch of `batch_size`, returning numpy."""
+
+    def throughput(self, loaded: Any, batch: np.ndarray, warmup_s: float,
+                   duration_s: float) -> dict[str, Any]:
+        """Images/s on back-to-back batches; runtimes with async queues override this."""
+        predict = self.predictor(loaded, len(batch))
+        warm, timed = time_calls(lambda: predict(batch), warmup_s=warmup_s,
+                                 duration_s=duration_s)
+        stats = summarize(timed)
+        return {"first_call_s": warm[0], "warmup_s": warm, "samples": timed, "stats": stats,
+                "images_per_s": len(batch) / stats["median"], "mode": "synchronous batches"}
+
+
+def names() -> tuple[str, ...]:
+    return tuple(_registry())
 
 
 def get(name: str) -> Backend:
+    return _registry()[name]
+
+
+def _registry() -> dict[str, Backend]:
+    from bench.backends.itex import ItexBackend
+    from bench.backends.openvino import OpenVinoBackend
     from bench.backends.tensorflow import TensorFlowBackend
 
-    registry: dict[str, Backend] = {
-        "tf-stock": TensorFlowBackend("tf-stock", onednn=False),
-        "tf-onednn": TensorFlowBackend("tf-onednn", onednn=True),
-    }
-    return registry[name]
+    backends: list[Backend] = [
+        TensorFlowBackend("tf-stock", onednn=False),
+        TensorFlowBackend("tf-onednn", onednn=True),
+        TensorFlowBackend("tf-onednn-bf16", onednn=True, precision="bf16"),
+        ItexBackend("itex"),
+        ItexBackend("itex-bf16", precision="bf16"),
+        OpenVinoBackend("openvino"),
+        OpenVinoBackend("openvino-bf16", precision="bf16"),
+    ]
+    return {b.name: b for b in backends}

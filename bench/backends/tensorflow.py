@@ -1,4 +1,8 @@
-"""TensorFlow backends: stock (oneDNN off, the paper's "no CPU optimizations") and oneDNN."""
+"""TensorFlow backends: stock (oneDNN off, the paper's "no CPU optimizations"), oneDNN, bf16.
+
+Stock TensorFlow with bf16 is not offered: without oneDNN, mixed_bfloat16 runs 30–45x slower
+than fp32 here (reference kernels), which would measure a missing optimisation, not bf16.
+"""
 
 from __future__ import annotations
 
@@ -11,16 +15,22 @@ from bench.backends import Backend
 
 
 class TensorFlowBackend(Backend):
-    precision = "fp32"
-
-    def __init__(self, name: str, onednn: bool):
+    def __init__(self, name: str, onednn: bool, precision: str = "fp32"):
+        if precision == "bf16" and not onednn:
+            raise ValueError("stock TensorFlow (oneDNN off) with bf16 is refused: it runs "
+                             "30-45x slower than fp32, reference kernels; use tf-onednn-bf16")
         self.name = name
         self.onednn = onednn
+        self.precision = precision
 
     def environment(self) -> dict[str, str]:
-        return {"TF_ENABLE_ONEDNN_OPTS": "1" if self.onednn else "0"}
+        env = {"TF_ENABLE_ONEDNN_OPTS": "1" if self.onednn else "0"}
+        if self.onednn:
+            env["ONEDNN_VERBOSE"] = "profile_create"  # one line per primitive created: the ISA
+        return env
 
     def start(self, threads: int) -> dict[str, Any]:
+        import keras
         import tensorflow as tf
         from tensorflow.python.util import _pywrap_util_port
 
@@ -32,18 +42,21 @@ class TensorFlowBackend(Backend):
         if onednn != self.onednn:
             raise RuntimeError(f"{self.name} asked for oneDNN {'on' if self.onednn else 'off'} "
                                f"but TensorFlow reports it {'on' if onednn else 'off'}")
+        if self.precision == "bf16":
+            tf.keras.mixed_precision.set_global_policy("mixed_bfloat16")
         return {
             "tensorflow": tf.__version__,
-            "keras": tf.keras.__version__ if hasattr(tf.keras, "__version__") else None,
+            "keras": keras.__version__,
             "onednn_enabled": onednn,
+            "precision_policy": tf.keras.mixed_precision.global_policy().name,
             "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
             "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
         }
 
-    def predictor(self, model: Any, batch_size: int) -> Callable[[np.ndarray], np.ndarray]:
+    def predictor(self, loaded: Any, batch_size: int) -> Callable[[np.ndarray], np.ndarray]:
         import tensorflow as tf
 
-        forward = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+        forward = tf.function(lambda x: loaded(x, training=False), reduce_retracing=True)
 
         def run(batch: np.ndarray) -> np.ndarray:
             return forward(tf.convert_to_tensor(batch)).numpy()

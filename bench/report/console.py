@@ -122,12 +122,62 @@ def render(doc: dict[str, Any]) -> Group:
         parts.append(paper_table(doc))
     if summary.backend_ratios(doc):
         parts.append(ratio_table(doc))
+    grouped: dict[tuple[str, str], list[str]] = {}
     for run in summary.not_ok(doc):
         cause = run.get("reason") or run.get("error", "")
-        parts.append(Text(f"{run['run_id']}: {run.get('status')}: {cause}",
-                          style="yellow" if run.get("status") == "skipped" else "red"))
+        grouped.setdefault((run.get("status", "?"), cause), []).append(run["run_id"])
+    for (status, cause), ids in grouped.items():
+        parts.append(Text(f"{status}: {', '.join(ids)}: {cause}",
+                          style="yellow" if status == "skipped" else "red"))
+    disagree = [r["run_id"] for r in doc["runs"] if r.get("parity", {}).get("agrees") is False]
+    if disagree:
+        parts.append(Text(f"embeddings disagree with fp32 TensorFlow: {', '.join(disagree)}",
+                          style="red"))
     return Group(*parts)
 
 
 def show(doc: dict[str, Any], console: Console) -> None:
     console.print(render(doc))
+
+
+_STATUS_STYLE = {"worse": "bold red", "improved": "green", "same": "dim",
+                 "not comparable": "yellow"}
+
+
+def compare_table(rows: list[Any], max_slowdown_pct: float, alpha: float) -> Table:
+    """The rows of bench.compare: ratio new/base, time change, Holm-adjusted p, status."""
+    table = Table(title=f"New vs baseline: worse = slower by more than {max_slowdown_pct:g}% and "
+                  f"significant (Mann–Whitney U, Holm-adjusted p < {alpha:g})",
+                  title_justify="left")
+    table.add_column("run", no_wrap=True)
+    table.add_column("figure")
+    for col in ("base", "new", "new/base", "time", "p", "n"):
+        table.add_column(col, justify="right", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    table.add_column("note", min_width=20)
+    for r in rows:
+        ratio = "—" if r.ratio is None else f"{r.ratio:.3f}x"
+        change = "—" if r.time_change_pct is None else f"{r.time_change_pct:+.1f}%"
+        p = "—" if r.p_value is None else f"{r.p_value:.2g}"
+        n = f"{r.n_base}/{r.n_new}" if r.comparable else "—"
+        note = r.note
+        if r.total_ratio is not None:
+            note += f"; total new/base {r.total_ratio:.3f}x ({r.total_kind})"
+        table.add_row(r.run_id, r.metric, _num(r.base, ".2f"), _num(r.new, ".2f"), ratio, change,
+                      p, n, Text(r.status, style=_STATUS_STYLE.get(r.status, "")), note)
+    return table
+
+
+def history_table(entries: list[dict[str, Any]], folder: str) -> Table:
+    """Training and transfer figures per result file and backend, oldest first."""
+    table = _table(f"History of {folder} (oldest first)", "date", "commit", "suite", "backend",
+                   "px", "train img/s", "full training", "", "extract img/s", "transfer",
+                   left=4)
+    for e in entries:
+        total_h = e["train_total_h"]
+        table.add_row(e["created"], e["commit_short"], e["suite"], e["backend"],
+                      str(e["image_size"]), _num(e["train_img_s"], ".2f"),
+                      duration(None if total_h is None else total_h * 3600),
+                      e["train_kind"] or "", _num(e["extract_img_s"]),
+                      duration(e["transfer_total_s"]))
+    return table

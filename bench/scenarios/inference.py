@@ -7,6 +7,7 @@ time-based warm-up; the very first call (graph tracing) is reported on its own.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,6 +16,7 @@ from bench.backends import Backend
 from bench.data import lfw
 from bench.measure import summarize, time_calls
 from bench.models import facenet
+from bench.parity import parity_embeddings
 from bench.scenarios import Progress
 from bench.scenarios.common import build_pretrained, load_split
 from bench.suite import InferenceSpec
@@ -33,31 +35,34 @@ def run(run: dict[str, Any], backend: Backend, progress: Progress) -> dict[str, 
     split = load_split(run["data"])
     progress("build model")
     base, facts = build_pretrained(run["model"], seed=run["data"]["seed"])
-    model = facenet.embedding_model(base)
+    progress("load model into the runtime")
+    loaded = backend.load(facenet.embedding_model(base), Path(facts["weights"]))
     batch = _batch(split.test, size, spec.batch_size)
 
-    out: dict[str, Any] = {"model": facts, "data": split.describe(), "samples": {}, "stats": {},
-                           "first_call_s": {}, "derived": {}}
-    for label, n in (("latency_bs1", 1), (f"throughput_bs{spec.batch_size}", spec.batch_size)):
-        predict = backend.predictor(model, n)
-        x = batch[:n]
-        progress(f"{label}: warm-up {spec.warmup_s:g} s + {spec.duration_s:g} s")
-        warm, timed = time_calls(lambda p=predict, x=x: p(x), warmup_s=spec.warmup_s,
-                                 duration_s=spec.duration_s)
-        out["first_call_s"][label] = warm[0]
-        out["samples"][label] = timed
-        out["samples"][f"{label}_warmup"] = warm
-        out["stats"][label] = summarize(timed)
-    lat = out["stats"]["latency_bs1"]
-    thr = out["stats"][f"throughput_bs{spec.batch_size}"]
-    throughput = spec.batch_size / thr["median"]
-    out["derived"] = {
-        "latency_ms_p50": lat["median"] * 1e3,
-        "latency_ms_p90": lat["p90"] * 1e3,
-        "latency_ms_p99": lat["p99"] * 1e3,
-        "bs1_images_per_s": 1 / lat["median"],
-        "images_per_s": throughput,
-        "batch_size": spec.batch_size,
-        "gflops_per_s": throughput * facts["forward_flops"] / 1e9,
+    progress(f"latency_bs1: warm-up {spec.warmup_s:g} s + {spec.duration_s:g} s")
+    predict = backend.predictor(loaded, 1)
+    warm, timed = time_calls(lambda: predict(batch[:1]), warmup_s=spec.warmup_s,
+                             duration_s=spec.duration_s)
+    lat = summarize(timed)
+    label = f"throughput_bs{spec.batch_size}"
+    progress(f"{label}: warm-up {spec.warmup_s:g} s + {spec.duration_s:g} s")
+    thr = backend.throughput(loaded, batch, spec.warmup_s, spec.duration_s)
+    return {
+        "model": facts,
+        "data": split.describe(),
+        "first_call_s": {"latency_bs1": warm[0], label: thr["first_call_s"]},
+        "samples": {"latency_bs1": timed, "latency_bs1_warmup": warm, label: thr["samples"],
+                    f"{label}_warmup": thr["warmup_s"]},
+        "stats": {"latency_bs1": lat, label: thr["stats"]},
+        "throughput_mode": thr["mode"],
+        "parity": {"embeddings": parity_embeddings(predict, batch)},
+        "derived": {
+            "latency_ms_p50": lat["median"] * 1e3,
+            "latency_ms_p90": lat["p90"] * 1e3,
+            "latency_ms_p99": lat["p99"] * 1e3,
+            "bs1_images_per_s": 1 / lat["median"],
+            "images_per_s": thr["images_per_s"],
+            "batch_size": spec.batch_size,
+            "gflops_per_s": thr["images_per_s"] * facts["forward_flops"] / 1e9,
+        },
     }
-    return out

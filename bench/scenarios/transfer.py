@@ -10,6 +10,7 @@ the result says so.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,6 +19,7 @@ from bench.backends import Backend
 from bench.data import lfw
 from bench.measure import summarize
 from bench.models import facenet
+from bench.parity import PARITY_IMAGES
 from bench.scenarios import Progress
 from bench.scenarios.common import build_pretrained, load_split
 from bench.suite import TransferSpec
@@ -27,8 +29,13 @@ RANDOM_WEIGHTS_NOTE = ("random weights (no --weights given): extraction and head
 
 
 def extract(predict, index: lfw.ImageIndex, image_size: int, batch_size: int,
-            progress: Progress, phase: str) -> tuple[np.ndarray, list[float]]:
-    """Embeddings of every image in `index`, in order, and the seconds each batch took."""
+            progress: Progress, phase: str) -> tuple[np.ndarray, list[float], list[int]]:
+    """Embeddings of every image in `index`, in order; each batch's seconds and image count.
+
+    A batch's time includes fetching it: on this first pass the pipeline decodes the images,
+    which is part of what extraction costs. A short last batch is padded to the full batch, so
+    that every call has one shape and no runtime traces or compiles a second graph.
+    """
     outputs, seconds = [], []
     total = len(index.paths)
     it = iter(lfw.dataset(index, image_size, batch_size))
@@ -38,10 +45,15 @@ def extract(predict, index: lfw.ImageIndex, image_size: int, batch_size: int,
             images, _ = next(it)
         except StopIteration:
             break
-        outputs.append(predict(images.numpy()))
+        batch = images.numpy()
+        n = len(batch)
+        if n < batch_size:
+            batch = np.concatenate([batch, np.zeros((batch_size - n, *batch.shape[1:]),
+                                                    batch.dtype)])
+        outputs.append(predict(batch)[:n])
         seconds.append(time.perf_counter() - t0)
         progress(phase, min(len(outputs) * batch_size, total), total)
-    return np.concatenate(outputs), seconds
+    return np.concatenate(outputs), seconds, [len(o) for o in outputs]
 
 
 def train_head(train_x: np.ndarray, train_y: np.ndarray, classes: int, spec: TransferSpec):
@@ -79,12 +91,14 @@ def run(run: dict[str, Any], backend: Backend, progress: Progress) -> dict[str, 
     progress("build model")
     base, facts = build_pretrained(run["model"], seed=run["data"]["seed"])
     base.trainable = False
-    predict = backend.predictor(facenet.embedding_model(base), spec.batch_size)
+    progress("load model into the runtime")
+    loaded = backend.load(facenet.embedding_model(base), Path(facts["weights"]))
+    predict = backend.predictor(loaded, spec.batch_size)
 
     t0 = time.perf_counter()
-    train_x, train_s = extract(predict, split.train, size, spec.batch_size, progress,
+    train_x, train_s, train_n = extract(predict, split.train, size, spec.batch_size, progress,
                                "extract embeddings (train)")
-    test_x, test_s = extract(predict, split.test, size, spec.batch_size, progress,
+    test_x, test_s, test_n = extract(predict, split.test, size, spec.batch_size, progress,
                              "extract embeddings (test)")
     extraction_s = time.perf_counter() - t0
 
@@ -95,14 +109,16 @@ def run(run: dict[str, Any], backend: Backend, progress: Progress) -> dict[str, 
     head_s = time.perf_counter() - t0
     accuracy = float(np.mean(np.argmax(logits(test_x), axis=1) == np.asarray(split.test.labels)))
 
-    # Steady-state extraction rate: full batches after the first (which traces the graph).
-    steady = train_s[1:-1] if len(train_s) > 2 else train_s
-    images = len(split.train.paths) + len(split.test.paths)
-    extraction_img_s = spec.batch_size / summarize(steady)["median"]
+    # Steady extraction rate: every batch after the first (which traces the graph), weighted
+    # by its images — a mean rate, as the total it projects is a sum.
+    seconds, sizes = train_s + test_s, train_n + test_n
+    steady = seconds[1:] or seconds
+    images = sum(sizes)
+    extraction_img_s = (sum(sizes[1:]) or sizes[0]) / sum(steady)
     out: dict[str, Any] = {
         "model": facts,
         "data": split.describe(),
-        "samples": {"extract_batch_s": train_s + test_s},
+        "samples": {"extract_batch_s": seconds, "extract_batch_images": sizes},
         "stats": {"extract_batch_s": summarize(steady)},
         "first_batch_s": train_s[0],
         "extraction_s": extraction_s,
@@ -110,6 +126,7 @@ def run(run: dict[str, Any], backend: Backend, progress: Progress) -> dict[str, 
         "head_final_loss": final_loss,
         "total": {"kind": "measured", "total_s": extraction_s + head_s},
         "accuracy": accuracy,
+        "parity": {"embeddings": test_x[:PARITY_IMAGES].tolist()},
         "chance_accuracy": 1 / len(split.train.names),
         "derived": {
             "images": images,

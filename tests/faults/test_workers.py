@@ -60,7 +60,7 @@ def test_a_worker_killed_by_a_signal_is_failed_with_the_signal_name(tmp_path: Pa
                               scenarios=("inference",)).read_text())
     topology = read_topology()
     placement = resolve("all", topology)
-    launcher = Launcher(topology, tmp_path / "logs", python=str(suicide))
+    launcher = Launcher(topology, tmp_path / "logs", isa={}, python=str(suicide))
     record = launcher.run(plan(suite)[0], placement, Limits(timeout_s=30))
     assert record["status"] == "failed"
     assert record["error"] == "worker killed by signal SIGSEGV"

@@ -1,0 +1,61 @@
+"""Intel Extension for TensorFlow: TensorFlow 2.15 + the ITEX CPU plugin, in `.venv-itex`.
+
+ITEX registers itself whenever it is installed (a TensorFlow plugin; no variable turns it off),
+so it lives in its own environment and only these backends' workers run there. It runs oneDNN
+through OpenMP, which reads OMP_NUM_THREADS / KMP_AFFINITY / KMP_BLOCKTIME (set by the placement).
+Its bf16 is its own auto mixed precision, switched on through ITEX_AUTO_MIXED_PRECISION.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from bench.backends.tensorflow import TensorFlowBackend
+
+REPO = Path(__file__).resolve().parent.parent.parent
+
+
+def itex_python() -> Path:
+    """The interpreter of the ITEX environment: $TLBENCH_ITEX_PYTHON or <repo>/.venv-itex."""
+    return Path(os.environ.get("TLBENCH_ITEX_PYTHON") or REPO / ".venv-itex/bin/python")
+
+
+class ItexBackend(TensorFlowBackend):
+    def __init__(self, name: str, precision: str = "fp32"):
+        super().__init__(name, onednn=True, precision=precision)
+
+    @property
+    def python(self) -> str:
+        return str(itex_python())
+
+    def environment(self) -> dict[str, str]:
+        env = {"ONEDNN_VERBOSE": "profile_create"}
+        if self.precision == "bf16":
+            env.update(ITEX_AUTO_MIXED_PRECISION="1",
+                       ITEX_AUTO_MIXED_PRECISION_DATA_TYPE="BFLOAT16")
+        return env
+
+    def skip_reason(self, scenario: str, isa: dict[str, bool]) -> str | None:
+        if not itex_python().exists():
+            return (f"the Intel Extension for TensorFlow environment is missing "
+                    f"({itex_python()}); build it with `make itex`")
+        return super().skip_reason(scenario, isa)
+
+    def start(self, threads: int) -> dict[str, Any]:
+        import intel_extension_for_tensorflow as itex
+        import keras
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+        return {
+            "tensorflow": tf.__version__,
+            "keras": keras.__version__,
+            "itex": getattr(itex, "__version__", None),
+            "auto_mixed_precision": os.environ.get("ITEX_AUTO_MIXED_PRECISION") == "1",
+            "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+            "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
+            "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
+        }

@@ -1,0 +1,302 @@
+"""Baseline vs new result (pure): one row per run and figure, with a ratio and its significance.
+
+Runs are paired by their stable `run_id` ("scenario/backend"). Each pair is judged on raw
+samples — all of them durations, lower is better — never on a single summary number:
+
+- `full_training`: the steady-state micro-step times (figure: training img/s);
+- `transfer`: the steady extraction batches, as the scenario defines them (figure: extraction
+  img/s); the ratio of the whole transfer time is shown beside it, not judged (one number);
+- `inference`: batch-1 latency and batch-N throughput, one row each.
+
+The ratio is the Hodges–Lehmann estimate (the median of all new/base sample ratios): the
+estimate that goes with the Mann–Whitney U test used for significance, and robust to the few
+slow samples and the drifts of a shared machine. A row is `worse` only when the slowdown is
+beyond the threshold *and* significant, `improved` symmetrically, `same` otherwise (with the
+reason in the note), `not comparable` when either side is missing, did not run, or ran with
+other parameters.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+import numpy as np
+from scipy.stats import mannwhitneyu
+
+# Family-wise, two-sided: exit 1 is one decision over every row of a comparison, so the rows'
+# p-values are adjusted together (Holm) — eight rows at 0.01 each would raise a false alarm in
+# about one comparison in twelve on significance alone.
+ALPHA = 0.01
+DEFAULT_MAX_SLOWDOWN_PCT = 5.0
+IMPROVED, SAME, WORSE, NOT_COMPARABLE = "improved", "same", "worse", "not comparable"
+
+
+class CompareError(ValueError):
+    """Two result documents that cannot be compared at all (nothing in common)."""
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One judged figure of a run: raw durations (s) and how they become the headline figure."""
+
+    name: str            # "train img/s", "latency bs1 p50 ms", ...
+    unit: str
+    samples: list[float]
+    scale: float         # figure = scale / median(samples), or median x scale when not per_second
+    per_second: bool     # True: a rate (higher is better); False: a time (lower is better)
+    recorded: float | None = None  # the figure as the run recorded it, when not from the median
+
+    @property
+    def figure(self) -> float:
+        if self.recorded is not None:
+            return self.recorded
+        median = float(np.median(self.samples))
+        return self.scale / median if self.per_second else median * self.scale
+
+
+@dataclass(frozen=True)
+class Row:
+    run_id: str
+    metric: str
+    unit: str
+    status: str
+    base: float | None = None          # each side's headline figure (from its median)
+    new: float | None = None
+    ratio: float | None = None         # new/base of the figure (Hodges–Lehmann)
+    time_change_pct: float | None = None  # + slower, - faster
+    p_value: float | None = None       # Mann–Whitney U, two-sided, Holm-adjusted over the rows
+    significant: bool = False
+    n_base: int = 0
+    n_new: int = 0
+    total_ratio: float | None = None   # new/base of the run's total time, informative only
+    total_kind: str | None = None      # "measured" or "projected" (projected if either is)
+    note: str = ""
+
+    @property
+    def comparable(self) -> bool:
+        return self.status != NOT_COMPARABLE
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def steady_extraction(run: dict[str, Any]) -> list[float]:
+    """The transfer scenario's steady extraction batches: every batch after the first.
+
+    The first batch traces the graph; every later one has the same shape (the scenario pads a
+    short last batch), so each is one full batch of work.
+    """
+    samples = run.get("samples", {}).get("extract_batch_s", [])
+    return samples[1:] if len(samples) > 1 else samples
+
+
+def metrics(run: dict[str, Any]) -> list[Metric]:
+    """The figures a run is judged on (empty when it has no samples to judge)."""
+    samples = run.get("samples", {})
+    scenario = run["scenario"]
+    if scenario == "full_training" and samples.get("micro_step_s"):
+        return [Metric("train img/s", "img/s", samples["micro_step_s"],
+                       run["params"]["micro_batch"], True)]
+    if scenario == "transfer":
+        steady = steady_extraction(run)
+        return [Metric("extract img/s", "img/s", steady, run["params"]["batch_size"], True)
+                ] if steady else []
+    if scenario == "inference":
+        out = []
+        if samples.get("latency_bs1"):
+            out.append(Metric("latency bs1 p50 ms", "ms", samples["latency_bs1"], 1e3, False))
+        batch = run.get("params", {}).get("batch_size")
+        if samples.get(f"throughput_bs{batch}"):
+            # An async queue (OpenVINO) records request latencies with several in flight: its
+            # figure is the recorded completions per second, not batch / median.
+            asynchronous = not run.get("throughput_mode", "synchronous").startswith("synchronous")
+            recorded = run.get("derived", {}).get("images_per_s") if asynchronous else None
+            out.append(Metric(f"throughput bs{batch}", "img/s", samples[f"throughput_bs{batch}"],
+                              batch, True, recorded))
+        return out
+    return []
+
+
+# How long to warm up and how long to measure change how many samples there are, not what one
+# sample measures: runs that differ only there are still compared.
+WINDOW_PARAMS = frozenset({"warmup_steps", "window_steps", "warmup_s", "duration_s"})
+
+
+def configuration(run: dict[str, Any]) -> dict[str, Any]:
+    """What must be equal for two runs to be comparable (not paths, not timings)."""
+    model = run.get("model", {})
+    data = run.get("data", {})
+    return {
+        "params": {k: v for k, v in run.get("params", {}).items() if k not in WINDOW_PARAMS},
+        "model": {k: model[k] for k in ("variant", "image_size", "embedding_size", "pretrained")
+                  if k in model},
+        "data": {k: data[k] for k in ("identities", "train_images", "test_images") if k in data},
+        "threads": run.get("placement", {}).get("threads"),
+    }
+
+
+def differences(a: Any, b: Any, prefix: str = "") -> list[str]:
+    """Paths where two nested configurations differ, as 'key: base → new'.
+
+    A key recorded on one side only (a field added by a later tlbench) is not a difference.
+    """
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for key in dict.fromkeys([*a, *b]):
+            if key in a and key in b:
+                out += differences(a[key], b[key], f"{prefix}{key}.")
+        return out
+    return [] if a == b else [f"{prefix.rstrip('.')}: {a!r} → {b!r}"]
+
+
+HL_MAX_SIDE = 1500  # beyond, each side is reduced to evenly spaced order statistics
+
+
+def _quantiles(x: np.ndarray) -> np.ndarray:
+    """At most HL_MAX_SIDE evenly spaced order statistics: the same distribution, fewer pairs."""
+    if x.size <= HL_MAX_SIDE:
+        return x
+    return np.sort(x)[np.linspace(0, x.size - 1, HL_MAX_SIDE).round().astype(int)]
+
+
+def hodges_lehmann_ratio(base: list[float], new: list[float]) -> float:
+    """Median of all pairwise new/base ratios (in log space, so it is symmetric).
+
+    Thousands of millisecond samples a side would make millions of pairs: each side is then
+    reduced to its quantiles first, which moves the estimate by far less than its own noise.
+    """
+    logs = np.subtract.outer(_quantiles(np.log(np.asarray(new, float))),
+                             _quantiles(np.log(np.asarray(base, float))))
+    return float(np.exp(np.median(logs)))
+
+
+def min_p_value(n1: int, n2: int) -> float:
+    """The smallest two-sided exact Mann–Whitney p-value possible with n1 and n2 samples."""
+    return 2.0 / math.comb(n1 + n2, n1) if n1 and n2 else 1.0
+
+
+def holm(p_values: list[float]) -> list[float]:
+    """Holm–Bonferroni adjusted p-values (same order as given)."""
+    m = len(p_values)
+    adjusted = [1.0] * m
+    running = 0.0
+    for rank, i in enumerate(sorted(range(m), key=lambda i: p_values[i])):
+        running = max(running, min(1.0, (m - rank) * p_values[i]))
+        adjusted[i] = running
+    return adjusted
+
+
+def measure(run_id: str, metric_b: Metric, metric_n: Metric) -> Row:
+    """A row with the ratio and the raw p-value; `decide` gives it its status."""
+    base_s, new_s = metric_b.samples, metric_n.samples
+    time_ratio = hodges_lehmann_ratio(base_s, new_s)
+    p = float(mannwhitneyu(new_s, base_s, alternative="two-sided").pvalue)
+    if math.isnan(p):  # every sample tied: no evidence of a difference
+        p = 1.0
+    return Row(run_id=run_id, metric=metric_b.name, unit=metric_b.unit, status=SAME,
+               base=metric_b.figure, new=metric_n.figure,
+               ratio=1 / time_ratio if metric_b.per_second else time_ratio,
+               time_change_pct=(time_ratio - 1) * 100, p_value=p,
+               n_base=len(base_s), n_new=len(new_s))
+
+
+def decide(row: Row, p_adjusted: float, max_slowdown_pct: float, alpha: float,
+           family: int) -> Row:
+    """Status from the family-adjusted p-value and the slowdown threshold."""
+    time_ratio = 1 + row.time_change_pct / 100
+    significant = p_adjusted < alpha
+    limit = 1 + max_slowdown_pct / 100
+    if significant and time_ratio > limit:
+        status, note = WORSE, f"slower beyond {max_slowdown_pct:g}%, significant"
+    elif significant and time_ratio < 1 / limit:
+        status, note = IMPROVED, f"faster beyond {max_slowdown_pct:g}%, significant"
+    else:
+        status = SAME
+        if significant:
+            note = f"significant, within ±{max_slowdown_pct:g}%"
+        elif family * min_p_value(row.n_base, row.n_new) >= alpha:
+            note = f"too few samples ({row.n_base}/{row.n_new}): inconclusive"
+        else:
+            note = "not significant"
+    return replace(row, status=status, p_value=p_adjusted, significant=significant, note=note)
+
+
+def _total(base: dict[str, Any], new: dict[str, Any]) -> tuple[float | None, str | None]:
+    tb, tn = base.get("total") or {}, new.get("total") or {}
+    if not (tb.get("total_s") and tn.get("total_s")):
+        return None, None
+    kind = "projected" if "projected" in (tb.get("kind"), tn.get("kind")) else "measured"
+    return tn["total_s"] / tb["total_s"], kind
+
+
+def _why_not_ok(side: str, run: dict[str, Any]) -> str:
+    cause = run.get("reason") or run.get("error") or "no cause recorded"
+    return f"{run.get('status', 'no status')} in {side}: {str(cause).splitlines()[0][:200]}"
+
+
+def compare_run(run_id: str, base: dict[str, Any] | None,
+                new: dict[str, Any] | None) -> list[Row]:
+    """Measured rows of one pair (status still to be decided), or one `not comparable` row."""
+    if base is None or new is None:
+        side = "base" if base is None else "new"
+        return [Row(run_id, "", "", NOT_COMPARABLE, note=f"missing in {side}")]
+    for side, run in (("base", base), ("new", new)):
+        if run.get("status") != "ok":
+            return [Row(run_id, "", "", NOT_COMPARABLE, note=_why_not_ok(side, run))]
+    diff = differences(configuration(base), configuration(new))
+    if diff:
+        return [Row(run_id, "", "", NOT_COMPARABLE,
+                    note="different parameters: " + "; ".join(diff[:4])
+                    + (f" (+{len(diff) - 4} more)" if len(diff) > 4 else ""))]
+    mb, mn = metrics(base), metrics(new)
+    if not mb or [m.name for m in mb] != [m.name for m in mn]:
+        return [Row(run_id, "", "", NOT_COMPARABLE, note="no raw samples to compare")]
+    total_ratio, total_kind = _total(base, new)
+    rows = [measure(run_id, b, n) for b, n in zip(mb, mn, strict=True)]
+    if total_ratio is not None:
+        rows[0] = replace(rows[0], total_ratio=total_ratio, total_kind=total_kind)
+    return rows
+
+
+def compare(base_doc: dict[str, Any], new_doc: dict[str, Any],
+            max_slowdown_pct: float = DEFAULT_MAX_SLOWDOWN_PCT,
+            alpha: float = ALPHA) -> list[Row]:
+    """Rows for every run id of either document, in the base's order, then the new ones.
+
+    Raises CompareError when the two documents share no run id at all.
+    """
+    base_runs = {r["run_id"]: r for r in base_doc["runs"]}
+    new_runs = {r["run_id"]: r for r in new_doc["runs"]}
+    if not set(base_runs) & set(new_runs):
+        raise CompareError(f"nothing in common: the baseline has runs {sorted(base_runs)}, the "
+                           f"new result {sorted(new_runs)}")
+    rows: list[Row] = []
+    for run_id in dict.fromkeys([*base_runs, *new_runs]):
+        rows += compare_run(run_id, base_runs.get(run_id), new_runs.get(run_id))
+    judged = [i for i, r in enumerate(rows) if r.comparable]
+    adjusted = holm([rows[i].p_value for i in judged])
+    for i, p in zip(judged, adjusted, strict=True):
+        rows[i] = decide(rows[i], p, max_slowdown_pct, alpha, len(judged))
+    return rows
+
+
+def context_notes(base_doc: dict[str, Any], new_doc: dict[str, Any]) -> list[str]:
+    """What a reader should know before trusting the rows: other machine, other software."""
+    notes = []
+    bm, nm = base_doc.get("machine", {}), new_doc.get("machine", {})
+    for key in ("cpu_model", "logical_cpus", "sockets"):
+        if bm.get(key) != nm.get(key):
+            notes.append(f"different machines: {key} {bm.get(key)!r} → {nm.get(key)!r}")
+    bp = base_doc.get("software", {}).get("packages", {})
+    np_ = new_doc.get("software", {}).get("packages", {})
+    changed = [f"{k} {bp.get(k)} → {np_.get(k)}" for k in sorted({*bp, *np_})
+               if bp.get(k) != np_.get(k)]
+    if changed:
+        notes.append("software changed: " + ", ".join(changed))
+    return notes
+
+
+def regressions(rows: list[Row]) -> list[Row]:
+    return [r for r in rows if r.status == WORSE]

@@ -1,0 +1,68 @@
+"""The trend of one machine's result files: training and transfer time, by date and commit.
+
+Reads every `*.json` of a folder (`results/<machine>/`), oldest first by the `created` stamp
+each file records. One entry per file and backend, holding only figures the file itself gives;
+a file that cannot be read is listed as a problem, not silently skipped.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from bench import results, summary
+
+
+class HistoryError(ValueError):
+    """A folder with no usable result file."""
+
+
+def entries_of(doc: dict[str, Any], file: str) -> list[dict[str, Any]]:
+    """Per backend: training img/s and total (measured or projected), transfer total."""
+    ok = summary.runs_by(doc)
+    project = doc.get("project") or {}
+    commit = project.get("commit") or ""
+    out = []
+    for backend in dict.fromkeys(r.get("backend") for r in doc["runs"]):
+        train, transfer = ok.get(("full_training", backend)), ok.get(("transfer", backend))
+        if not (train or transfer):
+            continue
+        entry: dict[str, Any] = {
+            "file": file,
+            "created": doc.get("created", ""),
+            "commit": commit,
+            "commit_short": (commit[:7] or "no commit") + ("+" if project.get("dirty") else ""),
+            "suite": doc.get("suite", {}).get("name", "?"),
+            "backend": backend,
+            "image_size": (train or transfer)["model"].get("image_size"),
+            "train_img_s": None, "train_total_h": None, "train_kind": None,
+            "transfer_total_s": None, "extract_img_s": None,
+        }
+        if train:
+            entry.update(train_img_s=train["derived"]["images_per_s"],
+                         train_total_h=train["total"]["total_s"] / 3600,
+                         train_kind=train["total"]["kind"])
+        if transfer:
+            entry.update(transfer_total_s=transfer["total"]["total_s"],
+                         extract_img_s=transfer["derived"]["extraction_images_per_s"])
+        out.append(entry)
+    return out
+
+
+def collect(folder: str | Path) -> tuple[list[dict[str, Any]], list[str]]:
+    """Entries of every result file in `folder`, oldest first, and the files that failed."""
+    path = Path(folder)
+    if not path.is_dir():
+        raise HistoryError(f"{path}: not a folder; give results/<machine>/")
+    docs, problems = [], []
+    for file in sorted(path.glob("*.json")):
+        try:
+            docs.append((results.load(file), file.name))
+        except results.ResultError as exc:
+            problems.append(str(exc))
+    docs.sort(key=lambda d: (d[0].get("created", ""), d[1]))
+    entries = [e for doc, name in docs for e in entries_of(doc, name)]
+    if not entries:
+        raise HistoryError(f"{path}: no result file with a successful training or transfer run"
+                           + (f" ({len(problems)} unreadable)" if problems else ""))
+    return entries, problems

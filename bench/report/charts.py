@@ -1,0 +1,183 @@
+"""Charts of the HTML report, drawn by matplotlib as inline SVG (no file, no font, no URL).
+
+Text stays text (`svg.fonttype = "none"`): the page's own sans-serif font draws it, and
+matplotlib escapes it, so a label taken from a result file cannot become markup. Projected
+figures are drawn hatched and lighter than measured ones, and say so in their labels.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import matplotlib
+from matplotlib.figure import Figure  # not pyplot: no GUI backend, no global figure state
+from matplotlib.patches import Patch
+
+from bench import summary
+
+TRADITIONAL = "#2f5d8a"   # deep learning from scratch (the paper's baseline)
+TRANSFER = "#e07b28"      # transfer learning
+INK = "#1f2328"
+GRID = "#d0d7de"
+_STYLE = {
+    "svg.fonttype": "none",
+    "font.family": "sans-serif",
+    "font.sans-serif": ["DejaVu Sans", "Liberation Sans", "Arial", "Helvetica"],
+    "font.size": 10,
+    "axes.edgecolor": GRID,
+    "axes.labelcolor": INK,
+    "text.color": INK,
+    "xtick.color": INK,
+    "ytick.color": INK,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+}
+
+
+@contextmanager
+def _figure(salt: str, **kwargs: Any) -> Iterator[Any]:
+    with matplotlib.rc_context({**_STYLE, "svg.hashsalt": salt}):
+        yield Figure(**kwargs)
+
+
+def _pale(colour: str, amount: float = 0.72) -> tuple[float, float, float]:
+    """The colour mixed with white: the face of a projected bar."""
+    r, g, b = matplotlib.colors.to_rgb(colour)
+    return (r + (1 - r) * amount, g + (1 - g) * amount, b + (1 - b) * amount)
+
+
+def to_svg(fig: Any) -> str:
+    """The figure as an inline <svg> element: no XML prolog, DOCTYPE or RDF metadata."""
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
+    svg = buf.getvalue()
+    svg = svg[svg.index("<svg"):]
+    svg = re.sub(r"<metadata>.*?</metadata>\s*", "", svg, flags=re.S)
+    return svg.replace("<svg ", '<svg role="img" ', 1)
+
+
+def fraction(value: float) -> str:
+    """1/N for a relative time below 1 (N rounded to what the figure supports)."""
+    if value >= 1:
+        return f"{value:.3g}"
+    n = 1 / value
+    return f"1/{n:,.0f}" if n >= 10 else f"1/{n:.1f}"
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h"
+    if seconds >= 60:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds:.1f} s"
+
+
+def figure3_groups(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """The bar groups of Figure 3: the paper's, then per backend paper-scale and as-run.
+
+    Each group: label, the two absolute times, and whether each is projected.
+    """
+    p = summary.PAPER
+    groups = [{"label": "white paper\n2S Xeon Gold 6148\n(reported)", "kind": "paper",
+               "full_s": p["full_training_s"], "transfer_s": p["transfer_s"],
+               "full_projected": False, "transfer_projected": False}]
+    for row in summary.speedups(doc):
+        ps = row["paper_scale"]
+        groups.append({"label": f"{row['backend']}\npaper scale\n(projected)", "kind": "box",
+                       "full_s": ps["full_training_s"], "transfer_s": ps["transfer_s"],
+                       "full_projected": True, "transfer_projected": True})
+        groups.append({"label": f"{row['backend']}\nthis suite as run\n"
+                       f"({row['image_size']} px)", "kind": "box",
+                       "full_s": row["full_training_s"], "transfer_s": row["transfer_s"],
+                       "full_projected": row["full_training_kind"] == "projected",
+                       "transfer_projected": False})
+    return groups
+
+
+def figure3(doc: dict[str, Any]) -> str | None:
+    """Relative time to train: traditional = 1, transfer = 1/N, per group (log scale)."""
+    groups = figure3_groups(doc)
+    if len(groups) == 1:
+        return None
+    width = 0.36
+    with _figure("figure3", figsize=(2.0 + 1.55 * len(groups), 4.9)) as fig:
+        ax = fig.add_subplot()
+        lowest = min(g["transfer_s"] / g["full_s"] for g in groups)
+        for i, g in enumerate(groups):
+            rel = g["transfer_s"] / g["full_s"]
+            for dx, value, projected, colour, seconds in (
+                    (-width / 2, 1.0, g["full_projected"], TRADITIONAL, g["full_s"]),
+                    (width / 2, rel, g["transfer_projected"], TRANSFER, g["transfer_s"])):
+                # Projected: a pale face with the colour's hatch; measured or reported: solid.
+                ax.bar(i + dx, value, width * 0.92, color=_pale(colour) if projected else colour,
+                       hatch="////" if projected else None, edgecolor=colour, linewidth=1.0)
+                kind = "reported" if g["kind"] == "paper" else (
+                    "projected" if projected else "measured")
+                # The paper gives ~20 h and ~15 min: no more precision than it states.
+                said = ("~20 h" if dx < 0 else "~15 min") if g["kind"] == "paper" else (
+                    _duration(seconds))
+                ax.annotate(f"{fraction(value)}\n{said}\n{kind}",
+                            (i + dx, value), xytext=(0, 3), textcoords="offset points",
+                            ha="center", va="bottom", fontsize=7.5,
+                            fontweight="bold" if dx > 0 else "normal")
+        ax.axvline(0.5, color=GRID, linewidth=1.0, linestyle=":")
+        ax.set_yscale("log")
+        ax.set_ylim(lowest / 4, 20)
+        ax.set_xticks(range(len(groups)), [g["label"] for g in groups], fontsize=8.5)
+        ax.set_ylabel("relative time to train (traditional = 1, log scale)")
+        ax.yaxis.grid(True, color=GRID, linewidth=0.6)
+        ax.set_axisbelow(True)
+        ax.set_yticks([t for t in (1, 1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6) if t >= lowest / 4])
+        ax.set_yticklabels([f"1/{round(1 / t):,}" if t < 1 else "1" for t in ax.get_yticks()])
+        ax.minorticks_off()
+        ax.legend(handles=[
+            Patch(color=TRADITIONAL, label="deep learning from scratch (traditional = 1)"),
+            Patch(color=TRANSFER, label="transfer learning (1/N)"),
+            Patch(facecolor=_pale(INK), edgecolor=INK, hatch="////",
+                  label="hatched, pale: projected, not measured"),
+        ], loc="lower center", bbox_to_anchor=(0.5, 1.01), ncol=3, fontsize=8.5, frameon=False)
+        return to_svg(fig)
+
+
+def history(entries: list[dict[str, Any]]) -> str | None:
+    """Trend over result files: training img/s, full-training total, transfer total."""
+    if not entries:
+        return None
+    files = list(dict.fromkeys(e["file"] for e in entries))
+    ticks = {e["file"]: f"{e['created'][5:16].replace('T', ' ')}\n{e['commit_short']}"
+             for e in entries}
+    series: dict[str, list[dict[str, Any]]] = {}
+    for e in entries:
+        series.setdefault(f"{e['suite']} · {e['backend']}", []).append(e)
+    panels = [("training img/s", "train_img_s", None),
+              ("full training total (h)", "train_total_h", "train_kind"),
+              ("transfer total (s)", "transfer_total_s", None)]
+    with _figure("history", figsize=(max(7.0, 1.1 * len(files) + 3), 7.2)) as fig:
+        axes = fig.subplots(len(panels), 1, sharex=True)
+        colours = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
+        for ax, (title, key, kind_key) in zip(axes, panels, strict=True):
+            for n, (name, points) in enumerate(series.items()):
+                pts = [p for p in points if p.get(key) is not None]
+                if not pts:
+                    continue
+                xs = [files.index(p["file"]) for p in pts]
+                colour = colours[n % len(colours)]
+                ax.plot(xs, [p[key] for p in pts], color=colour, linewidth=1.2, label=name)
+                for x, p in zip(xs, pts, strict=True):
+                    projected = kind_key and p.get(kind_key) == "projected"
+                    ax.plot(x, p[key], marker="o", markersize=6, color=colour,
+                            markerfacecolor="white" if projected else colour)
+            ax.set_ylabel(title, fontsize=9)
+            ax.yaxis.grid(True, color=GRID, linewidth=0.6)
+            ax.margins(y=0.18)
+            ax.set_ylim(bottom=0)
+        axes[1].text(0.01, 0.95, "hollow markers: projected totals", transform=axes[1].transAxes,
+                     fontsize=8, va="top", color="#57606a")
+        axes[-1].set_xticks(range(len(files)), [ticks[f] for f in files], fontsize=8)
+        axes[0].legend(fontsize=8, frameon=False, loc="upper left",
+                       bbox_to_anchor=(1.0, 1.0))
+        return to_svg(fig)

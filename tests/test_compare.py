@@ -1,0 +1,254 @@
+"""bench.compare and `tlbench compare`, driven by fixture result files (no benchmark is run).
+
+The fixtures are real results of the dev VM, trimmed (tests/fixtures/README.md). The seeded
+draws resample each fixture metric's own log-residuals around its median — noise like the real
+samples, slow outliers and drifts included — as many samples as suites/ci.toml yields.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from bench import cli, compare, results
+from bench import suite as suite_mod
+from bench.compare import IMPROVED, NOT_COMPARABLE, SAME, WORSE
+
+FIXTURES = Path(__file__).parent / "fixtures"
+REPO = Path(__file__).resolve().parent.parent
+DRAWS = 20
+# Samples per side of each judged figure, at most what the CI suite yields on the dev VM: its
+# training window; ~60 steady extraction batches (60 identities, batches of 8); 8 s of batch-1
+# calls (~270 at 30 ms) and of batch-8 calls (~90 for the slower backend).
+N_TRAIN = suite_mod.load(REPO / "suites/ci.toml").full_training.window_steps
+N_EXTRACT, N_LATENCY, N_THROUGHPUT = 58, 150, 80
+
+
+def fixture(name: str) -> dict[str, Any]:
+    return results.load(FIXTURES / name)
+
+
+def _draw(rng: np.random.Generator, samples: list[float], n: int, factor: float) -> list[float]:
+    logs = np.log(samples)
+    centre = np.median(logs)
+    return list(np.exp(centre + rng.choice(logs - centre, n)) * factor)
+
+
+def redraw(doc: dict[str, Any], rng: np.random.Generator, factor: float = 1.0) -> dict[str, Any]:
+    """The document with every judged sample set redrawn around its own values, x factor."""
+    doc = copy.deepcopy(doc)
+    for run in doc["runs"]:
+        if run.get("status") != "ok":
+            continue
+        s = run["samples"]
+        if run["scenario"] == "full_training":
+            s["micro_step_s"] = _draw(rng, s["micro_step_s"], N_TRAIN, factor)
+        elif run["scenario"] == "transfer":
+            steady = compare.steady_extraction(run)
+            trace = s["extract_batch_s"][0] * factor
+            s["extract_batch_s"] = [trace, *_draw(rng, steady, N_EXTRACT, factor), trace]
+            run["data"]["train_images"] = (N_EXTRACT + 2) * run["params"]["batch_size"]
+        else:
+            for key in [k for k in s if not k.endswith("_warmup")]:
+                n = N_LATENCY if key == "latency_bs1" else N_THROUGHPUT
+                s[key] = _draw(rng, s[key], n, factor)
+    return doc
+
+
+def statuses(rows: list[compare.Row]) -> list[str]:
+    return [r.status for r in rows]
+
+
+def test_a_a_pairs_come_out_same_in_every_one_of_20_seeded_draws() -> None:
+    base = fixture("default_vm.json")
+    outcomes = []
+    for seed in range(DRAWS):
+        rng = np.random.default_rng(seed)
+        rows = compare.compare(redraw(base, rng), redraw(base, rng))
+        assert len(rows) == 8 and all(r.comparable for r in rows)
+        outcomes.append(statuses(rows))
+    same = sum(all(s == SAME for s in draw) for draw in outcomes)
+    assert same == DRAWS, outcomes
+
+
+def test_a_10_percent_slowdown_comes_out_worse_in_20_of_20_seeded_draws() -> None:
+    base = fixture("default_vm.json")
+    flagged = 0
+    for seed in range(DRAWS):
+        rng = np.random.default_rng(1000 + seed)
+        rows = compare.compare(redraw(base, rng), redraw(base, rng, factor=1.10))
+        assert statuses(rows) == [WORSE] * 8, [(r.run_id, r.metric, r.status, r.note)
+                                               for r in rows]
+        assert all(5 < r.time_change_pct < 16 for r in rows)
+        flagged += bool(compare.regressions(rows))
+    assert flagged == DRAWS
+
+
+def test_a_10_percent_speedup_comes_out_improved_not_worse() -> None:
+    base = fixture("default_vm.json")
+    rng = np.random.default_rng(7)
+    rows = compare.compare(redraw(base, rng), redraw(base, rng, factor=1 / 1.10))
+    assert statuses(rows) == [IMPROVED] * 8
+    train = rows[0]
+    assert train.metric == "train img/s" and train.ratio == pytest.approx(1.10, rel=0.05)
+
+
+def test_a_result_against_itself_is_same_everywhere_with_ratio_one() -> None:
+    doc = fixture("default_vm.json")
+    rows = compare.compare(doc, doc)
+    assert statuses(rows) == [SAME] * 8
+    assert all(r.ratio == 1.0 and r.p_value == 1.0 for r in rows)
+    assert rows[0].total_ratio == 1.0 and rows[0].total_kind == "projected"
+
+
+def test_figures_are_the_runs_own_headline_figures() -> None:
+    doc = fixture("default_vm.json")
+    rows = {(r.run_id, r.metric): r for r in compare.compare(doc, doc)}
+    by_id = {r["run_id"]: r for r in doc["runs"]}
+    train = rows[("full_training/tf-stock", "train img/s")]
+    assert train.base == pytest.approx(by_id["full_training/tf-stock"]["derived"]["images_per_s"])
+    extract = rows[("transfer/tf-onednn", "extract img/s")]
+    assert extract.base == pytest.approx(
+        by_id["transfer/tf-onednn"]["derived"]["extraction_images_per_s"])
+    latency = rows[("inference/tf-stock", "latency bs1 p50 ms")]
+    assert latency.base == pytest.approx(by_id["inference/tf-stock"]["derived"]["latency_ms_p50"])
+
+
+def test_steady_extraction_batches_are_the_ones_the_scenario_used() -> None:
+    for run in fixture("default_vm.json")["runs"]:
+        if run["scenario"] == "transfer":
+            assert len(compare.steady_extraction(run)) == run["stats"]["extract_batch_s"]["n"]
+
+
+def test_failed_skipped_and_missing_runs_are_not_comparable_with_the_reason() -> None:
+    rows = {r.run_id: r for r in compare.compare(fixture("quick_vm.json"),
+                                                 fixture("mixed_vm.json"))}
+    failed = rows["inference/tf-onednn"]
+    assert failed.status == NOT_COMPARABLE and failed.note.startswith("failed in new: timed out")
+    assert rows["transfer/itex"].note == "missing in base"
+    assert rows["full_training/tf-stock"].status == SAME
+    reverse = {r.run_id: r for r in compare.compare(fixture("mixed_vm.json"),
+                                                    fixture("quick_vm.json"))}
+    assert reverse["inference/itex"].note == "missing in new"
+
+
+def test_runs_with_other_parameters_are_not_comparable_and_say_which() -> None:
+    rows = compare.compare(fixture("quick_vm.json"), fixture("default_vm.json"))
+    assert statuses(rows) == [NOT_COMPARABLE] * len(rows)
+    assert "model.image_size: 96 → 160" in rows[0].note
+
+
+def test_a_longer_measurement_window_alone_keeps_runs_comparable() -> None:
+    base = fixture("default_vm.json")
+    new = copy.deepcopy(base)
+    for run in new["runs"]:
+        for key in ("window_steps", "duration_s"):
+            if key in run["params"]:
+                run["params"][key] *= 2
+    assert NOT_COMPARABLE not in statuses(compare.compare(base, new))
+
+
+def test_too_few_samples_is_inconclusive_never_worse() -> None:
+    base = fixture("quick_vm.json")  # 4 training micro-steps per backend
+    slow = copy.deepcopy(base)
+    for run in slow["runs"]:
+        if run["scenario"] == "full_training":
+            run["samples"]["micro_step_s"] = [x * 1.5 for x in run["samples"]["micro_step_s"]]
+    train = [r for r in compare.compare(base, slow) if r.metric == "train img/s"]
+    assert [r.status for r in train] == [SAME, SAME]
+    assert all("too few samples (4/4)" in r.note for r in train)
+    assert all(r.time_change_pct == pytest.approx(50) for r in train)
+
+
+def test_a_significant_change_within_the_threshold_is_same_and_beyond_it_worse() -> None:
+    rng = np.random.default_rng(3)
+    base = fixture("default_vm.json")
+    base["runs"] = [r for r in base["runs"] if r["run_id"] == "full_training/tf-onednn"]
+    new = copy.deepcopy(base)
+    steps = list(1.4 * np.exp(rng.normal(0, 0.01, 120)))
+    base["runs"][0]["samples"]["micro_step_s"] = steps
+    new["runs"][0]["samples"]["micro_step_s"] = [x * 1.03 for x in rng.permutation(steps)]
+    [row] = compare.compare(base, new, max_slowdown_pct=5)
+    assert row.significant and row.status == SAME and "within ±5%" in row.note
+    [row] = compare.compare(base, new, max_slowdown_pct=2)
+    assert row.status == WORSE
+
+
+def test_nothing_in_common_is_an_error_naming_both_sides() -> None:
+    base = fixture("quick_vm.json")
+    other = copy.deepcopy(base)
+    for run in other["runs"]:
+        run["run_id"] = run["run_id"].replace("tf-", "ov-")
+    with pytest.raises(compare.CompareError, match="nothing in common"):
+        compare.compare(base, other)
+
+
+def test_holm_adjusts_in_rank_order_and_stays_monotone() -> None:
+    assert compare.holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert compare.holm([]) == []
+
+
+# --- the command line -------------------------------------------------------------------------
+
+def _write(tmp_path: Path, name: str, doc: dict[str, Any]) -> str:
+    path = tmp_path / name
+    path.write_text(json.dumps(doc))
+    return str(path)
+
+
+def test_cli_exits_0_when_nothing_is_worse(tmp_path: Path, capsys) -> None:
+    rng = np.random.default_rng(11)
+    base = fixture("default_vm.json")
+    a, b = _write(tmp_path, "a.json", redraw(base, rng)), _write(tmp_path, "b.json",
+                                                                 redraw(base, rng))
+    assert cli.main(["compare", a, b]) == 0
+    assert "same" in capsys.readouterr().out
+
+
+def test_cli_exits_1_on_a_significant_slowdown_and_json_says_which(tmp_path: Path,
+                                                                     capsys) -> None:
+    rng = np.random.default_rng(12)
+    base = fixture("default_vm.json")
+    a = _write(tmp_path, "a.json", redraw(base, rng))
+    b = _write(tmp_path, "b.json", redraw(base, rng, factor=1.10))
+    assert cli.main(["compare", a, b, "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["worse"] == 8 and report["max_slowdown_pct"] == 5.0
+    assert {r["status"] for r in report["rows"]} == {WORSE}
+    # the same slowdown under a threshold above it is not a regression
+    assert cli.main(["compare", a, b, "--max-slowdown", "20"]) == 0
+
+
+def test_cli_exits_2_on_unusable_input_and_says_which(tmp_path: Path, capsys) -> None:
+    quick = str(FIXTURES / "quick_vm.json")
+    assert cli.main(["compare", quick, str(tmp_path / "missing.json")]) == 2
+    assert "missing.json: no such result file" in capsys.readouterr().err
+
+    future = _write(tmp_path, "future.json", {**fixture("quick_vm.json"), "schema_version": 2})
+    assert cli.main(["compare", quick, future]) == 2
+    assert "schema_version 2 is not supported" in capsys.readouterr().err
+
+    other = fixture("quick_vm.json")
+    for run in other["runs"]:
+        run["run_id"] = "inference/openvino"
+    other["runs"] = other["runs"][:1]
+    assert cli.main(["compare", quick, _write(tmp_path, "other.json", other)]) == 2
+    assert "nothing in common" in capsys.readouterr().err
+
+    assert cli.main(["compare", quick, str(FIXTURES / "default_vm.json")]) == 2
+    assert "nothing comparable" in capsys.readouterr().err
+
+    assert cli.main(["compare", quick, quick, "--max-slowdown", "-5"]) == 2
+    assert "is not a percentage" in capsys.readouterr().err
+
+
+def test_thousands_of_samples_a_side_are_estimated_quickly_and_close() -> None:
+    rng = np.random.default_rng(5)
+    base = list(np.exp(rng.normal(0, 0.2, 8000)))
+    new = list(1.1 * np.exp(rng.normal(0, 0.2, 9000)))
+    assert compare.hodges_lehmann_ratio(base, new) == pytest.approx(1.1, rel=0.01)

@@ -1,0 +1,291 @@
+"""The HTML report and `tlbench report`, from fixture result files (no benchmark is run).
+
+The page is checked as a browser sees it, too: headless Chromium (Debian's package, installed by
+`make test` when missing) opens it offline, screenshots it, and its network log must show no
+request made by the page.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench import cli, results, summary
+from bench.report import charts, html
+
+FIXTURES = Path(__file__).parent / "fixtures"
+HOSTILE = "<script>alert(1)</script>"
+_EXTERNAL_CSS_URL = re.compile(r"url\(\s*['\"]?(?!#|data:)")  # url(#id) is the page's own
+
+
+def fixture(name: str) -> dict[str, Any]:
+    return results.load(FIXTURES / name)
+
+
+URL_ATTRS = frozenset({"src", "href", "xlink:href", "srcset", "action", "poster", "data",
+                       "formaction"})
+
+
+class _Refs(HTMLParser):
+    """Every URL-bearing attribute, every tag, and the text of <style> elements."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.urls: list[str] = []
+        self.tags: set[str] = set()
+        self.styles: list[str] = []
+        self._in_style = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.add(tag)
+        self._in_style = tag == "style"
+        self.urls += [v or "" for k, v in attrs if k in URL_ATTRS]
+        self.styles += [v or "" for k, v in attrs if k == "style"]
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.handle_starttag(tag, attrs)
+
+    def handle_endtag(self, tag: str) -> None:
+        self._in_style = False
+
+    def handle_data(self, data: str) -> None:
+        if self._in_style:
+            self.styles.append(data)
+
+
+def external_references(page: str) -> list[str]:
+    refs = _Refs()
+    refs.feed(page)
+    bad = [u for u in refs.urls if not u.startswith(("#", "data:"))]
+    bad += [s for s in refs.styles if "@import" in s or _EXTERNAL_CSS_URL.search(s)]
+    bad += [f"<{t}>" for t in refs.tags & {"script", "link", "iframe", "object", "embed"}]
+    return bad
+
+
+def test_the_report_has_figure3_the_paper_comparison_and_every_section() -> None:
+    doc = fixture("default_vm.json")
+    page = html.render(doc, "results/vm/20261126T112938Z_default.json")
+    assert '<div class="chart" id="figure3"><svg' in page
+    for heading in ("Figure 3, reproduced", "Beside the white paper", "Speed-up of each backend",
+                    "Full training", "Transfer learning", "Inference", "failed or were skipped",
+                    "Machine and software"):
+        assert heading in page, heading
+    assert "~20 h" in page and "~15 min" in page and "~80x" in page
+    # this box's figures, as summary computes them, not re-derived
+    for row in summary.speedups(doc):
+        assert f"{row['paper_scale']['speedup']:,.0f}x" in page
+    assert page.count("1/80") >= 1 and "projected" in page
+
+
+def test_projected_bars_are_drawn_differently_and_labelled() -> None:
+    groups = charts.figure3_groups(fixture("default_vm.json"))
+    assert [g["kind"] for g in groups] == ["paper", "box", "box", "box", "box"]
+    paper_scale, as_run = groups[1], groups[2]
+    assert paper_scale["full_projected"] and paper_scale["transfer_projected"]
+    assert as_run["full_projected"] and not as_run["transfer_projected"]  # transfer is measured
+    svg = charts.figure3(fixture("default_vm.json"))
+    assert svg.startswith("<svg") and "<?xml" not in svg and "DOCTYPE" not in svg
+    assert 'id="h' in svg or "pattern" in svg  # hatches are SVG patterns
+    assert svg.count("projected") >= 6 and "measured" in svg and "reported" in svg
+    assert "1/80" in svg
+
+
+def test_the_report_is_self_contained() -> None:
+    page = html.render(fixture("mixed_vm.json"), "mixed_vm.json",
+                       baseline=fixture("quick_vm.json"), baseline_source="quick_vm.json")
+    assert external_references(page) == []
+
+
+def test_the_external_reference_check_catches_what_it_should() -> None:
+    page = ('<link rel="stylesheet" href="https://cdn.example/x.css"><img src="//x/y.png">'
+            '<style>@font-face { src: url(https://f.example/a.woff) }</style>'
+            '<svg><use xlink:href="http://x.example/s.svg#a"/></svg><a href="#ok">ok</a>')
+    assert len(external_references(page)) == 5
+
+
+def test_every_string_from_a_result_file_is_escaped() -> None:
+    doc = fixture("mixed_vm.json")
+    doc["machine"]["hostname"] = HOSTILE
+    doc["machine"]["cpu_model"] = '"><img src=x onerror=alert(2)>'
+    doc["suite"]["description"] = "<b>bold</b> & more"
+    for run in doc["runs"]:
+        if run["status"] == "failed":
+            run["error"] = f"boom {HOSTILE}"
+            run["log_tail"] = "</pre><script>alert(3)</script>"
+        if run["backend"] == "tf-onednn":
+            run["backend"] = "<i>tf-onednn</i>"
+    page = html.render(doc, f"results/{HOSTILE}.json")
+    assert "<script" not in page.lower()
+    assert "<img" not in page.lower() and "<i>" not in page and "<b>bold" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "&lt;b&gt;bold&lt;/b&gt; &amp; more" in page
+    assert "&lt;i&gt;tf-onednn&lt;/i&gt;" in page  # in the tables and in the chart's labels
+
+
+def test_failed_and_skipped_runs_are_listed_with_their_reason() -> None:
+    page = html.render(fixture("mixed_vm.json"), "mixed_vm.json")
+    assert "inference/tf-onednn" in page and "timed out after 600 s" in page
+    failures = page[page.index("Runs that failed or were skipped"):]
+    assert failures.count("Intel Extension for TensorFlow is not installed") == 3
+    assert failures.count('<span class="badge skipped">skipped</span>') == 3
+    assert "log tail" in page
+
+
+def test_the_speedup_matrix_is_relative_to_tf_stock() -> None:
+    matrix = html.speedup_matrix(fixture("mixed_vm.json"))
+    assert matrix["baseline"] == "tf-stock"
+    assert [h["scenario"] for h in matrix["headers"]] == ["full_training", "transfer",
+                                                          "inference"]
+    rows = {r["backend"]: r["cells"] for r in matrix["rows"]}
+    assert [c["text"] for c in rows["tf-stock"]] == ["1.00x", "1.00x", "1.00x"]
+    onednn = rows["tf-onednn"]
+    ratios = {r["scenario"]: r["ratio"] for r in summary.backend_ratios(fixture("mixed_vm.json"))}
+    assert onednn[0]["ratio"] == pytest.approx(ratios["full_training"])
+    assert onednn[2]["text"] == "failed" and "timed out" in onednn[2]["title"]
+    assert [c["text"] for c in rows["itex"]] == ["skipped"] * 3
+
+
+def test_a_result_without_a_full_pair_still_renders_and_says_why() -> None:
+    doc = fixture("mixed_vm.json")
+    doc["runs"] = [r for r in doc["runs"] if r["scenario"] == "inference"]
+    page = html.render(doc, "x.json")
+    assert "nothing to put beside the paper" in page and "<svg" not in page
+
+
+def test_cli_report_prints_tables_and_writes_the_page_under_reports(tmp_path: Path, capsys,
+                                                                   monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    source = tmp_path / "results/vm/20261126T112938Z_default.json"
+    source.parent.mkdir(parents=True)
+    shutil.copy(FIXTURES / "default_vm.json", source)
+    assert cli.main(["report", str(source)]) == 0
+    out = capsys.readouterr().out
+    assert "Full training" in out and "beside the white paper" in out
+    page = tmp_path / "reports/20261126T112938Z_default.html"
+    assert page.is_file() and f"HTML report: {Path('reports') / page.name}" in out
+    assert '<div class="chart" id="figure3"><svg' in page.read_text()
+
+
+def test_cli_report_with_a_baseline_adds_the_comparison(tmp_path: Path, capsys) -> None:
+    out_html = tmp_path / "r.html"
+    assert cli.main(["report", str(FIXTURES / "mixed_vm.json"), "--baseline",
+                     str(FIXTURES / "quick_vm.json"), "--html", str(out_html)]) == 0
+    assert "New vs baseline" in capsys.readouterr().out
+    page = out_html.read_text()
+    assert "Against the baseline" in page and "missing in base" in page
+
+
+def test_cli_report_refuses_unusable_input(tmp_path: Path, capsys) -> None:
+    assert cli.main(["report", str(tmp_path / "nope.json")]) == 2
+    assert "no such result file" in capsys.readouterr().err
+    assert cli.main(["report"]) == 2
+    assert "give a RESULT file" in capsys.readouterr().err
+    assert cli.main(["report", "--history", str(tmp_path / "none")]) == 2
+    assert "not a folder" in capsys.readouterr().err
+
+
+def test_history_orders_files_by_date_and_charts_the_trend(tmp_path: Path, capsys) -> None:
+    folder = tmp_path / "results/vm"
+    folder.mkdir(parents=True)
+    for name in ("mixed_vm.json", "default_vm.json", "quick_vm.json"):
+        shutil.copy(FIXTURES / name, folder / name)
+    (folder / "broken.json").write_text('{"schema_version": 1, "runs": [')
+    out_html = tmp_path / "history.html"
+    assert cli.main(["report", "--history", str(folder), "--html", str(out_html)]) == 0
+    out = capsys.readouterr().out
+    assert out.index("c9b095b") < out.index("7caf312") < out.index("1c89e33+")
+    assert "broken.json: not valid JSON" in out
+    page = out_html.read_text()
+    assert '<div class="chart" id="history"><svg' in page and "projected" in page
+    assert external_references(page) == []
+
+
+def test_history_default_page_is_named_after_the_folder(tmp_path: Path, monkeypatch,
+                                                       capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    folder = tmp_path / "results/box"
+    folder.mkdir(parents=True)
+    shutil.copy(FIXTURES / "quick_vm.json", folder / "a.json")
+    assert cli.main(["report", "--history", "results/box"]) == 0
+    assert (tmp_path / "reports/history-box.html").is_file()
+
+
+# --- in a real browser ------------------------------------------------------------------------
+
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                  "--no-first-run", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--hide-scrollbars",
+                  # nothing can leave the machine, whatever the page or the browser asks for
+                  "--host-resolver-rules=MAP * ~NOTFOUND"]
+
+
+def chromium() -> str:
+    for name in ("chromium", "chromium-browser"):
+        if path := shutil.which(name):
+            return path
+    pytest.skip("chromium is not installed (Debian package `chromium`; `make test` installs it "
+                "when it runs as root with apt) — the screenshot test needs it")
+
+
+def page_requests(net_log: Path) -> list[str]:
+    """URLs the page itself asked for (the browser's own service requests are not the page's)."""
+    text = net_log.read_text()
+    try:
+        log = json.loads(text)
+    except json.JSONDecodeError:  # a log cut short at exit lacks its closing brackets
+        log = json.loads(text.rstrip().rstrip(",") + "]}")
+    start_job = log["constants"]["logEventTypes"]["URL_REQUEST_START_JOB"]
+    starts = [e.get("params", {}) for e in log["events"] if e["type"] == start_job]
+    return [p["url"] for p in starts if "url" in p and p.get("initiator") != "not an origin"]
+
+
+def open_in_chromium(page: Path, tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:
+    profile = tmp_path / f"profile-{page.stem}"
+    return subprocess.run(
+        [chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *extra, page.as_uri()],
+        capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_chromium_opens_the_page_offline_and_screenshots_it(tmp_path: Path) -> None:
+    page = html.write(html.render(fixture("mixed_vm.json"), "results/vm/mixed_vm.json",
+                                  baseline=fixture("quick_vm.json"),
+                                  baseline_source="results/vm/quick_vm.json",
+                                  rows=None), tmp_path / "report.html")
+    shot, net_log = tmp_path / "report.png", tmp_path / "net.json"
+    run = open_in_chromium(page, tmp_path, "--window-size=1280,3200", f"--screenshot={shot}",
+                           f"--log-net-log={net_log}")
+    assert shot.is_file() and shot.stat().st_size > 50_000, run.stderr[-2000:]
+    from PIL import Image
+
+    with Image.open(shot) as image:
+        assert image.size == (1280, 3200)
+        colours = image.convert("RGB").getcolors(maxcolors=1 << 20)
+        assert colours is not None and len(colours) > 200  # text, tables and a chart, not blank
+    assert page_requests(net_log) == []
+
+    dom = open_in_chromium(page, tmp_path, "--dump-dom").stdout
+    assert "Figure 3, reproduced" in dom and 'id="figure3"' in dom and "<svg" in dom
+
+
+def test_the_network_check_sees_a_page_that_fetches(tmp_path: Path) -> None:
+    page = tmp_path / "fetching.html"
+    page.write_text('<html><body><img src="https://example.invalid/x.png"></body></html>')
+    net_log = tmp_path / "net.json"
+    open_in_chromium(page, tmp_path, "--screenshot=" + str(tmp_path / "f.png"),
+                     f"--log-net-log={net_log}")
+    assert page_requests(net_log) == ["https://example.invalid/x.png"]
+
+
+def test_fixture_documents_are_not_modified_by_rendering() -> None:
+    doc = fixture("mixed_vm.json")
+    before = copy.deepcopy(doc)
+    html.render(doc, "x.json", baseline=fixture("quick_vm.json"), baseline_source="q.json")
+    assert doc == before
