@@ -201,7 +201,7 @@ def test_history_orders_files_by_date_and_charts_the_trend(tmp_path: Path, capsy
     out_html = tmp_path / "history.html"
     assert cli.main(["report", "--history", str(folder), "--html", str(out_html)]) == 0
     out = capsys.readouterr().out
-    assert out.index("c9b095b") < out.index("7caf312") < out.index("1c89e33+")
+    assert out.index("c9b095b") < out.index("1c89e33+") < out.index("2bff093")
     assert "broken.json: not valid JSON" in out
     page = out_html.read_text()
     assert '<div class="chart" id="history"><svg' in page and "projected" in page

@@ -21,6 +21,7 @@ def test_result_file_is_saved_whole_after_every_run(tmp_path: Path) -> None:
     rf.finish()
     assert load(path)["complete"] is True
     assert list(path.parent.glob(".*tmp")) == [], "no temporary file is left behind"
+    assert path.stat().st_mode & 0o777 == 0o644
 
 
 def test_new_results_never_overwrite_an_existing_file(tmp_path: Path) -> None:

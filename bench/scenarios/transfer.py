@@ -19,7 +19,7 @@ from bench.backends import Backend
 from bench.data import lfw
 from bench.measure import summarize
 from bench.models import facenet
-from bench.parity import PARITY_IMAGES
+from bench.parity import PARITY_IMAGES, stored
 from bench.scenarios import Progress
 from bench.scenarios.common import build_pretrained, load_split
 from bench.suite import TransferSpec
@@ -126,7 +126,7 @@ def run(run: dict[str, Any], backend: Backend, progress: Progress) -> dict[str, 
         "head_final_loss": final_loss,
         "total": {"kind": "measured", "total_s": extraction_s + head_s},
         "accuracy": accuracy,
-        "parity": {"embeddings": test_x[:PARITY_IMAGES].tolist()},
+        "parity": {"embeddings": stored(test_x[:PARITY_IMAGES])},
         "chance_accuracy": 1 / len(split.train.names),
         "derived": {
             "images": images,
