@@ -18,7 +18,9 @@ from typing import Any
 # imports no runtime. A test checks the two lists agree.
 BACKENDS = ("tf-stock", "tf-onednn", "tf-onednn-bf16", "itex", "itex-bf16", "openvino",
             "openvino-bf16")
-SCENARIOS = ("full_training", "transfer", "inference")
+SCENARIOS = ("full_training", "transfer", "fine_tune", "inference")
+# Stages of progressive fine-tuning, top of the network first (bench.scenarios.fine_tune).
+FINE_TUNE_STAGES = ("Block8", "block8", "Mixed_7a", "block17", "Mixed_6a", "block35", "stem")
 MODEL_VARIANTS = ("full", "small")
 
 
@@ -35,6 +37,11 @@ def _one_of(where: str, value: str, allowed: tuple[str, ...]) -> None:
         close = difflib.get_close_matches(value, allowed, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         _fail(where, f"{value!r} is not one of {', '.join(allowed)}{hint}")
+
+
+def _target(where: str, value: float) -> None:
+    if not 0.0 <= value <= 1.0:
+        _fail(where, f"is a fraction of held-out images, 0 to 1 (0 = none); got {value}")
 
 
 def _at_least(where: str, value: float, low: float) -> None:
@@ -102,9 +109,14 @@ class FullTrainingSpec:
     window_steps: int = 8  # micro-steps timed for the projection
     learning_rate: float = 0.05
     weight_decay: float = 5e-4
+    target_accuracy: float = 0.0  # > 0: report the training time to reach it (measure = "full")
 
     def check(self, where: str) -> None:
         _one_of(f"{where}.measure", self.measure, ("full", "projected"))
+        _target(f"{where}.target_accuracy", self.target_accuracy)
+        if self.target_accuracy and self.measure != "full":
+            _fail(f"{where}.target_accuracy", 'needs measure = "full": a projected run trains '
+                  "only a window")
         for name in ("epochs", "steps_per_epoch", "batch_size", "micro_batch", "window_steps"):
             _at_least(f"{where}.{name}", getattr(self, name), 1)
         _at_least(f"{where}.warmup_steps", self.warmup_steps, 0)
@@ -113,6 +125,10 @@ class FullTrainingSpec:
                   f"must divide batch_size ({self.batch_size}); e.g. micro_batch = 16")
         if self.window_steps < 3:
             _fail(f"{where}.window_steps", "needs >= 3 timed micro-steps for a confidence interval")
+        timed = self.total_steps * self.accumulation - 1 - self.warmup_steps
+        if self.measure == "full" and timed < 3:
+            _fail(f"{where}.epochs", f"measure = \"full\" times only {timed} steady micro-step(s) "
+                  f"after the first and the warm-up; raise epochs or steps_per_epoch to time >= 3")
         if self.learning_rate <= 0:
             _fail(f"{where}.learning_rate", "must be > 0")
         _at_least(f"{where}.weight_decay", self.weight_decay, 0.0)
@@ -128,17 +144,49 @@ class FullTrainingSpec:
 
 @dataclass(frozen=True)
 class TransferSpec:
-    """Figure 1 of the paper: embeddings once with a frozen network, then train a head only."""
+    """Figure 1 of the paper: embeddings once with a frozen network, then train a head only.
+
+    head = "softmax" (a dense softmax layer) or "svm" (a linear multi-class SVM, the classifier
+    facenet's classifier.py trains on embeddings), both trained full-batch.
+    """
 
     batch_size: int = 32  # extraction batch
+    head: str = "softmax"
     head_steps: int = 300  # full-batch optimiser steps on the embeddings
     head_learning_rate: float = 0.05
+    target_accuracy: float = 0.0  # > 0: report the time to reach it (evaluation off the clock)
+    compare_random: bool = True  # with pretrained weights, also transfer from random weights
 
     def check(self, where: str) -> None:
         _at_least(f"{where}.batch_size", self.batch_size, 1)
+        _one_of(f"{where}.head", self.head, ("softmax", "svm"))
         _at_least(f"{where}.head_steps", self.head_steps, 1)
         if self.head_learning_rate <= 0:
             _fail(f"{where}.head_learning_rate", "must be > 0")
+        _target(f"{where}.target_accuracy", self.target_accuracy)
+
+
+@dataclass(frozen=True)
+class FineTuneSpec:
+    """Paper §V: unfreeze the pretrained network's top blocks one stage at a time."""
+
+    stages: int = 2  # how many of FINE_TUNE_STAGES to add, top first
+    steps_per_stage: int = 20
+    batch_size: int = 16
+    learning_rate: float = 0.005
+    weight_decay: float = 5e-4
+    target_accuracy: float = 0.0
+
+    def check(self, where: str) -> None:
+        if not 1 <= self.stages <= len(FINE_TUNE_STAGES):
+            _fail(f"{where}.stages", f"must be 1..{len(FINE_TUNE_STAGES)} (stages, top first: "
+                  f"{', '.join(FINE_TUNE_STAGES)})")
+        _at_least(f"{where}.steps_per_stage", self.steps_per_stage, 2)
+        _at_least(f"{where}.batch_size", self.batch_size, 1)
+        if self.learning_rate <= 0:
+            _fail(f"{where}.learning_rate", "must be > 0")
+        _at_least(f"{where}.weight_decay", self.weight_decay, 0.0)
+        _target(f"{where}.target_accuracy", self.target_accuracy)
 
 
 @dataclass(frozen=True)
@@ -159,6 +207,7 @@ class InferenceSpec:
 SCENARIO_SPECS: dict[str, type] = {
     "full_training": FullTrainingSpec,
     "transfer": TransferSpec,
+    "fine_tune": FineTuneSpec,
     "inference": InferenceSpec,
 }
 
@@ -177,6 +226,7 @@ class Suite:
     data: DataSpec = field(default_factory=DataSpec)
     full_training: FullTrainingSpec = field(default_factory=FullTrainingSpec)
     transfer: TransferSpec = field(default_factory=TransferSpec)
+    fine_tune: FineTuneSpec = field(default_factory=FineTuneSpec)
     inference: InferenceSpec = field(default_factory=InferenceSpec)
 
     def scenario_spec(self, scenario: str) -> Any:

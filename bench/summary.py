@@ -36,6 +36,8 @@ def headline(run: dict[str, Any]) -> tuple[str, float | None, str]:
         return "train img/s", derived.get("images_per_s"), "img/s"
     if scenario == "transfer":
         return "extract img/s", derived.get("extraction_images_per_s"), "img/s"
+    if scenario == "fine_tune":
+        return "fine-tune img/s", derived.get("images_per_s"), "img/s"
     return "infer img/s", derived.get("images_per_s"), "img/s"
 
 

@@ -50,6 +50,12 @@ def test_defaults_fill_missing_sections() -> None:
         ("[full_training]\nbatch_size = 100\nmicro_batch = 16\n", "must divide batch_size"),
         ("[full_training]\nmeasure = \"estimate\"\n", "'estimate' is not one of full, projected"),
         ("[full_training]\nwindow_steps = 2\n", "needs >= 3 timed micro-steps"),
+        ('[full_training]\nmeasure = "full"\nepochs = 1\nsteps_per_epoch = 2\nbatch_size = 16\n'
+         "warmup_steps = 0\n", "times only 1 steady micro-step"),
+        ("[full_training]\ntarget_accuracy = 0.5\n", 'target_accuracy: needs measure = "full"'),
+        ("[transfer]\ntarget_accuracy = 50\n", "is a fraction of held-out images"),
+        ("[transfer]\nhead = \"knn\"\n", "'knn' is not one of softmax, svm"),
+        ("[fine_tune]\nstages = 9\n", "must be 1..7"),
         ('[data]\nsource = "lfw"\n', 'needs path = "/path/to/lfw"'),
         ("[model]\nvariant = \"tiny\"\n", "'tiny' is not one of full, small"),
         ("[model]\nimage_size = 32\n", "model.image_size: must be >= 80"),

@@ -42,6 +42,12 @@ def _acc(run: dict[str, Any]) -> str:
     return "—" if acc is None else f"{acc:.1%}" + ("*" if run.get("accuracy_note") else "")
 
 
+def _peak(run: dict[str, Any]) -> str:
+    """Achieved GFLOP/s as a share of the peak of the cores the run had, at its precision."""
+    fraction = (run.get("efficiency") or {}).get("fraction_of_peak")
+    return "—" if fraction is None else f"{fraction:.1%}"
+
+
 def _rss(run: dict[str, Any]) -> str:
     return f"{run.get('peak_rss_mb', 0) / 1024:.1f} GB"
 
@@ -53,33 +59,51 @@ def scenario_tables(doc: dict[str, Any]) -> list[Table]:
     train = [r for r in ok if r["scenario"] == "full_training"]
     if train:
         t = _table("Full training (from scratch)", "backend", "img/s", "input pipeline img/s",
-                   "first step", "total", "", "GFLOP/s", "peak RSS")
+                   "first step", "total", "", "GFLOP/s", "% peak", "peak RSS")
         for r in train:
             t.add_row(r["backend"], f"{r['derived']['images_per_s']:.2f}",
                       _num(r["derived"].get("input_pipeline_images_per_s"), ".0f"),
                       duration(r["first_step_s"]), duration(r["total"]["total_s"]),
-                      _kind(r["total"]), _num(r["derived"]["gflops_per_s"]), _rss(r))
+                      _kind(r["total"]), _num(r["derived"]["gflops_per_s"]), _peak(r),
+                      _rss(r))
         tables.append(t)
     transfer = [r for r in ok if r["scenario"] == "transfer"]
     if transfer:
         t = _table("Transfer (embed once, train the head)", "backend", "extract img/s",
-                   "extraction", "head", "total", "accuracy", "chance", "peak RSS")
+                   "% peak", "extraction", "head", "total", "accuracy", "from random weights",
+                   "chance", "peak RSS")
         for r in transfer:
+            rand = r.get("accuracy_random_weights")
             t.add_row(r["backend"], f"{r['derived']['extraction_images_per_s']:.1f}",
-                      duration(r["extraction_s"]), duration(r["head_s"]),
-                      duration(r["total"]["total_s"]), _acc(r), f"{r['chance_accuracy']:.1%}",
+                      _peak(r), duration(r["extraction_s"]),
+                      f"{duration(r['head_s'])} {r.get('head', '')}",
+                      duration(r["total"]["total_s"]), _acc(r),
+                      "—" if rand is None else f"{rand:.1%}", f"{r['chance_accuracy']:.1%}",
                       _rss(r))
+        tables.append(t)
+    tune = [r for r in ok if r["scenario"] == "fine_tune"]
+    if tune:
+        t = _table("Fine-tuning (top blocks unfrozen one stage at a time)", "backend", "stage",
+                   "trainable weights", "img/s", "first step", "stage time", "elapsed",
+                   "accuracy", left=2)
+        for r in tune:
+            for st in r["stages"]:
+                t.add_row(r["backend"], " + ".join(st["unfrozen"]),
+                          f"{st['trainable_weights']:,}", f"{st['images_per_s']:.2f}",
+                          duration(st["first_step_s"]), duration(st["stage_s"]),
+                          duration(st["elapsed_s"]),
+                          f"{st['accuracy']:.1%}" + ("*" if r.get("accuracy_note") else ""))
         tables.append(t)
     infer = [r for r in ok if r["scenario"] == "inference"]
     if infer:
         t = _table("Inference (embedding)", "backend", "p50 ms", "p90 ms", "p99 ms",
-                   "bs1 img/s", "img/s", "batch", "GFLOP/s", "peak RSS")
+                   "bs1 img/s", "img/s", "batch", "GFLOP/s", "% peak", "peak RSS")
         for r in infer:
             d = r["derived"]
             t.add_row(r["backend"], f"{d['latency_ms_p50']:.1f}", f"{d['latency_ms_p90']:.1f}",
                       f"{d['latency_ms_p99']:.1f}", f"{d['bs1_images_per_s']:.1f}",
                       f"{d['images_per_s']:.1f}", str(d["batch_size"]),
-                      _num(d["gflops_per_s"]), _rss(r))
+                      _num(d["gflops_per_s"]), _peak(r), _rss(r))
         tables.append(t)
     return tables
 
@@ -118,6 +142,13 @@ def render(doc: dict[str, Any]) -> Group:
     parts: list[Any] = scenario_tables(doc)
     notes = sorted({r["accuracy_note"] for r in doc["runs"] if r.get("accuracy_note")})
     parts += [Text(f"* {n}", style="dim") for n in notes]
+    for r in doc["runs"]:
+        tta = r.get("time_to_accuracy")
+        if tta:
+            when = (f"reached in {duration(tta['elapsed_s'])} of training" if tta["reached"]
+                    else "not reached")
+            parts.append(Text(f"{r['run_id']}: accuracy {tta['target']:.0%} {when} "
+                              f"(evaluation {tta['evaluation']})"))
     if summary.speedups(doc):
         parts.append(paper_table(doc))
     if summary.backend_ratios(doc):

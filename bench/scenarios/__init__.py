@@ -12,7 +12,8 @@ Progress = Callable[..., None]
 
 def run(run: dict[str, Any], backend: Backend, progress: Progress) -> dict[str, Any]:
     """Run one planned run's scenario in this (worker) process and return its figures."""
-    from bench.scenarios import full_training, inference, transfer
+    from bench.scenarios import fine_tune, full_training, inference, transfer
 
-    modules = {"full_training": full_training, "transfer": transfer, "inference": inference}
+    modules = {"full_training": full_training, "transfer": transfer, "fine_tune": fine_tune,
+               "inference": inference}
     return modules[run["scenario"]].run(run, backend, progress)

@@ -53,12 +53,17 @@ def resolve_weights(model: dict[str, Any], seed: int) -> tuple[str, str]:
     pretrained = weights_path(model)
     if pretrained.is_file():
         return str(pretrained), "tlbench pretrain (synthetic source identities)"
-    random_init = pretrained.with_name(
+    return random_init(model, seed), "random"
+
+
+def random_init(model: dict[str, Any], seed: int) -> str:
+    """A seeded random initialisation of this configuration, written to the cache once."""
+    path = weights_path(model).with_name(
         f"facenet-{model['variant']}-{model['image_size']}px-{model['embedding_size']}d-"
         f"random-seed{seed}.npz")
-    if not random_init.is_file():
-        weights.save(build_base({**model, "weights": ""}, seed=seed), random_init)
-    return str(random_init), "random"
+    if not path.is_file():
+        weights.save(build_base({**model, "weights": ""}, seed=seed), path)
+    return str(path)
 
 
 def build_base(model: dict[str, Any], seed: int = 0):

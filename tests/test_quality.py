@@ -1,0 +1,109 @@
+"""Quality beside time: fine-tuning stage by stage, the SVM head, pretrained vs random transfer,
+and time-to-accuracy, each in a real worker on the small model."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.cli import main
+from bench.models import weights
+from bench.scenarios.common import build_base
+from bench.scenarios.fine_tune import STAGE_PREFIXES, unfreeze
+from bench.suite import FINE_TUNE_STAGES
+
+from .conftest import only_result
+
+pytestmark = pytest.mark.slow
+MODEL = {"variant": "small", "image_size": 96, "embedding_size": 32, "weights": ""}
+
+SUITE = """
+[suite]
+name = "quality"
+backends = ["tf-onednn"]
+scenarios = ["full_training", "transfer", "fine_tune"]
+timeout_s = 300
+
+[model]
+variant = "small"
+image_size = 96
+embedding_size = 32
+weights = "{weights}"
+
+[data]
+identities = 4
+min_images = 3
+max_images = 4
+
+[full_training]
+measure = "full"
+epochs = 4
+steps_per_epoch = 1
+batch_size = 4
+micro_batch = 4
+warmup_steps = 0
+window_steps = 3
+target_accuracy = 0.01
+
+[transfer]
+batch_size = 4
+head = "svm"
+head_steps = 40
+target_accuracy = 0.01
+
+[fine_tune]
+stages = 2
+steps_per_stage = 3
+batch_size = 4
+target_accuracy = 0.01
+"""
+
+
+@pytest.fixture(scope="module")
+def doc(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    folder = tmp_path_factory.mktemp("quality")
+    pretrained = weights.save(build_base(MODEL, seed=5), folder / "pretrained.npz")
+    suite = folder / "quality.toml"
+    suite.write_text(SUITE.format(weights=pretrained))
+    assert main(["run", str(suite), "--out", str(folder / "r")]) == 0
+    return only_result(folder / "r")
+
+
+def runs(doc: dict) -> dict[str, dict]:
+    return {r["scenario"]: r for r in doc["runs"]}
+
+
+def test_fine_tuning_reports_time_and_accuracy_per_stage(doc) -> None:
+    run = runs(doc)["fine_tune"]
+    stages = run["stages"]
+    assert [s["unfrozen"] for s in stages] == [["Block8"], ["Block8", "block8"]]
+    assert stages[1]["trainable_weights"] > stages[0]["trainable_weights"] > 0
+    assert stages[1]["elapsed_s"] == pytest.approx(stages[0]["stage_s"] + stages[1]["stage_s"])
+    assert all(0 <= s["accuracy"] <= 1 and len(s["step_s"]) == 3 for s in stages)
+    assert run["model"]["weights_source"] == "given"
+
+
+def test_time_to_accuracy_is_reported_with_evaluation_off_the_clock(doc) -> None:
+    for scenario in ("full_training", "transfer", "fine_tune"):
+        tta = runs(doc)[scenario]["time_to_accuracy"]
+        assert tta["target"] == 0.01 and "off the clock" in tta["evaluation"]
+        assert tta["reached"] is True, "any accuracy above 1% on 4 identities"
+        assert 0 < tta["elapsed_s"] <= runs(doc)[scenario]["total"]["total_s"] + 1e-6
+
+
+def test_transfer_with_pretrained_weights_also_reports_random_weights_on_the_same_split(
+        doc) -> None:
+    run = runs(doc)["transfer"]
+    assert run["head"] == "svm" and run["model"]["pretrained"] is True
+    assert 0.0 <= run["accuracy_random_weights"] <= 1.0
+    assert "accuracy_note" not in run
+
+
+def test_stages_unfreeze_exactly_their_layers() -> None:
+    assert tuple(STAGE_PREFIXES) == FINE_TUNE_STAGES
+    base = build_base(MODEL)
+    unfreeze(base, ("Block8",))
+    names = {layer.name for layer in base.layers if layer.trainable and layer.weights}
+    assert names and all(n.startswith(("Block8_", "Bottleneck")) for n in names)
+    everything = unfreeze(base, FINE_TUNE_STAGES)
+    assert everything == sum(int(w.shape.num_elements()) for w in base.trainable_weights)
+    assert {layer.name for layer in base.layers if layer.weights and not layer.trainable} == set()
