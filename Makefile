@@ -12,7 +12,7 @@ ITEX_STAMP := $(ITEX_VENV)/.installed
 RESULTS  ?= results
 BASELINE ?=
 
-.PHONY: install itex bench quick test lint clean bench-ci microbench chromium
+.PHONY: install itex bench quick test lint clean validate-projection bench-ci microbench chromium
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -70,6 +70,10 @@ bench-ci: install itex
 # pytest-benchmark micro-benchmarks of the small model (tests/benchmarks; not part of `make test`).
 # make microbench ARGS=--benchmark-save=base
 # make microbench ARGS="--benchmark-compare --benchmark-compare-fail=median:10%"
+# Does the projection hold? Full training measured in full, beside its own projection.
+validate-projection: install
+	$(BIN)/tlbench run suites/validate-projection.toml $(ARGS)
+
 microbench: install
 	$(BIN)/python -m pytest tests/benchmarks -o addopts=-ra --benchmark-only $(ARGS)
 

@@ -40,3 +40,15 @@ def test_micro_batches_give_the_same_update_as_the_global_batch() -> None:
     for w, s, u in zip(whole, split, untrained, strict=True):
         np.testing.assert_allclose(s, w, rtol=1e-4, atol=1e-6)
         assert not np.allclose(w, u), "the update changed the weights"
+
+
+def test_projection_check_extrapolates_the_first_window_and_reports_its_error() -> None:
+    from bench.scenarios.full_training import _projection_check
+
+    spec = FullTrainingSpec(epochs=1, steps_per_epoch=10, batch_size=16, micro_batch=16,
+                            warmup_steps=1, window_steps=3)
+    micro = [5.0, 1.0, 1.0, 1.0, 2.0, 2.0, 2.0, 2.0, 2.0]  # slowed down after the window
+    check = _projection_check(micro, [0.1] * 9, first_s=30.0, spec=spec, measured_s=50.0)
+    assert check["total_s"] == 30.0 + 9 * 1.0 + 9 * 0.1  # first + 9 micro x window mean + updates
+    assert check["error"] == check["total_s"] / 50.0 - 1 and check["within_interval"] is False
+    assert _projection_check(micro[:4], [], 30.0, spec, 40.0) is None, "no longer than its window"

@@ -143,6 +143,13 @@ def render(doc: dict[str, Any]) -> Group:
     notes = sorted({r["accuracy_note"] for r in doc["runs"] if r.get("accuracy_note")})
     parts += [Text(f"* {n}", style="dim") for n in notes]
     for r in doc["runs"]:
+        check = r.get("projection_check")
+        if check:
+            parts.append(Text(
+                f"{r['run_id']}: projection check — projected {duration(check['total_s'])} "
+                f"from the first {check['window_steps']} steady micro-steps vs "
+                f"{duration(check['measured_s'])} measured: error {check['error']:+.1%}"
+                + ("" if check["within_interval"] else " (outside the 95% interval)")))
         tta = r.get("time_to_accuracy")
         if tta:
             when = (f"reached in {duration(tta['elapsed_s'])} of training" if tta["reached"]

@@ -80,6 +80,24 @@ def accuracy(model, index: lfw.ImageIndex, image_size: int, batch: int) -> float
     return correct / len(index.paths)
 
 
+def _projection_check(micro: list[float], updates: list[float], first_s: float,
+                      spec: FullTrainingSpec, measured_s: float) -> dict[str, Any] | None:
+    """What a projected run would have said, from this full run's own first window.
+
+    The same arithmetic as measure = "projected": the first step, then the window after the
+    warm-up, extrapolated to every step — compared with the total actually measured.
+    """
+    window = micro[spec.warmup_steps: spec.warmup_steps + spec.window_steps]
+    if len(window) < 3 or len(micro) <= spec.warmup_steps + spec.window_steps:
+        return None  # the run is no longer than its window: nothing to check
+    update_mean = float(np.mean(updates[:3])) if updates else 0.0
+    projected = project_total(window, spec.total_steps * spec.accumulation - 1,
+                              fixed_s=first_s + (spec.total_steps - 1) * update_mean)
+    return {**projected, "measured_s": measured_s,
+            "error": projected["total_s"] / measured_s - 1,
+            "within_interval": projected["total_s_low"] <= measured_s <= projected["total_s_high"]}
+
+
 def run(run: dict[str, Any], backend: Backend, progress: Progress) -> dict[str, Any]:
     spec = FullTrainingSpec(**run["params"])
     size = run["model"]["image_size"]
@@ -174,6 +192,7 @@ def run(run: dict[str, Any], backend: Backend, progress: Progress) -> dict[str, 
             out["time_to_accuracy"] = {"target": spec.target_accuracy,
                                        "evaluation": "off the clock, after each epoch",
                                        "reached": reached is not None, **(reached or {})}
+        out["projection_check"] = _projection_check(micro, updates, first_s, spec, wall_s)
         progress("evaluate")
         out["accuracy"] = accuracy(model, split.test, size, spec.micro_batch)
     else:
