@@ -131,7 +131,9 @@ def cmd_run(args: argparse.Namespace, out: Console) -> int:
     console_report.show(result.doc, out)
     from bench.report import html
 
-    page = html.write(html.render(result.doc, str(path)), html.default_path(path))
+    # reports/ beside the results folder: ./reports for the default ./results
+    page = html.write(html.render(result.doc, str(path)),
+                      html.default_path(path, Path(args.out).parent / "reports"))
     out.print(f"result: {path}\nHTML report: {page}")
     failed = [r["run_id"] for r in result.doc["runs"] if r["status"] == "failed"]
     if failed:
@@ -256,11 +258,14 @@ def cmd_compare(args: argparse.Namespace, out: Console) -> int:
 
 
 def cmd_machine(args: argparse.Namespace, out: Console) -> int:
+    """What a result file's header records, as tables (or JSON): topology, ISA, peak, backends."""
     facts = {"machine": machine.describe(), "software": machine.software()}
     if args.json:
         print(json.dumps(facts, indent=1))
     else:
-        out.print_json(data=facts)
+        from bench.report import machine as machine_report
+
+        out.print(machine_report.render(facts))
     return 0
 
 
@@ -272,9 +277,50 @@ def cmd_data(args: argparse.Namespace, out: Console) -> int:
         root = synthetic.ensure(spec, Path(args.dir) if args.dir else None)
         out.print(f"synthetic data set: {root}")
         return 0
+    from bench.data import pairs
+
+    if args.action == "pairs":
+        root = Path(args.path).expanduser()
+        target = Path(args.out).expanduser() if args.out else root / "pairs.txt"
+        written = pairs.write_pairs(root, target, folds=args.folds, per_fold=args.per_fold,
+                                    seed=args.seed)
+        out.print(f"{target}: {written.folds} identity-disjoint folds x {written.per_fold} "
+                  f"same-person and {written.per_fold} different-people pairs "
+                  f"({len(written.pairs)} pairs of {len(written.images)} images)")
+        return 0
     index = lfw.scan(Path(args.path).expanduser())
     out.print(f"{args.path}: {len(index.paths)} images of {len(index.names)} identities "
               f"({index.dropped} identities dropped)")
+    pairs_file = (Path(args.pairs).expanduser() if args.pairs
+                  else Path(args.path).expanduser() / "pairs.txt")
+    if args.pairs or pairs_file.is_file():
+        found = pairs.read_pairs(pairs_file, Path(args.path).expanduser())
+        facts = found.summary()
+        out.print(f"{pairs_file}: {facts['pairs']} pairs in {facts['folds']} folds x "
+                  f"{facts['per_fold']} per class; {facts['missing_pairs']} missing")
+        if found.missing:
+            out.print(f"[yellow]{facts['missing_pairs']} pair(s) lack an image[/] "
+                      f"({facts['missing_images']} image(s), e.g. "
+                      f"{', '.join(facts['missing_examples'])}): they are left out of the "
+                      f"LFW figures; every other pair keeps its fold")
+    return 0
+
+
+def cmd_weights(args: argparse.Namespace, out: Console) -> int:
+    """Convert Sandberg's TF1 checkpoint into the harness's weights file (.npz)."""
+    from bench.models.checkpoint import CheckpointError, import_checkpoint
+
+    try:
+        path, report = import_checkpoint(args.checkpoint, args.out or None,
+                                         image_size=args.image_size,
+                                         embedding_size=args.embedding_size,
+                                         variant=args.variant)
+    except (CheckpointError, ValueError) as exc:
+        print(f"tlbench: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    ignored = ", ".join(f"{n} {kind}" for kind, n in report.ignored.items()) or "none"
+    out.print(f"{report.prefix}: {report.variables} variables into {report.layers} layers "
+              f"(ignored: {ignored}) → {path}")
     return 0
 
 
@@ -330,8 +376,9 @@ def parser() -> argparse.ArgumentParser:
     cmp_.add_argument("--json", action="store_true", help="rows as JSON on stdout")
     cmp_.set_defaults(func=cmd_compare)
 
-    mach = sub.add_parser("machine", help="topology, ISA and installed backends")
-    mach.add_argument("--json", action="store_true")
+    mach = sub.add_parser("machine", help="CPU, topology, ISA, peak GFLOP/s, installed "
+                          "backends and RAPL energy, as a result file records them")
+    mach.add_argument("--json", action="store_true", help="the same facts as JSON on stdout")
     mach.set_defaults(func=cmd_machine)
 
     data = sub.add_parser("data", help="the synthetic data set; check an LFW directory")
@@ -340,9 +387,37 @@ def parser() -> argparse.ArgumentParser:
     synth.add_argument("--identities", type=int, default=40)
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--dir", default="", help="cache directory (default ~/.cache/tlbench)")
-    check = dsub.add_parser("check", help="scan an LFW-layout directory and report problems")
+    check = dsub.add_parser("check", help="scan an LFW-layout directory and report problems "
+                            "(and its pairs.txt, if present)")
     check.add_argument("path")
+    check.add_argument("--pairs", default="", metavar="FILE",
+                       help="the pairs file to check (default: PATH/pairs.txt, if present)")
+    pairs_ = dsub.add_parser("pairs", help="write a pairs.txt in LFW's format (identity-"
+                             "disjoint folds) for an LFW-layout directory")
+    pairs_.add_argument("path")
+    pairs_.add_argument("--out", default="", metavar="FILE",
+                        help="where to write it (default: PATH/pairs.txt)")
+    pairs_.add_argument("--folds", type=int, default=10)
+    pairs_.add_argument("--per-fold", type=int, default=None, metavar="N",
+                        help="pairs of each class per fold (default: as many as every fold "
+                        "can supply, at most LFW's 300)")
+    pairs_.add_argument("--seed", type=int, default=0)
     data.set_defaults(func=cmd_data)
+
+    wts = sub.add_parser("weights", help="import pretrained weights into the harness's format")
+    wsub = wts.add_subparsers(dest="action", required=True)
+    imp = wsub.add_parser("import", help="convert Sandberg's TF1 checkpoint (e.g. "
+                          "model-20180402-114759.ckpt-275) into a .npz for --weights")
+    imp.add_argument("checkpoint", help="the checkpoint prefix (or its .index file, or its "
+                     "folder)")
+    imp.add_argument("--out", default="", metavar="FILE.npz",
+                     help="where to write the weights (default: <prefix>.npz)")
+    imp.add_argument("--image-size", type=int, default=160)
+    imp.add_argument("--embedding-size", type=int, default=512,
+                     help="512 for 20180402-114759, 128 for 20170512-110547")
+    imp.add_argument("--variant", choices=("full", "small"), default="full",
+                     help=argparse.SUPPRESS)  # "small": for tests
+    wts.set_defaults(func=cmd_weights)
     return p
 
 

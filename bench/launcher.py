@@ -24,7 +24,7 @@ from typing import Any
 
 import psutil
 
-from bench import backends
+from bench import backends, efficiency, machine
 from bench.pinning import Placement, Topology
 from bench.plan import Run
 from bench.worker import PROGRESS_PREFIX
@@ -138,8 +138,9 @@ class Launcher:
                    "-m", "bench.worker", str(task_path), str(out_path)]
             t0 = time.perf_counter()
             onednn: list[str] = []
-            outcome = self._spawn(cmd, {**os.environ, **env_vars}, log_path, limits, on_event,
-                                  onednn)
+            with efficiency.EnergyMeter() as meter:
+                outcome = self._spawn(cmd, {**os.environ, **env_vars}, log_path, limits,
+                                      on_event, onednn)
             record["wall_s"] = time.perf_counter() - t0
             doc = json.loads(out_path.read_text()) if out_path.exists() else None
         record.update(doc or {})
@@ -150,6 +151,11 @@ class Launcher:
             record.setdefault("error", outcome or "worker wrote no result")
         if record["status"] == "failed":
             record["log_tail"] = _tail(log_path)
+        record["energy"] = meter.result()
+        if record["status"] == "ok":
+            record["efficiency"] = efficiency.of_run(
+                record.get("derived", {}).get("gflops_per_s"), backend.precision,
+                machine.current_peak(), efficiency.cores_used(self.topology, placement.cpus))
         return record
 
     def _spawn(self, cmd: list[str], env: dict[str, str], log_path: Path, limits: Limits,

@@ -1,7 +1,14 @@
-"""What machine and software a result was measured on (read without importing TensorFlow)."""
+"""What machine and software a result was measured on (read without importing TensorFlow).
+
+Everything is read from /sys, /proc and psutil, from a root the tests point at a recorded tree
+(tests/fixtures/sysfs-2s-smt). A VM or container lacks many of these files: what is missing
+becomes None ("unknown"), never an error. The peak FLOP/s is a stated assumption, not a
+measurement: physical cores x base frequency x FLOP per cycle per core, with the basis recorded.
+"""
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import os
 import platform
@@ -9,17 +16,41 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import psutil
 
 from bench import __version__
-from bench.pinning import read_topology
+from bench.efficiency import rapl_status
+from bench.pinning import PlacementError, Topology, read_cpu_list, read_list, read_topology
 
 # ISA features that decide which oneDNN kernels (and so which speed) a run gets.
 ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
 PACKAGES = ("tensorflow-cpu", "tensorflow", "keras", "intel-extension-for-tensorflow", "openvino",
             "numpy", "psutil", "rich")
+SYS, CPUINFO = "/sys", "/proc/cpuinfo"
 
+# Xeon server parts by (cpu family, model): what a VM's anonymous "Intel Xeon Processor" is.
+CODENAMES = {(6, 85): "Skylake-SP", (6, 106): "Ice Lake-SP", (6, 143): "Sapphire Rapids",
+             (6, 207): "Emerald Rapids", (6, 173): "Granite Rapids"}
+
+# AVX-512 FMA units per core: not readable from /sys or cpuid, so taken from the model name
+# (Intel's ark lists it per part). First match wins.
+FMA_RULES = (
+    (r"Platinum", 2, "Xeon Platinum: 2 AVX-512 FMA units per core"),
+    (r"Gold (5122|5222)\b", 2, "Xeon Gold 5122/5222: 2 (the exceptions among Gold 5100/5200)"),
+    (r"Gold 5[12]\d\d", 1, "Xeon Gold 5100/5200 (Skylake/Cascade Lake): 1 FMA unit per core"),
+    (r"(Silver|Bronze) [34][12]\d\d", 1, "Xeon Silver 4100/4200, Bronze 3100/3200: 1 FMA unit"),
+    (r"Bronze", 1, "Xeon Bronze: 1 FMA unit per core (assumed, as for Bronze 3100/3200)"),
+    (r"(Gold|Silver) \d{4}", 2, "Xeon Gold 6100/6200 and 3rd-gen (Ice Lake) or later Xeon "
+                                "Scalable: 2 AVX-512 FMA units per core"),
+)
+FMA_DEFAULT = (2, "not a Xeon Scalable name known here (a VM often hides the model): assumed 2 "
+                  "AVX-512 FMA units per core, as on Xeon Gold 6xxx / Platinum; a part with 1 "
+                  "has half the AVX-512 peak")
+PEAK_CAVEAT = ("nominal: at base frequency; sustained AVX-512 and AMX clocks are lower on many "
+               "Xeons (the AVX-512 frequency licence) and turbo is higher; in a VM the "
+               "frequency is the one the guest is told")
 
 def cpuinfo(path: str | Path = "/proc/cpuinfo") -> dict[str, str]:
     """The first processor's fields from /proc/cpuinfo (empty where the file is missing)."""
@@ -41,14 +72,162 @@ def machine_id() -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", raw).strip("-.") or "unknown-host"
 
 
-def describe() -> dict:
-    info = cpuinfo()
+def cpuid(info: dict[str, str]) -> dict[str, Any]:
+    """Vendor, family, model, stepping, and the server codename they point to (None if unknown)."""
+    def num(key: str) -> int | None:
+        try:
+            return int(info[key])
+        except (KeyError, ValueError):
+            return None
+
+    family, model, stepping = num("cpu family"), num("model"), num("stepping")
+    codename = CODENAMES.get((family, model))
+    if (family, model) == (6, 85) and stepping is not None:  # one model number, three parts
+        codename = ("Cooper Lake" if stepping >= 10 else "Cascade Lake" if stepping >= 5
+                    else "Skylake-SP")
+    return {"vendor": info.get("vendor_id"), "family": family, "model": model,
+            "stepping": stepping, "codename": codename}
+
+
+def numa_nodes(sys_root: str | Path = SYS) -> list[dict[str, Any]]:
+    """Each NUMA node's CPUs and memory (node<N>/meminfo, GiB); [] where sysfs shows no node."""
+    nodes = []
+    root = Path(sys_root) / "devices/system/node"
+    dirs = [p for p in root.glob("node*") if re.fullmatch(r"node\d+", p.name)]
+    for node_dir in sorted(dirs, key=lambda p: int(p.name[4:])):
+        mem: dict[str, float] = {}
+        try:
+            for line in (node_dir / "meminfo").read_text().splitlines():
+                m = re.match(r"Node\s+\d+\s+(\w+):\s+(\d+)\s*kB", line)
+                if m:
+                    mem[m.group(1)] = int(m.group(2)) / 2**20
+        except OSError:
+            pass
+        nodes.append({"node": int(node_dir.name[4:]),
+                      "cpus": read_list(node_dir / "cpulist") or [],
+                      "memory_total_gib": _round(mem.get("MemTotal")),
+                      "memory_free_gib": _round(mem.get("MemFree"))})
+    return nodes
+
+
+def _round(x: float | None, digits: int = 1) -> float | None:
+    return None if x is None else round(x, digits)
+
+
+def _read_khz_as_ghz(path: Path) -> float | None:
+    try:
+        return int(path.read_text().split()[0]) / 1e6
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def base_frequency(sys_root: str | Path = SYS, info: dict[str, str] | None = None
+                   ) -> dict[str, Any]:
+    """The base (nominal) frequency in GHz, and where it came from.
+
+    Preferred: intel_pstate's cpufreq/base_frequency; then the "@ 2.50GHz" of the model name
+    (Intel's nominal frequency; absent from Sapphire Rapids names); last cpuinfo_max_freq, which
+    under intel_pstate is the turbo maximum, so it is labelled as such.
+    """
+    info = cpuinfo() if info is None else info
+    cpufreq = Path(sys_root) / "devices/system/cpu/cpu0/cpufreq"
+    found: dict[str, float] = {}
+    if (ghz := _read_khz_as_ghz(cpufreq / "base_frequency")) is not None:
+        found["cpufreq base_frequency"] = ghz
+    if m := re.search(r"@\s*([\d.]+)\s*GHz", info.get("model name", ""), re.IGNORECASE):
+        found["cpuinfo model name"] = float(m.group(1))
+    if (ghz := _read_khz_as_ghz(cpufreq / "cpuinfo_max_freq")) is not None:
+        found["cpufreq cpuinfo_max_freq (may be the turbo maximum)"] = ghz
+    source = next(iter(found), None)
+    return {"ghz": found.get(source) if source else None, "source": source, "found": found}
+
+
+def fma_units(model_name: str) -> tuple[int, str]:
+    """AVX-512 FMA units per core, and why that number (a rule on the model name, or assumed)."""
+    for pattern, units, why in FMA_RULES:
+        if "Xeon" in model_name and re.search(pattern, model_name):
+            return units, why
+    return FMA_DEFAULT
+
+
+def flop_per_cycle(flags: set[str], fma: int) -> dict[str, tuple[int | None, str]]:
+    """FLOP per cycle per core for fp32 and bf16, each with its basis (None: no such unit)."""
+    if not flags:
+        unknown = (None, "ISA unknown (no flags in /proc/cpuinfo)")
+        return {"fp32": unknown, "bf16": unknown}
+    if "avx512f" in flags:
+        fp32 = (16 * 2 * fma, f"AVX-512: 16 fp32 lanes x 2 (FMA) x {fma} FMA unit(s)")
+    elif {"avx2", "fma"} <= flags:
+        fp32 = (32, "AVX2: 8 fp32 lanes x 2 (FMA) x 2 FMA units (every Intel core since Haswell)")
+    elif "avx" in flags:
+        fp32 = (16, "AVX: 8 fp32 lanes x (1 add + 1 multiply), no FMA")
+    else:
+        fp32 = (8, "SSE: 4 fp32 lanes x (1 add + 1 multiply)")
+    if "amx_bf16" in flags:
+        bf16 = (1024, "AMX-BF16: 1024 bf16 FLOP/cycle per core (the tile unit, Intel's figure)")
+    elif "avx512_bf16" in flags:
+        bf16 = (2 * 16 * 2 * fma, f"AVX512_BF16: vdpbf16ps, 32 bf16 pairs x 2 (multiply-add) "
+                                  f"x {fma} FMA unit(s), twice fp32")
+    else:
+        bf16 = (None, "no native bf16 (avx512_bf16 / amx_bf16 absent): bf16 runs are skipped")
+    return {"fp32": fp32, "bf16": bf16}
+
+
+def peak(cores: int | None, frequency: dict[str, Any], flags: set[str],
+         model_name: str) -> dict[str, Any]:
+    """Peak GFLOP/s per precision = physical cores x base GHz x FLOP per cycle per core."""
+    ghz = frequency.get("ghz")
+    fma, fma_why = fma_units(model_name)
+    out: dict[str, Any] = {
+        "formula": "physical cores x base frequency (GHz) x FLOP per cycle per core",
+        "cores": cores, "ghz": ghz, "frequency_source": frequency.get("source"),
+        "fma_units": fma if "avx512f" in flags else None,
+        "fma_units_basis": (fma_why if "avx512f" in flags else None),
+        "caveat": PEAK_CAVEAT,
+    }
+    for precision, (flop, basis) in flop_per_cycle(flags, fma).items():
+        per_core = ghz * flop if ghz and flop else None
+        out[precision] = {"flop_per_cycle": flop, "basis": basis,
+                          "gflops_per_core": per_core,
+                          "gflops": per_core * cores if per_core and cores else None}
+    return out
+
+
+def _whole_topology(sys_root: str | Path, allowed: set[int] | None) -> Topology | None:
+    """Every online CPU (not only this process's affinity); None where nothing is readable."""
+    online = read_cpu_list(sys_root, "online")
+    try:
+        return read_topology(sys_root, allowed=set(online) if online else allowed)
+    except PlacementError:
+        return None
+
+
+@functools.cache
+def current_peak() -> dict[str, Any]:
+    """This machine's peak, read once per process (the launcher's efficiency figures use it)."""
+    info = cpuinfo(CPUINFO)
+    topology = _whole_topology(SYS, None)
+    return peak(len(topology.physical()) if topology else None, base_frequency(SYS, info),
+                set(info.get("flags", "").split()), info.get("model name", ""))
+
+
+def describe(sys_root: str | Path = SYS, cpuinfo_path: str | Path = CPUINFO,
+             allowed: set[int] | None = None) -> dict:
+    """The machine block of a result file (flat keys first, as the reports read them).
+
+    `logical_cpus`, `physical_cores`... count the CPUs this process may use; `topology` and
+    `peak` describe the whole machine.
+    """
+    info = cpuinfo(cpuinfo_path)
     flags = set(info.get("flags", "").split())
-    topology = read_topology()
+    topology = read_topology(sys_root, allowed=allowed)
+    whole = _whole_topology(sys_root, allowed) or topology
+    model_name = info.get("model name", platform.processor() or "unknown")
+    frequency = base_frequency(sys_root, info)
     return {
         "id": machine_id(),
         "hostname": platform.node(),
-        "cpu_model": info.get("model name", platform.processor() or "unknown"),
+        "cpu_model": model_name,
         "isa": {flag: flag in flags for flag in ISA_FLAGS},
         "hypervisor": "hypervisor" in flags,
         **topology.describe(),
@@ -56,7 +235,74 @@ def describe() -> dict:
         "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
         "kernel": platform.release(),
         "os": platform.platform(),
+        "cpuid": cpuid(info),
+        "base_frequency": frequency,
+        "topology": {
+            **whole.describe(),
+            "online_cpus": read_cpu_list(sys_root, "online"),
+            "isolated_cpus": read_cpu_list(sys_root, "isolated"),
+            "cores": whole.cores(),
+            "numa": numa_nodes(sys_root),
+        },
+        "peak": peak(len(whole.physical()), frequency, flags, model_name),
+        "energy": rapl_status(Path(sys_root) / "class/powercap"),
     }
+
+
+# The software stacks the backends run on: which environment, which packages say the version.
+STACKS = (
+    ("TensorFlow", ("tf-stock", "tf-onednn", "tf-onednn-bf16"), "main",
+     ("tensorflow-cpu", "tensorflow"), ("keras",)),
+    ("ITEX", ("itex", "itex-bf16"), "itex",
+     ("intel-extension-for-tensorflow",), ("tensorflow", "keras")),
+    ("OpenVINO", ("openvino", "openvino-bf16"), "main", ("openvino",), ()),
+)
+
+
+def _norm(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def site_packages(python: str | Path) -> list[Path]:
+    """The site-packages of the virtual environment `python` belongs to (not resolved: a venv's
+    bin/python is a symlink to the base interpreter)."""
+    root = Path(os.path.abspath(python)).parent.parent
+    return sorted([*root.glob("lib/python3*/site-packages"),
+                   *root.glob("lib64/python3*/site-packages")])
+
+
+def env_versions(paths: list[Path] | None) -> dict[str, str]:
+    """Name → version of the distributions in `paths` (None: this interpreter's)."""
+    dists = (importlib.metadata.distributions() if paths is None
+             else importlib.metadata.distributions(path=[str(p) for p in paths]))
+    return {_norm(d.metadata["Name"] or ""): d.version for d in dists}
+
+
+def backend_stacks() -> list[dict[str, Any]]:
+    """Each stack's backends, interpreter and package versions, read from dist-info metadata
+    (the ITEX environment is not started)."""
+    from bench.backends.itex import itex_python
+
+    envs: dict[str, tuple[str, dict[str, str] | None, str | None]] = {
+        "main": (sys.executable, env_versions(None), None)}
+    itex = itex_python()
+    paths = site_packages(itex)
+    if not Path(itex).exists():
+        envs["itex"] = (str(itex), None, f"no interpreter at {itex}: build it with `make itex`")
+    elif not paths:
+        envs["itex"] = (str(itex), None, f"no site-packages beside {itex}: versions unknown")
+    else:
+        envs["itex"] = (str(itex), env_versions(paths), None)
+    stacks = []
+    for label, names, env, required, extra in STACKS:
+        python, versions, problem = envs[env]
+        found = {p: versions[p] for p in (*required, *extra) if versions and p in versions}
+        missing = problem or (None if any(p in found for p in required)
+                              else f"{' / '.join(required)} not installed in {python}")
+        stacks.append({"stack": label, "backends": list(names), "python": python,
+                       "packages": found, "status": "missing" if missing else "installed",
+                       **({"reason": missing} if missing else {})})
+    return stacks
 
 
 def software() -> dict:
@@ -67,7 +313,7 @@ def software() -> dict:
         except importlib.metadata.PackageNotFoundError:
             continue
     return {"python": platform.python_version(), "executable": sys.executable,
-            "tlbench": __version__, "packages": versions}
+            "tlbench": __version__, "packages": versions, "backends": backend_stacks()}
 
 
 def project_commit(repo: str | Path | None = None) -> dict:

@@ -26,6 +26,7 @@ class Cpu:
     socket: int
     core: int
     node: int
+    siblings: tuple[int, ...] = ()  # thread_siblings_list, this CPU included; () when unknown
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,14 @@ class Topology:
             "smt": len(self.cpus) > len(self.physical()),
         }
 
+    def cores(self) -> list[dict]:
+        """Each physical core with its logical CPUs (the kernel's thread_siblings_list if read)."""
+        groups: dict[tuple[int, int], set[int]] = {}
+        for c in self.cpus:
+            groups.setdefault((c.socket, c.core), set()).update(c.siblings or (c.id,))
+        return [{"socket": s, "core": core, "cpus": sorted(cpus)}
+                for (s, core), cpus in sorted(groups.items(), key=lambda kv: min(kv[1]))]
+
 
 def _read_int(path: Path, default: int) -> int:
     try:
@@ -73,6 +82,19 @@ def _parse_list(text: str) -> list[int]:
         lo, _, hi = part.partition("-")
         out.extend(range(int(lo), int(hi or lo) + 1))
     return out
+
+
+def read_list(path: Path) -> list[int] | None:
+    """A kernel CPU list file (cpulist, thread_siblings_list); None where it is missing."""
+    try:
+        return _parse_list(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def read_cpu_list(sys_root: str | Path, name: str) -> list[int] | None:
+    """A CPU list of /sys/devices/system/cpu (`online`, `isolated`); None where it is missing."""
+    return read_list(Path(sys_root) / "devices/system/cpu" / name)
 
 
 def read_topology(sys_root: str | Path = "/sys", allowed: set[int] | None = None) -> Topology:
@@ -101,6 +123,7 @@ def read_topology(sys_root: str | Path = "/sys", allowed: set[int] | None = None
             socket=_read_int(topo / "physical_package_id", 0),
             core=_read_int(topo / "core_id", i),
             node=node_of.get(i, 0),
+            siblings=tuple(read_list(topo / "thread_siblings_list") or ()),
         ))
     if not cpus:
         raise PlacementError(f"no usable CPU found under {root} within affinity {sorted(allowed)}")
