@@ -28,6 +28,7 @@ from rich.progress import (
 from bench import __version__, machine, results
 from bench import suite as suite_mod
 from bench.data.lfw import DataError
+from bench.models.checkpoint import is_tf1_checkpoint
 from bench.pinning import PlacementError, read_topology, resolve
 from bench.plan import plan
 from bench.report import console as console_report
@@ -52,9 +53,11 @@ def _preflight(suite: suite_mod.Suite) -> None:
 
         lfw.scan(Path(suite.data.path).expanduser(),
                  min_images_per_identity=suite.data.holdout_per_identity + 1)
-    if suite.model.weights and not Path(suite.model.weights).expanduser().is_file():
-        raise DataError(f"weights file {suite.model.weights} does not exist; pass a .npz "
-                        f"written by tlbench (e.g. by `tlbench pretrain`)")
+    given = suite.model.weights
+    if given and not (Path(given).expanduser().is_file() or is_tf1_checkpoint(given)):
+        raise DataError(f"weights {given} do not exist; pass a .npz written by tlbench (e.g. by "
+                        f"`tlbench pretrain`) or a TF1 checkpoint prefix (Sandberg's "
+                        f"model-20180402-114759.ckpt-275)")
 
 
 def _annotate_parity(doc: dict[str, Any]) -> None:
@@ -338,7 +341,7 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--out", default="results", help="results directory (default: results)")
     run.add_argument("--data", default="", metavar="PATH", help="a real LFW-layout directory")
     run.add_argument("--weights", default="", metavar="FILE", help="pretrained FaceNet weights")
-    run.add_argument("--placement", default="", help="all | socket:N | cores:LIST")
+    run.add_argument("--placement", default="", help="all | socket:N | cores:LIST | instances:K")
     run.add_argument("--resume", default="", metavar="RESULT",
                      help="run only what RESULT (an interrupted or failed suite run) is missing, "
                      "into a new result file that carries its finished runs over")

@@ -18,6 +18,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from typing import Any
 import psutil
 
 from bench import backends, efficiency, machine
+from bench.measure import summarize
 from bench.pinning import Placement, Topology
 from bench.plan import Run
 from bench.worker import PROGRESS_PREFIX
@@ -111,24 +113,50 @@ class Launcher:
         self.log_dir = log_dir
         self.isa = isa
         self.python = python  # overrides every backend's interpreter (tests)
-        self.current: subprocess.Popen | None = None
+        self.running: set[subprocess.Popen] = set()
 
     def run(self, run: Run, placement: Placement, limits: Limits,
             on_event: Callable[[dict[str, Any]], None] = lambda e: None) -> dict[str, Any]:
+        """One planned run: one worker, or — for inference with `instances:K` — K workers side
+        by side, each on its own cores, whose throughputs add up."""
+        backend = backends.get(run.backend)
+        reason = backend.skip_reason(run.scenario, self.isa)
+        if reason:
+            return {**run.to_dict(), "placement": placement.describe(), "status": "skipped",
+                    "reason": reason, "wall_s": 0.0}
+        parts = placement.split() if run.scenario == "inference" else [placement]
+        if len(parts) == 1:
+            record = self._one(run, placement, limits, on_event, run.run_id)
+            if placement.instances > 1:
+                record["placement"]["note"] = ("instances apply to inference; this run used "
+                                               "every core of the placement in one worker")
+            return record
+        pool = ThreadPoolExecutor(len(parts))
+        try:
+            futures = [pool.submit(self._one, run, part, limits,
+                                   on_event if i == 0 else (lambda e: None), f"{run.run_id}#{i}")
+                       for i, part in enumerate(parts)]
+            records = [f.result() for f in futures]
+        except BaseException:  # Ctrl-C: every instance goes with the suite
+            self.kill()
+            raise
+        finally:
+            pool.shutdown(wait=True)
+        return self._combine(run, placement, backend, records)
+
+    def _one(self, run: Run, placement: Placement, limits: Limits,
+             on_event: Callable[[dict[str, Any]], None], name: str) -> dict[str, Any]:
+        """One worker process on `placement`, its document merged into the run's record."""
         backend = backends.get(run.backend)
         env_vars = worker_environment(run, placement)
         record: dict[str, Any] = {
             **run.to_dict(),
-            "placement": {"asked": placement.asked, "cpus": list(placement.cpus),
-                          "threads": placement.threads, "numa_nodes": list(placement.nodes)},
+            "placement": placement.describe(),
             "env": env_vars,
             "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         }
-        reason = backend.skip_reason(run.scenario, self.isa)
-        if reason:
-            return {**record, "status": "skipped", "reason": reason, "wall_s": 0.0}
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        log_path = self.log_dir / (run.run_id.replace("/", "--") + ".log")
+        log_path = self.log_dir / (name.replace("/", "--") + ".log")
         record["log"] = str(log_path)
         with tempfile.TemporaryDirectory(prefix="tlbench-") as tmp:
             task_path, out_path = Path(tmp) / "task.json", Path(tmp) / "out.json"
@@ -158,13 +186,49 @@ class Launcher:
                 machine.current_peak(), efficiency.cores_used(self.topology, placement.cpus))
         return record
 
+    def _combine(self, run: Run, placement: Placement, backend: backends.Backend,
+                 records: list[dict[str, Any]]) -> dict[str, Any]:
+        """K concurrent inference instances → one record: throughputs summed, latency samples
+        pooled, each instance kept; the package energy is one instance's reading (all ran at
+        once, so each meter saw the same package)."""
+        record = {**run.to_dict(), "placement": placement.describe(),
+                  "instances": [{k: r.get(k) for k in ("status", "error", "placement",
+                                                       "placement_obtained", "derived", "log",
+                                                       "wall_s", "peak_rss_mb")}
+                                for r in records],
+                  "wall_s": max(r["wall_s"] for r in records),
+                  "energy": records[0].get("energy")}
+        failed = [f"instance {i}: {r.get('error')}" for i, r in enumerate(records)
+                  if r["status"] != "ok"]
+        if failed:
+            return {**record, "status": "failed", "error": "; ".join(failed),
+                    "log_tail": records[0].get("log_tail", "")}
+        first = records[0]
+        pooled = [x for r in records for x in r["samples"]["latency_bs1"]]
+        lat = summarize(pooled)
+        derived = {
+            **first["derived"],
+            "latency_ms_p50": lat["median"] * 1e3, "latency_ms_p90": lat["p90"] * 1e3,
+            "latency_ms_p99": lat["p99"] * 1e3,
+            **{key: sum(r["derived"][key] for r in records)
+               for key in ("images_per_s", "bs1_images_per_s", "gflops_per_s")},
+        }
+        record.update({k: first[k] for k in ("model", "data", "runtime", "parity") if k in first})
+        record.update(status="ok", derived=derived, samples={"latency_bs1": pooled},
+                      stats={"latency_bs1": lat},
+                      peak_rss_mb=sum(r.get("peak_rss_mb", 0) for r in records),
+                      efficiency=efficiency.of_run(
+                          derived["gflops_per_s"], backend.precision, machine.current_peak(),
+                          efficiency.cores_used(self.topology, placement.cpus)))
+        return record
+
     def _spawn(self, cmd: list[str], env: dict[str, str], log_path: Path, limits: Limits,
                on_event: Callable[[dict[str, Any]], None], onednn: list[str]) -> str | None:
         """Run the worker; return None on a clean exit, else the cause of failure."""
         with open(log_path, "w", encoding="utf-8") as log:
             proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, env=env, text=True,
                                     start_new_session=True, stdin=subprocess.DEVNULL)
-            self.current = proc
+            self.running.add(proc)
             pump = threading.Thread(target=_pump, args=(proc.stdout, log, on_event, onednn),
                                     daemon=True)
             pump.start()
@@ -176,10 +240,10 @@ class Launcher:
                 raise
             finally:
                 if proc.poll() is None:
-                    self.kill()
+                    _kill_group(proc)
                     proc.wait()
                 pump.join(timeout=5)
-                self.current = None
+                self.running.discard(proc)
         if cause is not None:
             return cause
         if proc.returncode < 0:
@@ -213,8 +277,12 @@ class Launcher:
                             f"the batch / micro_batch)")
 
     def kill(self) -> None:
-        """Kill the running worker and its whole process group."""
-        proc = self.current
-        if proc is not None and proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
+        """Kill every running worker and its whole process group."""
+        for proc in list(self.running):
+            _kill_group(proc)
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)

@@ -137,10 +137,30 @@ class Placement:
     asked: str
     cpus: tuple[int, ...]
     nodes: tuple[int, ...]
+    # instances:K — K workers side by side: each group's CPUs and NUMA nodes
+    groups: tuple[tuple[tuple[int, ...], tuple[int, ...]], ...] = ()
 
     @property
     def threads(self) -> int:
         return len(self.cpus)
+
+    @property
+    def instances(self) -> int:
+        return len(self.groups) or 1
+
+    def split(self) -> list[Placement]:
+        """One placement per instance (just this one without `instances:K`)."""
+        if not self.groups:
+            return [self]
+        return [Placement(f"{self.asked}#{i}", cpus, nodes)
+                for i, (cpus, nodes) in enumerate(self.groups)]
+
+    def describe(self) -> dict:
+        out = {"asked": self.asked, "cpus": list(self.cpus), "threads": self.threads,
+               "numa_nodes": list(self.nodes)}
+        if self.groups:
+            out["instances"] = [list(cpus) for cpus, _ in self.groups]
+        return out
 
     def environment(self) -> dict[str, str]:
         """Thread and affinity variables, for TF's own pool and for OpenMP runtimes alike."""
@@ -163,8 +183,12 @@ class Placement:
 
 
 def resolve(asked: str, topology: Topology, use_logical_cores: bool = False) -> Placement:
-    """Turn `all`, `socket:N` or `cores:0,1,4-7` into CPUs; physical cores only by default."""
+    """Turn `all`, `socket:N`, `cores:0,1,4-7` or `instances:K` into CPUs; physical cores only
+    by default. `instances:K` splits the physical cores into K equal groups, socket by socket
+    (as Intel's launchers do for multi-instance inference)."""
     kind, _, arg = asked.partition(":")
+    if kind == "instances":
+        return _instances(asked, arg, topology, use_logical_cores)
     by_id = {c.id: c for c in topology.cpus}
     if kind == "all" and not arg:
         chosen = topology.cpus
@@ -192,11 +216,36 @@ def resolve(asked: str, topology: Topology, use_logical_cores: bool = False) -> 
         use_logical_cores = True  # an explicit list is taken as written
     else:
         raise PlacementError(
-            f"placement {asked!r} is not understood; write 'all', 'socket:N' or 'cores:LIST'")
+            f"placement {asked!r} is not understood; write 'all', 'socket:N', 'cores:LIST' or "
+            f"'instances:K'")
     if not use_logical_cores:
         chosen = topology.physical(chosen)
     return Placement(asked=asked, cpus=tuple(sorted(c.id for c in chosen)),
                      nodes=tuple(sorted({c.node for c in chosen})))
+
+
+def _instances(asked: str, arg: str, topology: Topology, use_logical_cores: bool) -> Placement:
+    try:
+        k = int(arg)
+    except ValueError:
+        raise PlacementError(f"placement {asked!r}: write instances:K, e.g. instances:2") from None
+    cores = sorted(topology.physical(), key=lambda c: (c.socket, c.core, c.id))
+    if not 1 <= k <= len(cores) or len(cores) % k:
+        raise PlacementError(
+            f"placement {asked!r}: {len(cores)} physical cores cannot be split into {k} equal "
+            f"instances; use a divisor of {len(cores)}")
+    size = len(cores) // k
+    groups = []
+    for i in range(k):
+        chosen = cores[i * size:(i + 1) * size]
+        if use_logical_cores:
+            keys = {(c.socket, c.core) for c in chosen}
+            chosen = [c for c in topology.cpus if (c.socket, c.core) in keys]
+        groups.append((tuple(sorted(c.id for c in chosen)),
+                       tuple(sorted({c.node for c in chosen}))))
+    cpus = tuple(sorted(c for g, _ in groups for c in g))
+    nodes = tuple(sorted({n for _, ns in groups for n in ns}))
+    return Placement(asked=asked, cpus=cpus, nodes=nodes, groups=tuple(groups))
 
 
 def pin_self(cpus: tuple[int, ...]) -> list[int]:

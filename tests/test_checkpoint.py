@@ -200,3 +200,23 @@ def test_cli_imports_and_exits_2_naming_a_bad_checkpoint(written, tmp_path: Path
     assert out.is_file() and str(out) in capsys.readouterr().out
     assert cli.main(["weights", "import", str(tmp_path / "nothing.ckpt-3"), *args]) == 2
     assert "nothing.ckpt-3: no checkpoint there" in capsys.readouterr().err
+
+
+def test_the_checkpoint_module_knows_the_models_scope_without_importing_it() -> None:
+    from bench.models import checkpoint
+
+    assert checkpoint.SCOPE == facenet.SCOPE
+
+
+def test_a_run_given_a_checkpoint_prefix_starts_from_its_weights(written, loaded) -> None:
+    from bench.scenarios.common import build_pretrained
+
+    prefix, _ = written
+    model = {"variant": "small", "image_size": SIZE, "embedding_size": EMBEDDING,
+             "weights": prefix}
+    base, facts = build_pretrained(model, seed=0)
+    assert facts["weights"] == prefix + ".npz" and facts["pretrained"] is True
+    assert facts["weights_source"] == f"given: TF1 checkpoint {prefix}"
+    keras_model, _ = loaded
+    np.testing.assert_allclose(base(_images(), training=False),
+                               keras_model(_images(), training=False), rtol=1e-5, atol=1e-6)

@@ -45,7 +45,9 @@ def test_core_list_is_taken_as_written(xeon_2s) -> None:
     ("socket:3", "socket(s) [0, 1]"),
     ("cores:99", "usable CPUs are [0, 1, 2, 3, 4, 5, 6, 7]"),
     ("cores:x", "write cores:0,1"),
-    ("sockets", "write 'all', 'socket:N' or 'cores:LIST'"),
+    ("sockets", "write 'all', 'socket:N', 'cores:LIST' or 'instances:K'"),
+    ("instances:3", "4 physical cores cannot be split into 3 equal instances"),
+    ("instances:x", "write instances:K"),
 ])
 def test_impossible_placements_name_the_fix(xeon_2s, asked: str, fix: str) -> None:
     with pytest.raises(PlacementError, match=r"placement .*" + re.escape(fix)):
@@ -78,3 +80,24 @@ def test_pin_self_reads_back_the_affinity_obtained() -> None:
         assert pin_self((before[0],)) == [before[0]]
     finally:
         os.sched_setaffinity(0, before)
+
+
+def test_instances_split_physical_cores_socket_by_socket(xeon_2s) -> None:
+    p = resolve("instances:2", xeon_2s)
+    assert p.instances == 2 and p.cpus == (0, 1, 2, 3)
+    first, second = p.split()
+    assert (first.cpus, first.nodes) == ((0, 1), (0,))
+    assert (second.cpus, second.nodes) == ((2, 3), (1,))
+    assert first.environment()["TF_NUM_INTRAOP_THREADS"] == "2"
+    assert [q.cpus for q in resolve("instances:4", xeon_2s).split()] == [(0,), (1,), (2,), (3,)]
+    assert p.describe()["instances"] == [[0, 1], [2, 3]]
+
+
+def test_instances_with_logical_cores_keep_each_cores_siblings_together(xeon_2s) -> None:
+    first, second = resolve("instances:2", xeon_2s, use_logical_cores=True).split()
+    assert first.cpus == (0, 1, 4, 5) and second.cpus == (2, 3, 6, 7)
+
+
+def test_a_plain_placement_is_its_own_single_instance(xeon_2s) -> None:
+    p = resolve("socket:0", xeon_2s)
+    assert p.instances == 1 and p.split() == [p]

@@ -109,6 +109,16 @@ def test_transfer_reports_extraction_head_and_says_random_weights_mean_nothing(e
     assert run["chance_accuracy"] == pytest.approx(1 / 4)
 
 
+def test_transfer_reports_the_lfw_protocol_on_the_synthetic_pairs(e2e) -> None:
+    _, doc = e2e
+    for run in (r for r in doc["runs"] if r["scenario"] == "transfer" and r["status"] == "ok"):
+        lfw = run["lfw_verification"]
+        assert lfw["folds"] == 2 and lfw["missing_pairs"] == 0 and lfw["usable"] > 0
+        assert lfw["extra_images_embedded"] == 0, "every pair image was embedded already"
+        for metric in ("euclidean", "angular"):
+            assert 0.0 <= lfw[metric]["accuracy"] <= 1.0 and 0.0 <= lfw[metric]["auc"] <= 1.0
+
+
 def test_inference_reports_latency_percentiles_and_throughput(e2e) -> None:
     _, doc = e2e
     run = next(r for r in doc["runs"] if r["scenario"] == "inference")
@@ -126,3 +136,20 @@ def test_worker_environment_carries_threads_and_backend_switch() -> None:
     assert envs["tf-stock"]["TF_ENABLE_ONEDNN_OPTS"] == "0"
     assert envs["tf-onednn"]["TF_ENABLE_ONEDNN_OPTS"] == "1"
     assert envs["tf-stock"]["TF_NUM_INTRAOP_THREADS"] == str(placement.threads)
+
+
+def test_instances_run_side_by_side_on_their_own_cores_and_add_up(tmp_path) -> None:
+    if len(read_topology().physical()) < 2:
+        pytest.skip("instances:2 needs two physical cores")
+    suite = write_suite(tmp_path, backends=("tf-onednn",), scenarios=("inference",))
+    out = tmp_path / "r"
+    assert main(["run", str(suite), "--placement", "instances:2", "--out", str(out)]) == 0
+    run = only_result(out)["runs"][0]
+    first, second = run["instances"]
+    assert run["status"] == "ok" and first["status"] == second["status"] == "ok"
+    assert first["placement_obtained"]["cpus"] == first["placement"]["cpus"]
+    assert set(first["placement"]["cpus"]).isdisjoint(second["placement"]["cpus"])
+    assert run["derived"]["images_per_s"] == pytest.approx(
+        first["derived"]["images_per_s"] + second["derived"]["images_per_s"])
+    assert run["placement"]["instances"] == [first["placement"]["cpus"],
+                                             second["placement"]["cpus"]]

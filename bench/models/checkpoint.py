@@ -33,8 +33,9 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.models import facenet
 from bench.models.weights import WeightsError
+
+SCOPE = "InceptionResnetV1"  # facenet.SCOPE; facenet imports TensorFlow, so it is imported late
 
 # Keras weight name → slim variable name.
 _VARIABLE = {"kernel": "weights", "bias": "biases", "beta": "beta", "gamma": "gamma",
@@ -105,6 +106,8 @@ def load_tf1_checkpoint(model, prefix: str | Path) -> ImportReport:
     """Set every weight of the base model's layers from the TF1 checkpoint at `prefix`."""
     import tensorflow as tf
 
+    from bench.models import facenet
+
     prefix = _existing(prefix)
     try:
         reader = tf.train.load_checkpoint(prefix)
@@ -124,7 +127,7 @@ def load_tf1_checkpoint(model, prefix: str | Path) -> ImportReport:
         except ValueError as exc:
             raise CheckpointError(f"layer {layer.name!r} has no checkpoint scope: {exc}; "
                                   f"load into facenet.inception_resnet_v1's model") from None
-        if not scope.startswith(facenet.SCOPE + "/"):
+        if not scope.startswith(SCOPE + "/"):
             continue  # a head outside the network, e.g. a classifier's Logits
         values = []
         for weight, current in zip(layer.weights, layer.get_weights(), strict=True):
@@ -166,7 +169,7 @@ def import_checkpoint(prefix: str | Path, out: str | Path | None = None, *,
     `out` defaults to `<prefix>.npz` beside the checkpoint. The weights do not depend on the
     image size (the network ends in a global pool); `image_size` only builds the model.
     """
-    from bench.models import weights
+    from bench.models import facenet, weights
 
     prefix = _existing(prefix)  # before the model is built: that takes seconds
     model = facenet.inception_resnet_v1(image_size=image_size, embedding_size=embedding_size,
@@ -202,7 +205,7 @@ def _kind(name: str) -> str:
         return "moving-average shadows"
     if name.startswith("Logits/"):
         return "Logits head"
-    if name.startswith(facenet.SCOPE + "/"):
+    if name.startswith(SCOPE + "/"):
         return "network variables the model lacks"
     return "other"
 

@@ -21,6 +21,40 @@ def duration(seconds: float | None) -> str:
     return f"{seconds:.1f} s"
 
 
+def quality_lines(doc: dict[str, Any]) -> list[str]:
+    """One line per quality figure a run carries: LFW protocol, projection check, time-to-accuracy
+    (the console prints them; the HTML report lists them)."""
+    lines = []
+    for r in doc["runs"]:
+        lfw = r.get("lfw_verification")
+        if lfw:
+            e, a = lfw["euclidean"], lfw["angular"]
+            lines.append(
+                f"{r['run_id']}: LFW protocol ({lfw['folds']} folds, {lfw['usable']} pairs, "
+                f"{lfw['missing_pairs']} missing): accuracy {e['accuracy']:.1%} ± "
+                f"{e['accuracy_std']:.1%} (squared Euclidean) / {a['accuracy']:.1%} (angular), "
+                f"VAL@FAR={e['far_target']:g} {e['val']:.1%}, AUC {e['auc']:.3f}, "
+                f"EER {e['eer']:.1%}" + ("*" if r.get("accuracy_note") else ""))
+        check = r.get("projection_check")
+        if check:
+            lines.append(
+                f"{r['run_id']}: projection check — projected {duration(check['total_s'])} "
+                f"from the first {check['window_steps']} steady micro-steps vs "
+                f"{duration(check['measured_s'])} measured: error {check['error']:+.1%}"
+                + ("" if check["within_interval"] else " (outside the 95% interval)"))
+        tta = r.get("time_to_accuracy")
+        if tta:
+            when = (f"reached in {duration(tta['elapsed_s'])} of training" if tta["reached"]
+                    else "not reached")
+            lines.append(f"{r['run_id']}: accuracy {tta['target']:.0%} {when} "
+                         f"(evaluation {tta['evaluation']})")
+        if r.get("accuracy_random_weights") is not None:
+            lines.append(f"{r['run_id']}: transfer accuracy {r['accuracy']:.1%} from "
+                         f"{r['model'].get('weights_source')} weights vs "
+                         f"{r['accuracy_random_weights']:.1%} from random weights, same split")
+    return lines
+
+
 def _num(value: float | None, fmt: str = ".1f") -> str:
     return "—" if value is None else format(value, fmt)
 
@@ -142,20 +176,7 @@ def render(doc: dict[str, Any]) -> Group:
     parts: list[Any] = scenario_tables(doc)
     notes = sorted({r["accuracy_note"] for r in doc["runs"] if r.get("accuracy_note")})
     parts += [Text(f"* {n}", style="dim") for n in notes]
-    for r in doc["runs"]:
-        check = r.get("projection_check")
-        if check:
-            parts.append(Text(
-                f"{r['run_id']}: projection check — projected {duration(check['total_s'])} "
-                f"from the first {check['window_steps']} steady micro-steps vs "
-                f"{duration(check['measured_s'])} measured: error {check['error']:+.1%}"
-                + ("" if check["within_interval"] else " (outside the 95% interval)")))
-        tta = r.get("time_to_accuracy")
-        if tta:
-            when = (f"reached in {duration(tta['elapsed_s'])} of training" if tta["reached"]
-                    else "not reached")
-            parts.append(Text(f"{r['run_id']}: accuracy {tta['target']:.0%} {when} "
-                              f"(evaluation {tta['evaluation']})"))
+    parts += [Text(line) for line in quality_lines(doc)]
     if summary.speedups(doc):
         parts.append(paper_table(doc))
     if summary.backend_ratios(doc):

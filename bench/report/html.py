@@ -18,7 +18,7 @@ from markupsafe import Markup
 from bench import __version__, summary
 from bench.compare import Row
 from bench.report import charts
-from bench.report.console import duration
+from bench.report.console import duration, quality_lines
 
 _ENV = jinja2.Environment(
     loader=jinja2.PackageLoader("bench.report", "templates"),
@@ -152,6 +152,8 @@ def context(doc: dict[str, Any], source: str, baseline: dict[str, Any] | None = 
         "training": _ok(doc, "full_training"),
         "transfer": _ok(doc, "transfer"),
         "inference": _ok(doc, "inference"),
+        "fine_tune": _ok(doc, "fine_tune"),
+        "quality": quality_lines(doc),
         "notes": sorted({r["accuracy_note"] for r in doc["runs"] if r.get("accuracy_note")}),
         "not_ok": summary.not_ok(doc),
         "machine": _machine_facts(doc),

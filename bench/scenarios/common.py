@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.data import lfw, synthetic
-from bench.models import facenet, weights
+from bench.data import pairs as pairs_mod
+from bench.models import checkpoint, facenet, weights
 from bench.pretrain import weights_path
 
 
@@ -18,11 +19,27 @@ class Split:
     train: lfw.ImageIndex
     test: lfw.ImageIndex
     prepare_s: float  # time to generate (first use of a synthetic set) and scan the data
+    pairs: pairs_mod.PairSet | None = None  # <root>/pairs.txt: the LFW verification protocol
 
     def describe(self) -> dict[str, Any]:
         return {"root": str(self.root), "identities": len(self.train.names),
                 "train_images": len(self.train.paths), "test_images": len(self.test.paths),
-                "prepare_s": self.prepare_s}
+                "prepare_s": self.prepare_s,
+                "pairs": self.pairs.summary() if self.pairs else None}
+
+
+def _pairs(root: Path, synthetic_set: bool, seed: int) -> pairs_mod.PairSet | None:
+    """<root>/pairs.txt; the synthetic set gets one written (once) in LFW's format."""
+    path = root / "pairs.txt"
+    if path.is_file():
+        return pairs_mod.read_pairs(path, root)
+    if not synthetic_set:
+        return None  # a user's directory without pairs.txt: no verification figures
+    identities = len(lfw.scan(root).names)
+    if identities < 4:
+        return None  # too few identities for two identity-disjoint folds
+    return pairs_mod.write_pairs(root, path, folds=min(pairs_mod.LFW_FOLDS, identities // 2),
+                                 seed=seed)
 
 
 def load_split(data: dict[str, Any]) -> Split:
@@ -38,7 +55,8 @@ def load_split(data: dict[str, Any]) -> Split:
     holdout = data["holdout_per_identity"]
     index = lfw.scan(root, min_images_per_identity=holdout + 1)
     train, test = lfw.split(index, holdout_per_identity=holdout, seed=data["seed"])
-    return Split(root, train, test, time.perf_counter() - t0)
+    pairs = _pairs(root, data["source"] == "synthetic", data["seed"])
+    return Split(root, train, test, time.perf_counter() - t0, pairs)
 
 
 def resolve_weights(model: dict[str, Any], seed: int) -> tuple[str, str]:
@@ -49,7 +67,16 @@ def resolve_weights(model: dict[str, Any], seed: int) -> tuple[str, str]:
     backend — in whatever process or TensorFlow version — runs the very same weights.
     """
     if model.get("weights"):
-        return model["weights"], "given"
+        given = model["weights"]
+        if checkpoint.is_tf1_checkpoint(given):  # Sandberg's: converted once, beside it
+            prefix = checkpoint.checkpoint_prefix(given)
+            npz = Path(prefix + ".npz")
+            if not npz.is_file():
+                checkpoint.import_checkpoint(prefix, npz, image_size=model["image_size"],
+                                             embedding_size=model["embedding_size"],
+                                             variant=model["variant"])
+            return str(npz), f"given: TF1 checkpoint {prefix}"
+        return given, "given"
     pretrained = weights_path(model)
     if pretrained.is_file():
         return str(pretrained), "tlbench pretrain (synthetic source identities)"

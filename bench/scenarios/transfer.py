@@ -130,6 +130,24 @@ def _embed_all(predict, split, size: int, spec: TransferSpec, progress: Progress
     return train, test
 
 
+def verify(predict, split, embedded: dict[str, np.ndarray], size: int, batch_size: int,
+           progress: Progress) -> dict[str, Any]:
+    """The LFW protocol on the pairs file: embeddings of its images (reusing those already
+    extracted), then 10-fold accuracy, VAL@FAR=1e-3, AUC and EER in both distance metrics."""
+    pair_set = split.pairs
+    todo = [p for p in pair_set.images if p not in embedded]
+    t0 = time.perf_counter()
+    if todo:
+        extra = lfw.ImageIndex(split.root, tuple(todo), (0,) * len(todo), ("?",))
+        x, _, _ = extract(predict, extra, size, batch_size, progress, "embed pair images")
+        embedded = {**embedded, **dict(zip(todo, x, strict=True))}
+    rows = np.stack([embedded[p] for p in pair_set.images])
+    figures = {name: pair_set.evaluate(rows, metric=name).to_dict()
+               for name in ("euclidean", "angular")}
+    return {**pair_set.summary(), "extra_images_embedded": len(todo),
+            "seconds": time.perf_counter() - t0, "evaluation": "off the clock", **figures}
+
+
 def run(run: dict[str, Any], backend: Backend, progress: Progress) -> dict[str, Any]:
     spec = TransferSpec(**run["params"])
     size = run["model"]["image_size"]
@@ -186,6 +204,12 @@ def run(run: dict[str, Any], backend: Backend, progress: Progress) -> dict[str, 
             "target": spec.target_accuracy, "evaluation": "off the clock",
             "reached": reached is not None,
             **({"elapsed_s": extraction_s + reached} if reached is not None else {})}
+    if split.pairs is not None:
+        progress("LFW verification protocol (off the clock)")
+        embedded = dict(zip(split.train.paths + split.test.paths,
+                            np.concatenate([train_x, test_x]), strict=True))
+        out["lfw_verification"] = verify(predict, split, embedded, size, spec.batch_size,
+                                         progress)
     if not facts["pretrained"]:
         out["accuracy_note"] = RANDOM_WEIGHTS_NOTE
     elif spec.compare_random:
