@@ -16,8 +16,9 @@ def test_every_backend_a_suite_accepts_exists_and_vice_versa() -> None:
     assert backends.names() == suite.BACKENDS
 
 
-def test_openvino_skips_training_and_says_why() -> None:
-    reason = backends.get("openvino").skip_reason("full_training", AMX)
+@pytest.mark.parametrize("scenario", ["full_training", "fine_tune"])
+def test_openvino_skips_training_and_says_why(scenario: str) -> None:
+    reason = backends.get("openvino").skip_reason(scenario, AMX)
     assert reason and "does not train" in reason
     assert backends.get("openvino").skip_reason("inference", AMX) is None
 

@@ -20,6 +20,7 @@ import numpy as np
 from bench.measure import summarize, time_calls
 
 BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+TRAINING_SCENARIOS = ("full_training", "fine_tune")  # they train the network itself
 
 
 class Backend(ABC):
@@ -38,7 +39,7 @@ class Backend(ABC):
 
     def skip_reason(self, scenario: str, isa: dict[str, bool]) -> str | None:
         """Why this backend cannot run `scenario` on this machine, or None when it can."""
-        if scenario == "full_training" and not self.trains:
+        if scenario in TRAINING_SCENARIOS and not self.trains:
             return f"{self.name} does not train: it runs inference and transfer extraction only"
         if self.precision == "bf16" and not any(isa.get(f) for f in BF16_FLAGS):
             return (f"this CPU has no native bf16 ({' / '.join(BF16_FLAGS)} absent): bf16 would "
