@@ -1,7 +1,8 @@
 """`tlbench` command line: run suites, show results, describe the machine, manage data.
 
 Exit codes: 0 success; 1 a run failed (its result is still written); 2 unusable input (suite,
-placement, data, result file), named with its fix; 130 interrupted (finished runs are kept).
+placement, data, result file), named with its fix; 130 / 143 interrupted by SIGINT / SIGTERM
+(finished runs are kept).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from bench.pinning import PlacementError, read_topology, resolve
 from bench.plan import plan
 from bench.report import console as console_report
 
-EXIT_FAILED_RUN, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 1, 2, 130
+EXIT_FAILED_RUN, EXIT_BAD_INPUT = 1, 2  # interrupted: 128 + the signal (130 for SIGINT)
 _COLUMNS = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
             TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
 
@@ -74,7 +75,7 @@ def cmd_run(args: argparse.Namespace, out: Console) -> int:
                                scenarios=args.scenario, data=args.data, weights=args.weights,
                                placement=args.placement)
     topology = read_topology()
-    placement = resolve(suite.placement, topology)
+    placement = resolve(suite.placement, topology, suite.use_logical_cores)
     _preflight(suite)
     runs = plan(suite)
     now = dt.datetime.now(dt.UTC)
@@ -125,7 +126,7 @@ def cmd_run(args: argparse.Namespace, out: Console) -> int:
         result.finish(interrupted=str(exc))
         out.print(f"[red]interrupted ({exc})[/]: {len(result.doc['runs'])} finished run(s) kept "
                   f"in {path}")
-        return EXIT_INTERRUPTED
+        return 128 + signal.Signals[str(exc)].value
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
@@ -154,7 +155,7 @@ def cmd_pretrain(args: argparse.Namespace, out: Console) -> int:
     from bench.pinning import pin_self
 
     suite = suite_mod.override(suite_mod.load(args.suite), placement=args.placement)
-    placement = resolve(suite.placement, read_topology())
+    placement = resolve(suite.placement, read_topology(), suite.use_logical_cores)
     os.environ.update({**placement.environment(), **get("tf-onednn").environment()})
     pin_self(placement.cpus)
     from bench.pretrain import pretrain

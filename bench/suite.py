@@ -220,6 +220,7 @@ class Suite:
     backends: tuple[str, ...] = BACKENDS
     scenarios: tuple[str, ...] = SCENARIOS
     placement: str = "all"
+    use_logical_cores: bool = False  # SMT siblings too (default: one CPU per physical core)
     timeout_s: float = 1800.0  # per run
     max_memory_gb: float = 0.0  # per worker (resident, whole process tree); 0 = no cap
     model: ModelSpec = field(default_factory=ModelSpec)
@@ -236,8 +237,8 @@ class Suite:
         return dataclasses.asdict(self)
 
 
-_SUITE_KEYS = ("name", "description", "backends", "scenarios", "placement", "timeout_s",
-               "max_memory_gb")
+_SUITE_KEYS = ("name", "description", "backends", "scenarios", "placement", "use_logical_cores",
+               "timeout_s", "max_memory_gb")
 _SECTIONS: dict[str, type] = {"model": ModelSpec, "data": DataSpec, **SCENARIO_SPECS}
 
 

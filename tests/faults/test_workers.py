@@ -52,9 +52,11 @@ def test_a_failing_run_is_recorded_and_the_next_still_runs(tmp_path: Path) -> No
     assert ok["status"] == "ok", "full training starts from scratch and ignores weights"
 
 
-def test_a_worker_killed_by_a_signal_is_failed_with_the_signal_name(tmp_path: Path) -> None:
+@pytest.mark.parametrize("name", ["SIGSEGV", "SIGKILL"])
+def test_a_worker_killed_by_a_signal_is_failed_with_the_signal_name(tmp_path: Path,
+                                                                    name: str) -> None:
     suicide = tmp_path / "python"
-    suicide.write_text("#!/bin/sh\nkill -SEGV $$\n")
+    suicide.write_text(f"#!/bin/sh\nkill -{name.removeprefix('SIG')} $$\n")
     suicide.chmod(0o755)
     suite = parse(write_suite(tmp_path, backends=("tf-stock",),
                               scenarios=("inference",)).read_text())
@@ -63,10 +65,12 @@ def test_a_worker_killed_by_a_signal_is_failed_with_the_signal_name(tmp_path: Pa
     launcher = Launcher(topology, tmp_path / "logs", isa={}, python=str(suicide))
     record = launcher.run(plan(suite)[0], placement, Limits(timeout_s=30))
     assert record["status"] == "failed"
-    assert record["error"] == "worker killed by signal SIGSEGV"
+    assert record["error"] == f"worker killed by signal {name}"
 
 
-def test_ctrl_c_keeps_finished_runs_and_exits_130(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_an_interrupt_keeps_finished_runs_and_resume_runs_the_rest(tmp_path: Path, sig,
+                                                                   code: int) -> None:
     suite = write_suite(tmp_path, name="intr", backends=("tf-stock", "tf-onednn"),
                         scenarios=("inference",))
     out = tmp_path / "r"
@@ -82,10 +86,10 @@ def test_ctrl_c_keeps_finished_runs_and_exits_130(tmp_path: Path) -> None:
     else:
         proc.kill()
         pytest.fail("the first run never finished")
-    proc.send_signal(signal.SIGINT)
-    assert proc.wait(timeout=60) == 130
+    proc.send_signal(sig)
+    assert proc.wait(timeout=60) == code
     doc = only_result(out)
-    assert doc["interrupted"] == "SIGINT" and doc["complete"] is True
+    assert doc["interrupted"] == sig.name and doc["complete"] is True
     assert [r["run_id"] for r in doc["runs"]] == ["inference/tf-stock"]
     assert doc["runs"][0]["status"] == "ok"
     assert _processes_mentioning(str(tmp_path)) == [], "the running worker died with the suite"
