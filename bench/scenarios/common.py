@@ -118,6 +118,15 @@ def build_pretrained(model: dict[str, Any], seed: int):
                   "pretrained": source not in ("random",)}
 
 
+def prepare(run: dict[str, Any], progress) -> tuple[Split, Any, dict[str, Any]]:
+    """The prologue of every scenario that starts from the resolved weights: data, then model."""
+    progress("prepare data")
+    split = load_split(run["data"])
+    progress("build model")
+    base, facts = build_pretrained(run["model"], seed=run["data"]["seed"])
+    return split, base, facts
+
+
 def model_facts(base, model: dict[str, Any]) -> dict[str, Any]:
     return {**model, "parameters": int(base.count_params()),
             "forward_flops": facenet.forward_flops(base)}

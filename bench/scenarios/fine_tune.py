@@ -19,7 +19,7 @@ from bench.data import lfw
 from bench.measure import summarize
 from bench.models import facenet
 from bench.scenarios import Progress
-from bench.scenarios.common import build_pretrained, load_split
+from bench.scenarios.common import prepare
 from bench.scenarios.full_training import accuracy, make_trainer
 from bench.suite import FINE_TUNE_STAGES, FineTuneSpec, FullTrainingSpec
 
@@ -47,10 +47,7 @@ def unfreeze(base, stages: tuple[str, ...]) -> int:
 def run(run: dict[str, Any], backend: Backend, progress: Progress) -> dict[str, Any]:
     spec = FineTuneSpec(**run["params"])
     size = run["model"]["image_size"]
-    progress("prepare data")
-    split = load_split(run["data"])
-    progress("build model")
-    base, facts = build_pretrained(run["model"], seed=run["data"]["seed"])
+    split, base, facts = prepare(run, progress)
     model = facenet.classifier_model(base, num_classes=len(split.train.names))
     batches = iter(lfw.dataset(split.train, size, spec.batch_size, shuffle=True,
                                seed=run["data"]["seed"], repeat=True, drop_remainder=True))

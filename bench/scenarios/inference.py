@@ -18,7 +18,7 @@ from bench.measure import summarize, time_calls
 from bench.models import facenet
 from bench.parity import parity_embeddings
 from bench.scenarios import Progress
-from bench.scenarios.common import build_pretrained, load_split
+from bench.scenarios.common import prepare
 from bench.suite import InferenceSpec
 
 
@@ -31,10 +31,7 @@ def _batch(index: lfw.ImageIndex, image_size: int, size: int) -> np.ndarray:
 def run(run: dict[str, Any], backend: Backend, progress: Progress) -> dict[str, Any]:
     spec = InferenceSpec(**run["params"])
     size = run["model"]["image_size"]
-    progress("prepare data")
-    split = load_split(run["data"])
-    progress("build model")
-    base, facts = build_pretrained(run["model"], seed=run["data"]["seed"])
+    split, base, facts = prepare(run, progress)
     progress("load model into the runtime")
     loaded = backend.load(facenet.embedding_model(base), Path(facts["weights"]))
     batch = _batch(split.test, size, spec.batch_size)

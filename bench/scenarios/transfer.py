@@ -22,7 +22,7 @@ from bench.measure import summarize
 from bench.models import facenet
 from bench.parity import PARITY_IMAGES, stored
 from bench.scenarios import Progress
-from bench.scenarios.common import build_base, build_pretrained, load_split, random_init
+from bench.scenarios.common import build_base, prepare, random_init
 from bench.suite import TransferSpec
 
 RANDOM_WEIGHTS_NOTE = ("random weights (no --weights given): extraction and head times hold, "
@@ -151,10 +151,7 @@ def verify(predict, split, embedded: dict[str, np.ndarray], size: int, batch_siz
 def run(run: dict[str, Any], backend: Backend, progress: Progress) -> dict[str, Any]:
     spec = TransferSpec(**run["params"])
     size = run["model"]["image_size"]
-    progress("prepare data")
-    split = load_split(run["data"])
-    progress("build model")
-    base, facts = build_pretrained(run["model"], seed=run["data"]["seed"])
+    split, base, facts = prepare(run, progress)
     base.trainable = False
     progress("load model into the runtime")
     loaded = backend.load(facenet.embedding_model(base), Path(facts["weights"]))
