@@ -26,11 +26,11 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from bench import __version__, machine, results
+from bench import __version__, distributed, machine, results
 from bench import suite as suite_mod
 from bench.data.lfw import DataError
 from bench.models.checkpoint import is_tf1_checkpoint
-from bench.pinning import PlacementError, read_topology, resolve
+from bench.pinning import PlacementError, divide, read_topology, resolve
 from bench.plan import plan
 from bench.report import console as console_report
 
@@ -71,11 +71,17 @@ def cmd_run(args: argparse.Namespace, out: Console) -> int:
     previous = results.load(args.resume) if args.resume else None
     base = (suite_mod.from_dict(previous["suite"], args.resume) if previous
             else suite_mod.load(args.suite))
+    cluster = distributed.load_cluster(args.cluster, args.task_index) if args.cluster else None
+    if cluster is None and args.task_index:
+        raise distributed.ClusterError("--task-index needs --cluster FILE (the hosts' list)")
+    workers = len(cluster.workers) if cluster else args.workers
     suite = suite_mod.override(base, backends=args.backend,
                                scenarios=args.scenario, data=args.data, weights=args.weights,
-                               placement=args.placement)
+                               placement=args.placement, workers=workers)
     topology = read_topology()
     placement = resolve(suite.placement, topology, suite.use_logical_cores)
+    if "full_training" in suite.scenarios and cluster is None and suite.full_training.workers > 1:
+        divide(placement, suite.full_training.workers, topology)  # one core group per worker
     _preflight(suite)
     runs = plan(suite)
     now = dt.datetime.now(dt.UTC)
@@ -88,6 +94,7 @@ def cmd_run(args: argparse.Namespace, out: Console) -> int:
         "project": machine.project_commit(),
         "suite": suite.to_dict(),
         "resumed_from": args.resume or None,
+        "cluster": dataclasses.asdict(cluster) if cluster else None,
     }
     # Resuming: runs that finished (ok or skipped) are carried over, marked, not measured again.
     carried = {r["run_id"]: {**r, "carried_from": args.resume} for r in previous["runs"]
@@ -96,7 +103,7 @@ def cmd_run(args: argparse.Namespace, out: Console) -> int:
     from bench.launcher import Launcher, Limits
 
     launcher = Launcher(topology, log_dir=path.with_suffix(".logs"),
-                        isa=header["machine"]["isa"])
+                        isa=header["machine"]["isa"], cluster=cluster)
     limits = Limits(timeout_s=suite.timeout_s, max_memory_gb=suite.max_memory_gb)
     resuming = f", {len(carried)} carried over from {args.resume}" if carried else ""
     out.print(f"tlbench {__version__}: suite [bold]{suite.name}[/] ({len(runs)} runs{resuming}) on "
@@ -343,6 +350,14 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--data", default="", metavar="PATH", help="a real LFW-layout directory")
     run.add_argument("--weights", default="", metavar="FILE", help="pretrained FaceNet weights")
     run.add_argument("--placement", default="", help="all | socket:N | cores:LIST | instances:K")
+    run.add_argument("--workers", type=int, default=0, metavar="N",
+                     help="full_training on N data-parallel workers (MultiWorkerMirroredStrategy),"
+                     " one per core group of the placement")
+    run.add_argument("--cluster", default="", metavar="FILE",
+                     help='several hosts: JSON {"worker": ["host:port", ...]}, the same on every '
+                     "host; this host runs only its own worker (see README)")
+    run.add_argument("--task-index", type=int, default=0, metavar="I",
+                     help="with --cluster: this host's position in the worker list (0 = chief)")
     run.add_argument("--resume", default="", metavar="RESULT",
                      help="run only what RESULT (an interrupted or failed suite run) is missing, "
                      "into a new result file that carries its finished runs over")
@@ -432,7 +447,8 @@ def main(argv: list[str] | None = None) -> int:
         out = Console(width=max(out.width, 140))
     try:
         return args.func(args, out)
-    except (suite_mod.SuiteError, PlacementError, DataError, results.ResultError) as exc:
+    except (suite_mod.SuiteError, PlacementError, DataError, results.ResultError,
+            distributed.ClusterError) as exc:
         print(f"tlbench: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
 

@@ -9,6 +9,7 @@ suite goes on with the next run.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -25,9 +26,9 @@ from typing import Any
 
 import psutil
 
-from bench import backends, efficiency, machine
+from bench import backends, distributed, efficiency, machine
 from bench.measure import summarize
-from bench.pinning import Placement, Topology
+from bench.pinning import Placement, Topology, divide
 from bench.plan import Run
 from bench.worker import PROGRESS_PREFIX
 
@@ -108,11 +109,12 @@ def _pump(stream, log, on_event: Callable[[dict[str, Any]], None],
 
 class Launcher:
     def __init__(self, topology: Topology, log_dir: Path, isa: dict[str, bool],
-                 python: str | None = None):
+                 python: str | None = None, cluster: distributed.Cluster | None = None):
         self.topology = topology
         self.log_dir = log_dir
         self.isa = isa
         self.python = python  # overrides every backend's interpreter (tests)
+        self.cluster = cluster  # several hosts: this one runs only its own worker
         self.running: set[subprocess.Popen] = set()
 
     def run(self, run: Run, placement: Placement, limits: Limits,
@@ -124,6 +126,8 @@ class Launcher:
         if reason:
             return {**run.to_dict(), "placement": placement.describe(), "status": "skipped",
                     "reason": reason, "wall_s": 0.0}
+        if run.scenario == "full_training" and run.params["workers"] > 1:
+            return self._distributed(run, placement, limits, on_event)
         parts = placement.split() if run.scenario == "inference" else [placement]
         if len(parts) == 1:
             record = self._one(run, placement, limits, on_event, run.run_id)
@@ -131,24 +135,72 @@ class Launcher:
                 record["placement"]["note"] = ("instances apply to inference; this run used "
                                                "every core of the placement in one worker")
             return record
-        pool = ThreadPoolExecutor(len(parts))
+        records = self._together(run, [(f"{run.run_id}#{i}", part, {})
+                                       for i, part in enumerate(parts)], limits, on_event)
+        return self._combine(run, placement, records)
+
+    def _together(self, run: Run, workers: list[tuple[str, Placement, dict[str, str]]],
+                  limits: Limits, on_event: Callable[[dict[str, Any]], None]
+                  ) -> list[dict[str, Any]]:
+        """Workers side by side, each (name, placement, extra environment). When one fails
+        the others are stopped: a distributed peer would otherwise wait for it forever."""
+        abort = threading.Event()
+
+        def one(i: int, name: str, part: Placement, env: dict[str, str]) -> dict[str, Any]:
+            record = self._one(run, part, limits, on_event if i == 0 else (lambda e: None), name,
+                               env, abort)
+            if record["status"] != "ok":
+                abort.set()
+            return record
+
+        pool = ThreadPoolExecutor(len(workers))
         try:
-            futures = [pool.submit(self._one, run, part, limits,
-                                   on_event if i == 0 else (lambda e: None), f"{run.run_id}#{i}")
-                       for i, part in enumerate(parts)]
-            records = [f.result() for f in futures]
-        except BaseException:  # Ctrl-C: every instance goes with the suite
+            futures = [pool.submit(one, i, *w) for i, w in enumerate(workers)]
+            return [f.result() for f in futures]
+        except BaseException:  # Ctrl-C: every worker goes with the suite
             self.kill()
             raise
         finally:
             pool.shutdown(wait=True)
-        return self._combine(run, placement, backend, records)
+
+    def _distributed(self, run: Run, placement: Placement, limits: Limits,
+                     on_event: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+        """`workers = N` training on MultiWorkerMirroredStrategy, then the references its
+        scaling is measured against, right after on this machine: one worker alone on one
+        worker's cores with one worker's share of the batch and, on one host, one worker on
+        all the placement's cores with the global batch."""
+        n = run.params["workers"]
+        if self.cluster is not None:
+            cluster = self.cluster
+            local = [(cluster.task_index, placement)]
+        else:
+            cluster = distributed.local_cluster(n)
+            local = list(enumerate(divide(placement, n, self.topology)))
+        records = self._together(
+            run, [(f"{run.run_id}#{i}", part, {"TF_CONFIG": cluster.tf_config(i)})
+                  for i, part in local], limits, _relabel(on_event, f"{n} workers"))
+        record = self._combine_workers(run, placement, records, cluster, [i for i, _ in local])
+        if record["status"] != "ok":
+            return record
+        # references time whole updates over a window, whatever the suite's measure
+        reference = {**run.params, "workers": 1, "measure": "projected", "target_accuracy": 0.0}
+        share = {**reference, "batch_size": run.params["batch_size"] // n}
+        alone = self._one(
+            dataclasses.replace(run, params=share), local[0][1], limits,
+            _relabel(on_event, "1 worker alone"), f"{run.run_id}@alone")
+        whole = None if self.cluster is not None else self._one(
+            dataclasses.replace(run, params=reference), placement, limits,
+            _relabel(on_event, "1 worker, all cores"), f"{run.run_id}@1worker")
+        record["scaling"] = distributed.scaling(records, alone, whole, n)
+        return record
 
     def _one(self, run: Run, placement: Placement, limits: Limits,
-             on_event: Callable[[dict[str, Any]], None], name: str) -> dict[str, Any]:
+             on_event: Callable[[dict[str, Any]], None], name: str,
+             extra_env: dict[str, str] | None = None,
+             abort: threading.Event | None = None) -> dict[str, Any]:
         """One worker process on `placement`, its document merged into the run's record."""
         backend = backends.get(run.backend)
-        env_vars = worker_environment(run, placement)
+        env_vars = {**worker_environment(run, placement), **(extra_env or {})}
         record: dict[str, Any] = {
             **run.to_dict(),
             "placement": placement.describe(),
@@ -168,7 +220,7 @@ class Launcher:
             onednn: list[str] = []
             with efficiency.EnergyMeter() as meter:
                 outcome = self._spawn(cmd, {**os.environ, **env_vars}, log_path, limits,
-                                      on_event, onednn)
+                                      on_event, onednn, abort)
             record["wall_s"] = time.perf_counter() - t0
             doc = json.loads(out_path.read_text()) if out_path.exists() else None
         record.update(doc or {})
@@ -186,44 +238,76 @@ class Launcher:
                 machine.current_peak(), efficiency.cores_used(self.topology, placement.cpus))
         return record
 
-    def _combine(self, run: Run, placement: Placement, backend: backends.Backend,
-                 records: list[dict[str, Any]]) -> dict[str, Any]:
-        """K concurrent inference instances → one record: throughputs summed, latency samples
-        pooled, each instance kept; the package energy is one instance's reading (all ran at
+    def _group(self, run: Run, placement: Placement, records: list[dict[str, Any]],
+               key: str, names: list[str]) -> dict[str, Any]:
+        """Workers that ran side by side → the start of one record: each kept under `key`; the
+        group failed if one of them did. Package energy is one worker's reading (they ran at
         once, so each meter saw the same package)."""
         record = {**run.to_dict(), "placement": placement.describe(),
-                  "instances": [{k: r.get(k) for k in ("status", "error", "placement",
-                                                       "placement_obtained", "derived", "log",
-                                                       "wall_s", "peak_rss_mb")}
-                                for r in records],
+                  key: [{k: r.get(k) for k in ("status", "error", "placement",
+                                               "placement_obtained", "derived", "log", "wall_s",
+                                               "peak_rss_mb")} for r in records],
                   "wall_s": max(r["wall_s"] for r in records),
                   "energy": records[0].get("energy")}
-        failed = [f"instance {i}: {r.get('error')}" for i, r in enumerate(records)
+        failed = [f"{name}: {r.get('error')}" for name, r in zip(names, records, strict=True)
                   if r["status"] != "ok"]
         if failed:
-            return {**record, "status": "failed", "error": "; ".join(failed),
-                    "log_tail": records[0].get("log_tail", "")}
+            failed.sort(key=lambda text: "another worker" in text)  # the cause first
+            first = next(r for r in records if r["status"] != "ok")
+            record.update(status="failed", error="; ".join(failed),
+                          log_tail=first.get("log_tail", ""))
+        return record
+
+    def _summed(self, run: Run, placement: Placement, records: list[dict[str, Any]],
+                keys: tuple[str, ...]) -> dict[str, Any]:
+        """The first worker's derived figures with `keys` summed over all, and the efficiency
+        of their sum on the placement's cores."""
+        derived = {**records[0]["derived"],
+                   **{key: sum(r["derived"][key] for r in records) for key in keys}}
+        return {"status": "ok", "derived": derived,
+                "peak_rss_mb": sum(r.get("peak_rss_mb", 0) for r in records),
+                "efficiency": efficiency.of_run(
+                    derived["gflops_per_s"], backends.get(run.backend).precision,
+                    machine.current_peak(), efficiency.cores_used(self.topology, placement.cpus))}
+
+    def _combine(self, run: Run, placement: Placement, records: list[dict[str, Any]]
+                 ) -> dict[str, Any]:
+        """K concurrent inference instances → one record: throughputs summed, latency samples
+        pooled, each instance kept."""
+        record = self._group(run, placement, records, "instances",
+                             [f"instance {i}" for i in range(len(records))])
+        if record.get("status") == "failed":
+            return record
         first = records[0]
         pooled = [x for r in records for x in r["samples"]["latency_bs1"]]
         lat = summarize(pooled)
-        derived = {
-            **first["derived"],
-            "latency_ms_p50": lat["median"] * 1e3, "latency_ms_p90": lat["p90"] * 1e3,
-            "latency_ms_p99": lat["p99"] * 1e3,
-            **{key: sum(r["derived"][key] for r in records)
-               for key in ("images_per_s", "bs1_images_per_s", "gflops_per_s")},
-        }
         record.update({k: first[k] for k in ("model", "data", "runtime", "parity") if k in first})
-        record.update(status="ok", derived=derived, samples={"latency_bs1": pooled},
-                      stats={"latency_bs1": lat},
-                      peak_rss_mb=sum(r.get("peak_rss_mb", 0) for r in records),
-                      efficiency=efficiency.of_run(
-                          derived["gflops_per_s"], backend.precision, machine.current_peak(),
-                          efficiency.cores_used(self.topology, placement.cpus)))
+        record.update(self._summed(run, placement, records,
+                                   ("images_per_s", "bs1_images_per_s", "gflops_per_s")),
+                      samples={"latency_bs1": pooled}, stats={"latency_bs1": lat})
+        record["derived"].update(latency_ms_p50=lat["median"] * 1e3,
+                                 latency_ms_p90=lat["p90"] * 1e3,
+                                 latency_ms_p99=lat["p99"] * 1e3)
+        return record
+
+    def _combine_workers(self, run: Run, placement: Placement, records: list[dict[str, Any]],
+                         cluster: distributed.Cluster, indexes: list[int]) -> dict[str, Any]:
+        """This host's workers of one distributed run → one record: the first one's samples,
+        projection and accuracy (every worker holds the same weights and waits for the same
+        all-reduce), micro-step throughputs of this host's workers summed, each worker kept."""
+        record = self._group(run, placement, records, "workers",
+                             [f"worker {i}" for i in indexes])
+        record["cluster"] = {"workers": list(cluster.workers), "this_host": indexes}
+        if record.get("status") == "failed":
+            return record
+        first = records[0]
+        record.update({k: v for k, v in first.items() if k not in record and k != "log"})
+        record.update(self._summed(run, placement, records, ("images_per_s", "gflops_per_s")))
         return record
 
     def _spawn(self, cmd: list[str], env: dict[str, str], log_path: Path, limits: Limits,
-               on_event: Callable[[dict[str, Any]], None], onednn: list[str]) -> str | None:
+               on_event: Callable[[dict[str, Any]], None], onednn: list[str],
+               abort: threading.Event | None = None) -> str | None:
         """Run the worker; return None on a clean exit, else the cause of failure."""
         with open(log_path, "w", encoding="utf-8") as log:
             proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, env=env, text=True,
@@ -233,7 +317,7 @@ class Launcher:
                                     daemon=True)
             pump.start()
             try:
-                cause = self._watch(proc, limits)
+                cause = self._watch(proc, limits, abort)
             except BaseException:  # Ctrl-C or SIGTERM of the suite: the worker goes with it
                 self.kill()
                 proc.wait()
@@ -253,8 +337,10 @@ class Launcher:
         return None
 
     @staticmethod
-    def _watch(proc: subprocess.Popen, limits: Limits) -> str | None:
+    def _watch(proc: subprocess.Popen, limits: Limits,
+               abort: threading.Event | None = None) -> str | None:
         """Wait for the worker, enforcing the time limit and the memory cap; None if it exited.
+        `abort` set (a worker beside this one failed) stops it too.
 
         Memory is the resident set of the worker's whole process tree, polled: address-space
         limits (RLIMIT_AS) cannot be used, TensorFlow reserves far more than it touches.
@@ -267,6 +353,8 @@ class Launcher:
                 return None
             except subprocess.TimeoutExpired:
                 pass
+            if abort is not None and abort.is_set():
+                return "stopped: another worker of this run failed"
             if time.monotonic() > deadline:
                 return f"timed out after {limits.timeout_s:g} s (raise timeout_s in the suite)"
             if cap is not None:
@@ -280,6 +368,12 @@ class Launcher:
         """Kill every running worker and its whole process group."""
         for proc in list(self.running):
             _kill_group(proc)
+
+
+def _relabel(on_event: Callable[[dict[str, Any]], None], label: str
+             ) -> Callable[[dict[str, Any]], None]:
+    """Progress events of one part of a run, their phase prefixed with the part's name."""
+    return lambda event: on_event({**event, "phase": f"{label}: {event['phase']}"})
 
 
 def _kill_group(proc: subprocess.Popen) -> None:

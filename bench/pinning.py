@@ -229,23 +229,31 @@ def _instances(asked: str, arg: str, topology: Topology, use_logical_cores: bool
         k = int(arg)
     except ValueError:
         raise PlacementError(f"placement {asked!r}: write instances:K, e.g. instances:2") from None
-    cores = sorted(topology.physical(), key=lambda c: (c.socket, c.core, c.id))
-    if not 1 <= k <= len(cores) or len(cores) % k:
+    whole = resolve("all", topology, use_logical_cores)
+    groups = tuple((part.cpus, part.nodes) for part in divide(whole, k, topology, asked))
+    return Placement(asked=asked, cpus=whole.cpus, nodes=whole.nodes, groups=groups)
+
+
+def divide(placement: Placement, k: int, topology: Topology, asked: str = "") -> list[Placement]:
+    """The placement's CPUs in k equal groups of whole physical cores, socket by socket (as
+    Intel's launchers split a machine into instances); SMT siblings stay with their core."""
+    by_id = {c.id: c for c in topology.cpus}
+    cores: dict[tuple[int, int], list[int]] = {}
+    for cpu in sorted(placement.cpus):
+        c = by_id[cpu]
+        cores.setdefault((c.socket, c.core), []).append(cpu)
+    keys = sorted(cores, key=lambda key: (key[0], min(cores[key])))
+    if not 1 <= k <= len(keys) or len(keys) % k:
         raise PlacementError(
-            f"placement {asked!r}: {len(cores)} physical cores cannot be split into {k} equal "
-            f"instances; use a divisor of {len(cores)}")
-    size = len(cores) // k
-    groups = []
+            f"placement {asked or placement.asked!r}: {len(keys)} physical cores cannot be split "
+            f"into {k} equal groups; use a divisor of {len(keys)}")
+    size = len(keys) // k
+    parts = []
     for i in range(k):
-        chosen = cores[i * size:(i + 1) * size]
-        if use_logical_cores:
-            keys = {(c.socket, c.core) for c in chosen}
-            chosen = [c for c in topology.cpus if (c.socket, c.core) in keys]
-        groups.append((tuple(sorted(c.id for c in chosen)),
-                       tuple(sorted({c.node for c in chosen}))))
-    cpus = tuple(sorted(c for g, _ in groups for c in g))
-    nodes = tuple(sorted({n for _, ns in groups for n in ns}))
-    return Placement(asked=asked, cpus=cpus, nodes=nodes, groups=tuple(groups))
+        cpus = tuple(sorted(cpu for key in keys[i * size:(i + 1) * size] for cpu in cores[key]))
+        parts.append(Placement(f"{placement.asked}#{i}", cpus,
+                               tuple(sorted({by_id[c].node for c in cpus}))))
+    return parts
 
 
 def pin_self(cpus: tuple[int, ...]) -> list[int]:

@@ -110,9 +110,13 @@ class FullTrainingSpec:
     learning_rate: float = 0.05
     weight_decay: float = 5e-4
     target_accuracy: float = 0.0  # > 0: report the training time to reach it (measure = "full")
+    # > 1: data-parallel on tf.distribute.MultiWorkerMirroredStrategy, one worker per core
+    # group of the placement (or per host of --cluster); the global batch is kept
+    workers: int = 1
 
     def check(self, where: str) -> None:
         _one_of(f"{where}.measure", self.measure, ("full", "projected"))
+        _at_least(f"{where}.workers", self.workers, 1)
         _target(f"{where}.target_accuracy", self.target_accuracy)
         if self.target_accuracy and self.measure != "full":
             _fail(f"{where}.target_accuracy", 'needs measure = "full": a projected run trains '
@@ -120,9 +124,10 @@ class FullTrainingSpec:
         for name in ("epochs", "steps_per_epoch", "batch_size", "micro_batch", "window_steps"):
             _at_least(f"{where}.{name}", getattr(self, name), 1)
         _at_least(f"{where}.warmup_steps", self.warmup_steps, 0)
-        if self.batch_size % self.micro_batch:
+        if self.batch_size % (self.micro_batch * self.workers):
             _fail(f"{where}.micro_batch",
-                  f"must divide batch_size ({self.batch_size}); e.g. micro_batch = 16")
+                  f"micro_batch x workers ({self.micro_batch} x {self.workers}) must divide "
+                  f"batch_size ({self.batch_size}); e.g. micro_batch = 16")
         if self.window_steps < 3:
             _fail(f"{where}.window_steps", "needs >= 3 timed micro-steps for a confidence interval")
         timed = self.total_steps * self.accumulation - 1 - self.warmup_steps
@@ -138,8 +143,14 @@ class FullTrainingSpec:
         return self.epochs * self.steps_per_epoch
 
     @property
+    def worker_batch(self) -> int:
+        """Images each worker contributes to one update."""
+        return self.batch_size // self.workers
+
+    @property
     def accumulation(self) -> int:
-        return self.batch_size // self.micro_batch
+        """Micro-steps each worker runs per update."""
+        return self.worker_batch // self.micro_batch
 
 
 @dataclass(frozen=True)
@@ -356,9 +367,12 @@ def load(path: str | Path) -> Suite:
 
 def override(suite: Suite, *, backends: typing.Sequence[str] = (),
              scenarios: typing.Sequence[str] = (), data: str = "", weights: str = "",
-             placement: str = "") -> Suite:
+             placement: str = "", workers: int = 0) -> Suite:
     """Apply command-line choices (`--backend`, `--scenario`, `--data`, ...) and re-validate."""
     changes: dict[str, Any] = {}
+    if workers:
+        changes["full_training"] = dataclasses.replace(suite.full_training, workers=workers)
+        changes["full_training"].check("--workers")
     if backends:
         changes["backends"] = tuple(dict.fromkeys(backends))
     if scenarios:

@@ -96,5 +96,18 @@ def backend_ratios(doc: dict[str, Any], baseline: str = BASELINE_BACKEND) -> lis
     return rows
 
 
+def scaling_rows(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """Data-parallel training runs: N workers beside one worker alone on one worker's cores
+    (the scaling efficiency) and one worker on all the cores (what splitting buys)."""
+    rows = []
+    for run in doc["runs"]:
+        if run.get("status") == "ok" and run.get("scaling"):
+            s = run["scaling"]
+            rows.append({"backend": run["backend"], **s,
+                         "hosts": len({w.rpartition(":")[0]
+                                       for w in run.get("cluster", {}).get("workers", [])})})
+    return rows
+
+
 def not_ok(doc: dict[str, Any]) -> list[dict[str, Any]]:
     return [r for r in doc["runs"] if r.get("status") != "ok"]

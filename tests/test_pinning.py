@@ -46,7 +46,7 @@ def test_core_list_is_taken_as_written(xeon_2s) -> None:
     ("cores:99", "usable CPUs are [0, 1, 2, 3, 4, 5, 6, 7]"),
     ("cores:x", "write cores:0,1"),
     ("sockets", "write 'all', 'socket:N', 'cores:LIST' or 'instances:K'"),
-    ("instances:3", "4 physical cores cannot be split into 3 equal instances"),
+    ("instances:3", "4 physical cores cannot be split into 3 equal groups"),
     ("instances:x", "write instances:K"),
 ])
 def test_impossible_placements_name_the_fix(xeon_2s, asked: str, fix: str) -> None:

@@ -245,6 +245,14 @@ def split(index: ImageIndex, holdout_per_identity: int = 1,
     return _subset(index, ~test), _subset(index, test)
 
 
+def shard(index: ImageIndex, count: int, position: int) -> ImageIndex:
+    """Every `count`-th image from `position`: disjoint shards, one per data-parallel worker."""
+    if not 0 <= position < count:
+        raise ValueError(f"shard {position} of {count} does not exist")
+    keep = np.arange(len(index.paths)) % count == position
+    return _subset(index, keep)
+
+
 def _subset(index: ImageIndex, keep: np.ndarray) -> ImageIndex:
     rows = np.flatnonzero(keep)
     return ImageIndex(root=index.root, paths=tuple(index.paths[i] for i in rows),

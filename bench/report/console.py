@@ -101,6 +101,9 @@ def scenario_tables(doc: dict[str, Any]) -> list[Table]:
                       _kind(r["total"]), _num(r["derived"]["gflops_per_s"]), _peak(r),
                       _rss(r))
         tables.append(t)
+    scaling = summary.scaling_rows(doc)
+    if scaling:
+        tables.append(scaling_table(scaling))
     transfer = [r for r in ok if r["scenario"] == "transfer"]
     if transfer:
         t = _table("Transfer (embed once, train the head)", "backend", "extract img/s",
@@ -140,6 +143,30 @@ def scenario_tables(doc: dict[str, Any]) -> list[Table]:
                       _num(d["gflops_per_s"]), _peak(r), _rss(r))
         tables.append(t)
     return tables
+
+
+def _reference(ref: dict[str, Any] | None) -> str:
+    if ref is None:
+        return "—"
+    if "images_per_s" not in ref:
+        return f"{ref.get('status')}: {ref.get('error')}"
+    return f"{ref['images_per_s']:.2f} ({ref['cores']} cores)"
+
+
+def scaling_table(rows: list[dict[str, Any]]) -> Table:
+    t = _table("Data-parallel training (MultiWorkerMirroredStrategy; img/s of whole updates, "
+               "all-reduce included)", "backend", "workers × cores", "worker batch",
+               "img/s", "1 worker alone", "efficiency", "1 worker, all cores", "vs 1 worker")
+    for r in rows:
+        eff, vs = r.get("efficiency"), r.get("vs_one_worker")
+        hosts = f" on {r['hosts']} hosts" if r["hosts"] > 1 else ""
+        t.add_row(r["backend"], f"{r['workers']} × {r['cores_per_worker']}{hosts}",
+                  f"{r['worker_batch']} = {r['accumulation']} × {r['micro_batch']}",
+                  f"{r['images_per_s']:.2f}", _reference(r.get("alone")),
+                  "—" if eff is None else f"{eff:.0%}",
+                  _reference(r.get("one_worker_all_cores")),
+                  "—" if vs is None else f"{vs:.2f}x")
+    return t
 
 
 def paper_table(doc: dict[str, Any]) -> Table:

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from bench import distributed
 from bench.backends import Backend
 from bench.data import lfw
 from bench.measure import project_total, summarize
@@ -30,36 +31,53 @@ from bench.suite import FullTrainingSpec
 TRAIN_FLOPS_PER_FORWARD = 3
 
 
-def make_trainer(model, spec: FullTrainingSpec):
-    """A micro-step (forward, backward, accumulate) and an update (apply averaged, reset)."""
+def make_trainer(model, spec: FullTrainingSpec, strategy=None):
+    """A micro-step (forward, backward, accumulate) and an update (apply averaged, reset).
+
+    Under a multi-worker strategy each worker accumulates its own micro-batches; the optimizer
+    all-reduces the gradients by summation (Keras 2 and 3 alike), so each worker's sum is divided
+    by its micro-steps and by the number of replicas: the update is the global batch's mean.
+    The model must have been built in `strategy.scope()`.
+    """
     import tensorflow as tf
     from tensorflow import keras
 
-    optimizer = keras.optimizers.RMSprop(learning_rate=spec.learning_rate, rho=0.9,
-                                         momentum=0.9, epsilon=1.0)
+    strategy = strategy or tf.distribute.get_strategy()
     variables = model.trainable_variables
-    optimizer.build(variables)
-    sums = [tf.Variable(tf.zeros_like(v), trainable=False) for v in variables]
+    with strategy.scope():
+        optimizer = keras.optimizers.RMSprop(learning_rate=spec.learning_rate, rho=0.9,
+                                             momentum=0.9, epsilon=1.0)
+        optimizer.build(variables)
+        sums = [tf.Variable(tf.zeros_like(v), trainable=False,
+                            synchronization=tf.VariableSynchronization.ON_READ,
+                            aggregation=tf.VariableAggregation.SUM) for v in variables]
     kernels = [v for v in variables if "kernel" in v.name]
-    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    scale = 1.0 / (spec.accumulation * strategy.num_replicas_in_sync)
 
-    @tf.function
-    def micro_step(images, labels):
+    def accumulate(images, labels):
         with tf.GradientTape() as tape:
-            logits = model(images, training=True)
-            loss = loss_fn(labels, logits)
+            logits = tf.cast(model(images, training=True), tf.float32)
+            loss = tf.reduce_mean(
+                tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
             decay = spec.weight_decay * tf.add_n([tf.nn.l2_loss(k) for k in kernels])
             total = loss + tf.cast(decay, loss.dtype)
         for s, g in zip(sums, tape.gradient(total, variables), strict=True):
             s.assign_add(g)
         return loss
 
-    @tf.function
-    def update():
-        optimizer.apply_gradients(
-            [(s / spec.accumulation, v) for s, v in zip(sums, variables, strict=True)])
+    def apply():
+        optimizer.apply_gradients([(s * scale, v) for s, v in zip(sums, variables, strict=True)])
         for s in sums:
             s.assign(tf.zeros_like(s))
+
+    @tf.function
+    def micro_step(images, labels):
+        return strategy.experimental_local_results(
+            strategy.run(accumulate, args=(images, labels)))[0]
+
+    @tf.function
+    def update():
+        strategy.run(apply)
 
     return micro_step, update
 
@@ -100,15 +118,24 @@ def _projection_check(micro: list[float], updates: list[float], first_s: float,
 
 def run(run: dict[str, Any], backend: Backend, progress: Progress) -> dict[str, Any]:
     spec = FullTrainingSpec(**run["params"])
+    strategy, task, workers = distributed.strategy()  # first: before any TensorFlow op
+    if workers != spec.workers:
+        raise ValueError(f"the run asks for {spec.workers} worker(s) but TF_CONFIG names "
+                         f"{workers}")
     size = run["model"]["image_size"]
     progress("prepare data")
     split = load_split(run["data"])
+    shard = lfw.shard(split.train, workers, task)  # this worker's share of every epoch
+    if len(shard.paths) < spec.micro_batch:
+        raise ValueError(f"worker {task} has {len(shard.paths)} training images, fewer than "
+                         f"micro_batch = {spec.micro_batch}: lower micro_batch or workers")
     progress("build model")
     model_spec = {**run["model"], "weights": ""}  # from scratch, whatever the suite says
-    base = build_base(model_spec, seed=run["data"]["seed"])
-    model = facenet.classifier_model(base, num_classes=len(split.train.names))
-    micro_step, update = make_trainer(model, spec)
-    batches = iter(lfw.dataset(split.train, size, spec.micro_batch, shuffle=True,
+    with strategy.scope():
+        base = build_base(model_spec, seed=run["data"]["seed"])
+        model = facenet.classifier_model(base, num_classes=len(split.train.names))
+    micro_step, update = make_trainer(model, spec, strategy)
+    batches = iter(lfw.dataset(shard, size, spec.micro_batch, shuffle=True,
                                seed=run["data"]["seed"], repeat=True, drop_remainder=True))
 
     def step() -> float:
@@ -156,9 +183,9 @@ def run(run: dict[str, Any], backend: Backend, progress: Progress) -> dict[str, 
         while len(updates) < 3:  # timing only: this run's weights are not used afterwards
             timed_update()
     progress("time the input pipeline alone")
-    epoch_batches = max(1, len(split.train.paths) // spec.micro_batch)
+    epoch_batches = max(1, len(shard.paths) // spec.micro_batch)
     pipeline_img_s = lfw.pipeline_throughput(
-        lfw.dataset(split.train, size, spec.micro_batch, shuffle=True, seed=run["data"]["seed"],
+        lfw.dataset(shard, size, spec.micro_batch, shuffle=True, seed=run["data"]["seed"],
                     repeat=True, drop_remainder=True), batches=max(20, 2 * epoch_batches))
     steady = micro[spec.warmup_steps:]
     if len(steady) < 3:
@@ -167,6 +194,8 @@ def run(run: dict[str, Any], backend: Backend, progress: Progress) -> dict[str, 
     stats = summarize(steady)
     img_s = spec.micro_batch / stats["median"]
     update_mean = float(np.mean(updates)) if updates else 0.0
+    # a whole update: this worker's micro-steps, then the update (with its all-reduce)
+    step_s = spec.accumulation * stats["median"] + (float(np.median(updates)) if updates else 0)
     facts = model_facts(base, model_spec)
     out: dict[str, Any] = {
         "model": facts,
@@ -179,6 +208,8 @@ def run(run: dict[str, Any], backend: Backend, progress: Progress) -> dict[str, 
         "derived": {
             "images_per_s": img_s,
             "gflops_per_s": img_s * TRAIN_FLOPS_PER_FORWARD * facts["forward_flops"] / 1e9,
+            "step_s": step_s,
+            "step_images_per_s": spec.batch_size / step_s,
             "total_images": spec.total_steps * spec.batch_size,
             "accumulation": spec.accumulation,
             # the same input pipeline iterated without the model: far above images_per_s
@@ -186,6 +217,11 @@ def run(run: dict[str, Any], backend: Backend, progress: Progress) -> dict[str, 
             "input_pipeline_images_per_s": pipeline_img_s,
         },
     }
+    if workers > 1:
+        out["distributed"] = {
+            "strategy": type(strategy).__name__, "workers": workers, "task_index": task,
+            "worker_batch": spec.worker_batch, "micro_batch": spec.micro_batch,
+            "accumulation": spec.accumulation, "shard_images": len(shard.paths)}
     if spec.measure == "full":
         out["total"] = {"kind": "measured", "total_s": wall_s, "steps": spec.total_steps}
         if spec.target_accuracy:
