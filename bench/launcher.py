@@ -192,6 +192,7 @@ class Launcher:
             dataclasses.replace(run, params=reference), placement, limits,
             _relabel(on_event, "1 worker, all cores"), f"{run.run_id}@1worker")
         record["scaling"] = distributed.scaling(records, alone, whole, n)
+        record["wall_s"] += sum(ref["wall_s"] for ref in (alone, whole) if ref is not None)
         return record
 
     def _one(self, run: Run, placement: Placement, limits: Limits,
@@ -301,7 +302,8 @@ class Launcher:
         if record.get("status") == "failed":
             return record
         first = records[0]
-        record.update({k: v for k, v in first.items() if k not in record and k != "log"})
+        record.update({k: v for k, v in first.items()
+                       if k not in ("placement", "log", "wall_s", "energy")})
         record.update(self._summed(run, placement, records, ("images_per_s", "gflops_per_s")))
         return record
 

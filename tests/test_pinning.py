@@ -6,7 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from bench.pinning import PlacementError, _parse_list, pin_self, read_topology, resolve
+from bench.pinning import (
+    PlacementError,
+    _parse_list,
+    divide,
+    pin_self,
+    read_topology,
+    resolve,
+)
 
 from .conftest import fake_sysfs
 
@@ -101,3 +108,14 @@ def test_instances_with_logical_cores_keep_each_cores_siblings_together(xeon_2s)
 def test_a_plain_placement_is_its_own_single_instance(xeon_2s) -> None:
     p = resolve("socket:0", xeon_2s)
     assert p.instances == 1 and p.split() == [p]
+
+
+def test_workers_divide_a_placement_into_core_groups_socket_by_socket(xeon_2s) -> None:
+    first, second = divide(resolve("all", xeon_2s), 2, xeon_2s)
+    assert (first.cpus, first.nodes) == ((0, 1), (0,))  # one worker per socket and node
+    assert (second.cpus, second.nodes) == ((2, 3), (1,))
+    smt = divide(resolve("all", xeon_2s, use_logical_cores=True), 2, xeon_2s)
+    assert [p.cpus for p in smt] == [(0, 1, 4, 5), (2, 3, 6, 7)]  # siblings stay together
+    assert [p.cpus for p in divide(resolve("socket:1", xeon_2s), 2, xeon_2s)] == [(2,), (3,)]
+    with pytest.raises(PlacementError, match="3 physical cores cannot be split into 2 equal"):
+        divide(resolve("cores:0,1,2", xeon_2s), 2, xeon_2s)

@@ -48,6 +48,9 @@ def test_defaults_fill_missing_sections() -> None:
         ('[suite]\nbackends = []\n', "suite.backends: needs at least one"),
         ('[suite]\nbackends = ["tf-stock", "tf-stock"]\n', "lists an entry twice"),
         ("[full_training]\nbatch_size = 100\nmicro_batch = 16\n", "must divide batch_size"),
+        ("[full_training]\nbatch_size = 32\nmicro_batch = 8\nworkers = 3\n",
+         "micro_batch x workers (8 x 3) must divide batch_size (32)"),
+        ("[full_training]\nworkers = 0\n", "full_training.workers: must be >= 1"),
         ("[full_training]\nmeasure = \"estimate\"\n", "'estimate' is not one of full, projected"),
         ("[full_training]\nwindow_steps = 2\n", "needs >= 3 timed micro-steps"),
         ('[full_training]\nmeasure = "full"\nepochs = 1\nsteps_per_epoch = 2\nbatch_size = 16\n'
@@ -106,3 +109,11 @@ def test_cli_exits_2_on_a_missing_lfw_directory(tmp_path: Path,
                  "--out", str(tmp_path / "res")])
     assert code == 2
     assert str(tmp_path / "lfw") in capsys.readouterr().err
+
+
+def test_workers_split_the_global_batch_and_keep_the_micro_batch() -> None:
+    text = "[full_training]\nbatch_size = 1024\nmicro_batch = 16\nworkers = 2\n"
+    spec = parse(text).full_training
+    assert (spec.worker_batch, spec.accumulation) == (512, 32)
+    one = suite_mod.override(parse("[full_training]\n"), workers=4).full_training
+    assert (one.workers, one.worker_batch, one.accumulation) == (4, 256, 16)

@@ -95,7 +95,9 @@ def scenario_tables(doc: dict[str, Any]) -> list[Table]:
         t = _table("Full training (from scratch)", "backend", "img/s", "input pipeline img/s",
                    "first step", "total", "", "GFLOP/s", "% peak", "peak RSS")
         for r in train:
-            t.add_row(r["backend"], f"{r['derived']['images_per_s']:.2f}",
+            workers = r["params"].get("workers", 1)
+            t.add_row(r["backend"] + (f" ({workers} workers)" if workers > 1 else ""),
+                      f"{r['derived']['images_per_s']:.2f}",
                       _num(r["derived"].get("input_pipeline_images_per_s"), ".0f"),
                       duration(r["first_step_s"]), duration(r["total"]["total_s"]),
                       _kind(r["total"]), _num(r["derived"]["gflops_per_s"]), _peak(r),

@@ -219,7 +219,7 @@ def run(run: dict[str, Any], backend: Backend, progress: Progress) -> dict[str, 
     }
     if workers > 1:
         out["distributed"] = {
-            "strategy": type(strategy).__name__, "workers": workers, "task_index": task,
+            "strategy": "MultiWorkerMirroredStrategy", "workers": workers, "task_index": task,
             "worker_batch": spec.worker_batch, "micro_batch": spec.micro_batch,
             "accumulation": spec.accumulation, "shard_images": len(shard.paths)}
     if spec.measure == "full":
