@@ -119,8 +119,9 @@ class Launcher:
 
     def run(self, run: Run, placement: Placement, limits: Limits,
             on_event: Callable[[dict[str, Any]], None] = lambda e: None) -> dict[str, Any]:
-        """One planned run: one worker, or — for inference with `instances:K` — K workers side
-        by side, each on its own cores, whose throughputs add up."""
+        """One planned run: one worker; for inference with `instances:K`, K workers side by
+        side, each on its own cores, whose throughputs add up; for training with `workers = N`,
+        N data-parallel workers and their references."""
         backend = backends.get(run.backend)
         reason = backend.skip_reason(run.scenario, self.isa)
         if reason:
