@@ -3,6 +3,12 @@ and time-to-accuracy, each in a real worker on the small model."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
 import pytest
 
 from bench.cli import main
@@ -11,7 +17,7 @@ from bench.scenarios.common import build_base
 from bench.scenarios.fine_tune import STAGE_PREFIXES, unfreeze
 from bench.suite import FINE_TUNE_STAGES
 
-from .conftest import only_result
+from .conftest import REPO, only_result
 
 pytestmark = pytest.mark.slow
 MODEL = {"variant": "small", "image_size": 96, "embedding_size": 32, "weights": ""}
@@ -107,3 +113,36 @@ def test_stages_unfreeze_exactly_their_layers() -> None:
     everything = unfreeze(base, FINE_TUNE_STAGES)
     assert everything == sum(int(w.shape.num_elements()) for w in base.trainable_weights)
     assert {layer.name for layer in base.layers if layer.weights and not layer.trainable} == set()
+
+
+@pytest.mark.slow
+def test_pretrain_caches_weights_with_re_estimated_batchnorm_statistics(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`tlbench pretrain` (its own process: it pins itself) writes the weights that transfer
+    then starts from, their BatchNorm statistics those of the trained network on its data (at
+    facenet's decay of 0.995 a short run would leave them near their initial 0 and 1)."""
+    from tensorflow import keras
+
+    from bench.data import lfw, synthetic
+
+    monkeypatch.setenv("TLBENCH_CACHE", str(tmp_path / "cache"))
+    suite = tmp_path / "pre.toml"
+    suite.write_text('[model]\nvariant = "small"\nimage_size = 80\nembedding_size = 16\n')
+    done = subprocess.run([sys.executable, "-m", "bench", "pretrain", str(suite), "--epochs", "1",
+                           "--identities", "4", "--batch", "4"], cwd=REPO, env=os.environ,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    files = list((tmp_path / "cache/weights").glob("facenet-small-80px-16d-synthetic-source.npz"))
+    assert len(files) == 1 and str(files[0]) in done.stdout.replace("\n", "")
+    model = build_base({"variant": "small", "image_size": 80, "embedding_size": 16,
+                        "weights": str(files[0])})
+    norm = model.get_layer("Conv2d_1a_3x3_BatchNorm")
+    assert norm.momentum == 0.995, "the saved model keeps facenet's decay"
+    stem = keras.Model(model.input, model.get_layer("Conv2d_1a_3x3").output)
+    source = lfw.scan(synthetic.ensure(synthetic.SyntheticSpec(identities=4, seed=0,
+                                                               split="source")))
+    features = np.concatenate([stem(x, training=False).numpy()
+                               for x, _ in lfw.dataset(source, 80, 8)]).reshape(-1, 32)
+    np.testing.assert_allclose(norm.moving_mean.numpy(), features.mean(axis=0), rtol=0.25,
+                               atol=0.1 * features.std())
+    np.testing.assert_allclose(norm.moving_variance.numpy(), features.var(axis=0), rtol=0.3)

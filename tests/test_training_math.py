@@ -52,3 +52,24 @@ def test_projection_check_extrapolates_the_first_window_and_reports_its_error() 
     assert check["total_s"] == 30.0 + 9 * 1.0 + 9 * 0.1  # first + 9 micro x window mean + updates
     assert check["error"] == check["total_s"] / 50.0 - 1 and check["within_interval"] is False
     assert _projection_check(micro[:4], [], 30.0, spec, 40.0) is None, "no longer than its window"
+
+
+def test_batchnorm_recalibration_sets_the_moving_statistics_and_leaves_the_weights() -> None:
+    from bench.pretrain import recalibrate_batchnorm
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((4,))
+    dense = keras.layers.Dense(4, name="dense")
+    norm = keras.layers.BatchNormalization(momentum=0.995, name="bn")
+    model = keras.Model(inputs, norm(dense(inputs)))
+    rng = np.random.default_rng(0)
+    batches = [(tf.constant(rng.normal(5.0, 2.0, size=(64, 4)).astype("float32")), None)
+               for _ in range(60)]
+    kernel = dense.kernel.numpy().copy()
+    recalibrate_batchnorm(model, iter(batches), count=60)
+    features = dense(tf.concat([x for x, _ in batches], axis=0)).numpy()
+    np.testing.assert_allclose(norm.moving_mean.numpy(), features.mean(axis=0), rtol=0.05,
+                               atol=0.05)
+    np.testing.assert_allclose(norm.moving_variance.numpy(), features.var(axis=0), rtol=0.1)
+    np.testing.assert_array_equal(dense.kernel.numpy(), kernel)
+    assert norm.momentum == 0.995, "the layer's own momentum is restored"
