@@ -109,6 +109,9 @@ class FullTrainingSpec:
     window_steps: int = 8  # micro-steps timed for the projection
     learning_rate: float = 0.05
     weight_decay: float = 5e-4
+    # facenet's optional center loss on the prelogits (0: off, its default; it used 0.01 at times)
+    center_loss_factor: float = 0.0
+    center_loss_alfa: float = 0.95  # how slowly the class centres follow their features
     target_accuracy: float = 0.0  # > 0: report the training time to reach it (measure = "full")
     # > 1: data-parallel on tf.distribute.MultiWorkerMirroredStrategy, one worker per core
     # group of the placement (or per host of --cluster); the global batch is kept
@@ -137,6 +140,10 @@ class FullTrainingSpec:
         if self.learning_rate <= 0:
             _fail(f"{where}.learning_rate", "must be > 0")
         _at_least(f"{where}.weight_decay", self.weight_decay, 0.0)
+        _at_least(f"{where}.center_loss_factor", self.center_loss_factor, 0.0)
+        if not 0.0 <= self.center_loss_alfa <= 1.0:
+            _fail(f"{where}.center_loss_alfa", f"is 0 to 1 (facenet: 0.95); got "
+                  f"{self.center_loss_alfa}")
 
     @property
     def total_steps(self) -> int:

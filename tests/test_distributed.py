@@ -167,6 +167,7 @@ warmup_steps = 1
 window_steps = 3
 workers = 2
 target_accuracy = 0.01
+center_loss_factor = 0.01
 """
 
 

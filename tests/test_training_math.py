@@ -20,7 +20,7 @@ def _model(seed: int) -> keras.Model:
 def _train(batch_size: int, micro_batch: int, x: np.ndarray, y: np.ndarray) -> list[np.ndarray]:
     model = _model(seed=1)
     spec = FullTrainingSpec(batch_size=batch_size, micro_batch=micro_batch, learning_rate=0.01)
-    micro_step, update = make_trainer(model, spec)
+    micro_step, update, _ = make_trainer(model, spec)
     for step in range(2):  # two updates, so RMSProp's state is exercised too
         chunk = slice(step * batch_size, (step + 1) * batch_size)
         xs, ys = x[chunk], y[chunk]
@@ -73,3 +73,33 @@ def test_batchnorm_recalibration_sets_the_moving_statistics_and_leaves_the_weigh
     np.testing.assert_allclose(norm.moving_variance.numpy(), features.var(axis=0), rtol=0.1)
     np.testing.assert_array_equal(dense.kernel.numpy(), kernel)
     assert norm.momentum == 0.995, "the layer's own momentum is restored"
+
+
+def test_center_loss_moves_the_class_centres_as_facenet_and_adds_to_the_gradient() -> None:
+    def model() -> keras.Model:
+        keras.utils.set_random_seed(1)
+        inputs = keras.Input((6,))
+        prelogits = keras.layers.Dense(4, name="Bottleneck_BatchNorm")(inputs)
+        return keras.Model(inputs, keras.layers.Dense(3, name="Logits")(prelogits))
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(4, 6)).astype("float32")
+    y = np.array([0, 2, 2, 1], "int32")
+    with_centers = model()
+    spec = FullTrainingSpec(batch_size=4, micro_batch=4, center_loss_factor=0.5,
+                            center_loss_alfa=0.9, learning_rate=0.01)
+    micro_step, update, centers = make_trainer(with_centers, spec)
+    features = with_centers.get_layer("Bottleneck_BatchNorm")(x).numpy()
+    micro_step(tf.constant(x), tf.constant(y))
+    # from zero, each label's centre moves by (1 - alfa) x the sum of its features
+    expected = np.stack([0.1 * features[y == label].sum(axis=0) for label in range(3)])
+    np.testing.assert_allclose(centers.numpy(), expected, rtol=1e-5, atol=1e-6)
+    update()
+    plain = model()
+    micro_plain, update_plain, none = make_trainer(plain, FullTrainingSpec(
+        batch_size=4, micro_batch=4, learning_rate=0.01))
+    micro_plain(tf.constant(x), tf.constant(y))
+    update_plain()
+    assert none is None
+    kernel = with_centers.get_layer("Bottleneck_BatchNorm").kernel.numpy()
+    assert not np.allclose(kernel, plain.get_layer("Bottleneck_BatchNorm").kernel.numpy())

@@ -59,7 +59,7 @@ def run(run: dict[str, Any], backend: Backend, progress: Progress) -> dict[str, 
     reached: dict[str, Any] | None = None
     for n, stage in enumerate(FINE_TUNE_STAGES[: spec.stages], start=1):
         trainable = unfreeze(base, FINE_TUNE_STAGES[:n])
-        micro_step, update = make_trainer(model, trainer_spec)
+        micro_step, update, _ = make_trainer(model, trainer_spec)
         seconds = []
         t_stage = time.perf_counter()
         for i in range(spec.steps_per_stage):

@@ -14,7 +14,7 @@ further micro-steps are kept apart as warm-up samples.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -31,13 +31,24 @@ from bench.suite import FullTrainingSpec
 TRAIN_FLOPS_PER_FORWARD = 3
 
 
-def make_trainer(model, spec: FullTrainingSpec, strategy=None):
+class Trainer(NamedTuple):
+    micro_step: Any  # (images, labels) → softmax loss; forward, backward, accumulate
+    update: Any  # () → None; apply the averaged gradients, reset the sums
+    centers: Any  # the center loss's class centres, or None without it
+
+
+def make_trainer(model, spec: FullTrainingSpec, strategy=None) -> Trainer:
     """A micro-step (forward, backward, accumulate) and an update (apply averaged, reset).
 
     Under a multi-worker strategy each worker accumulates its own micro-batches; the optimizer
     all-reduces the gradients by summation (Keras 2 and 3 alike), so each worker's sum is divided
     by its micro-steps and by the number of replicas: the update is the global batch's mean.
     The model must have been built in `strategy.scope()`.
+
+    With `center_loss_factor` the loss adds facenet's center loss on the prelogits (the
+    "Bottleneck_BatchNorm" output): mean squared distance to the class centres, which each
+    micro-step moves towards its features by (1 - alfa) of the gap, as facenet's scatter_sub
+    does. Centres are not trained by the optimizer; with several workers each keeps its own.
     """
     import tensorflow as tf
     from tensorflow import keras
@@ -48,19 +59,35 @@ def make_trainer(model, spec: FullTrainingSpec, strategy=None):
         optimizer = keras.optimizers.RMSprop(learning_rate=spec.learning_rate, rho=0.9,
                                              momentum=0.9, epsilon=1.0)
         optimizer.build(variables)
-        sums = [tf.Variable(tf.zeros_like(v), trainable=False,
-                            synchronization=tf.VariableSynchronization.ON_READ,
-                            aggregation=tf.VariableAggregation.SUM) for v in variables]
+        local = {"trainable": False, "synchronization": tf.VariableSynchronization.ON_READ,
+                 "aggregation": tf.VariableAggregation.SUM}
+        sums = [tf.Variable(tf.zeros_like(v), **local) for v in variables]
+        centers = None
+        if spec.center_loss_factor:
+            prelogits = model.get_layer("Bottleneck_BatchNorm").output
+            centers = tf.Variable(tf.zeros((model.output.shape[-1], prelogits.shape[-1])),
+                                  **local)
+            model = keras.Model(model.input, [prelogits, model.output])
     kernels = [v for v in variables if "kernel" in v.name]
     scale = 1.0 / (spec.accumulation * strategy.num_replicas_in_sync)
 
+    def center_loss(features, labels):
+        features = tf.cast(features, tf.float32)
+        batch_centers = tf.gather(centers, labels)
+        centers.assign(tf.tensor_scatter_nd_sub(
+            centers, labels[:, None], (1 - spec.center_loss_alfa) * (batch_centers - features)))
+        return tf.reduce_mean(tf.square(features - batch_centers))
+
     def accumulate(images, labels):
         with tf.GradientTape() as tape:
-            logits = tf.cast(model(images, training=True), tf.float32)
+            outputs = model(images, training=True)
+            logits = tf.cast(outputs[1] if centers is not None else outputs, tf.float32)
             loss = tf.reduce_mean(
                 tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
             decay = spec.weight_decay * tf.add_n([tf.nn.l2_loss(k) for k in kernels])
             total = loss + tf.cast(decay, loss.dtype)
+            if centers is not None:
+                total += spec.center_loss_factor * center_loss(outputs[0], labels)
         for s, g in zip(sums, tape.gradient(total, variables), strict=True):
             s.assign_add(g)
         return loss
@@ -79,7 +106,7 @@ def make_trainer(model, spec: FullTrainingSpec, strategy=None):
     def update():
         strategy.run(apply)
 
-    return micro_step, update
+    return Trainer(micro_step, update, centers)
 
 
 def _timed(fn, *args) -> float:
@@ -134,7 +161,7 @@ def run(run: dict[str, Any], backend: Backend, progress: Progress) -> dict[str, 
     with strategy.scope():
         base = build_base(model_spec, seed=run["data"]["seed"])
         model = facenet.classifier_model(base, num_classes=len(split.train.names))
-    micro_step, update = make_trainer(model, spec, strategy)
+    micro_step, update, _ = make_trainer(model, spec, strategy)
     batches = iter(lfw.dataset(shard, size, spec.micro_batch, shuffle=True,
                                seed=run["data"]["seed"], repeat=True, drop_remainder=True))
 
