@@ -108,24 +108,35 @@ def step_throughput(doc: dict[str, Any]) -> float:
     return doc["derived"]["step_images_per_s"]
 
 
+def pace(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """The worker that sets a synchronous run's pace: the slowest whole update.
+
+    Every update waits in the all-reduce for the slowest worker. Each worker times its own
+    micro-steps and, back to back after its window, its updates (the wait for slower peers
+    falls on the first, untimed, update), so the slowest worker's step is the run's.
+    """
+    return max(records, key=lambda r: r["derived"]["step_s"])
+
+
 def scaling(records: list[dict[str, Any]], alone: dict[str, Any] | None,
             whole: dict[str, Any] | None, workers: int) -> dict[str, Any]:
     """The scaling figures of one distributed run.
 
-    `records`: this host's workers (chief first); `alone`: one worker by itself on one worker's
-    cores with one worker's share of the batch; `whole`: one worker on all the cores with the
-    global batch. Efficiency = N workers' img/s ÷ (N × one worker alone).
+    `records`: this host's workers; `alone`: one worker by itself on one worker's cores with
+    one worker's share of the batch; `whole`: one worker on all the cores with the global batch.
+    Efficiency = N workers' img/s ÷ (N × one worker alone).
     """
-    chief = records[0]
+    slowest = pace(records)
     out: dict[str, Any] = {
         "workers": workers,
-        "worker_batch": chief["distributed"]["worker_batch"],
-        "micro_batch": chief["distributed"]["micro_batch"],
-        "accumulation": chief["distributed"]["accumulation"],
-        "cores_per_worker": len(chief["placement"]["cpus"]),
-        # synchronous updates: every worker's update step takes the chief's time
-        "images_per_s": step_throughput(chief),
-        "per_worker_images_per_s": [step_throughput(r) / workers for r in records],
+        "worker_batch": slowest["distributed"]["worker_batch"],
+        "micro_batch": slowest["distributed"]["micro_batch"],
+        "accumulation": slowest["distributed"]["accumulation"],
+        "cores_per_worker": len(slowest["placement"]["cpus"]),
+        "images_per_s": step_throughput(slowest),  # the global batch at the slowest's pace
+        "pace_worker": slowest["distributed"]["task_index"],
+        "worker_step_s": {str(r["distributed"]["task_index"]): r["derived"]["step_s"]
+                          for r in records},
     }
     for name, ref in (("alone", alone), ("one_worker_all_cores", whole)):
         if ref is None:

@@ -294,18 +294,20 @@ class Launcher:
 
     def _combine_workers(self, run: Run, placement: Placement, records: list[dict[str, Any]],
                          cluster: distributed.Cluster, indexes: list[int]) -> dict[str, Any]:
-        """This host's workers of one distributed run → one record: the first one's samples,
-        projection and accuracy (every worker holds the same weights and waits for the same
-        all-reduce), micro-step throughputs of this host's workers summed, each worker kept."""
+        """This host's workers of one distributed run → one record, each worker kept. Updates
+        are synchronous, so the slowest worker's samples, projection and throughput are the
+        run's (every worker holds the same weights): its img/s and GFLOP/s, once per worker of
+        this host, give this host's figures."""
         record = self._group(run, placement, records, "workers",
                              [f"worker {i}" for i in indexes])
         record["cluster"] = {"workers": list(cluster.workers), "this_host": indexes}
         if record.get("status") == "failed":
             return record
-        first = records[0]
-        record.update({k: v for k, v in first.items()
+        slowest = distributed.pace(records)
+        record.update({k: v for k, v in slowest.items()
                        if k not in ("placement", "log", "wall_s", "energy")})
-        record.update(self._summed(run, placement, records, ("images_per_s", "gflops_per_s")))
+        record.update(self._summed(run, placement, [slowest] * len(records),
+                                   ("images_per_s", "gflops_per_s")))
         return record
 
     def _spawn(self, cmd: list[str], env: dict[str, str], log_path: Path, limits: Limits,

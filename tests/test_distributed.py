@@ -122,20 +122,22 @@ def test_the_command_line_refuses_what_cannot_run_before_any_worker(
     assert not (tmp_path / "r").exists(), "nothing ran, nothing was written"
 
 
-def _ok(images_per_s: float, cores: int) -> dict:
-    return {"status": "ok", "derived": {"step_images_per_s": images_per_s},
-            "placement": {"cpus": list(range(cores))}, "log": "x.log"}
+def _ok(batch: int, step_s: float, cores: int, task: int = 0) -> dict:
+    return {"status": "ok", "derived": {"step_s": step_s, "step_images_per_s": batch / step_s},
+            "placement": {"cpus": list(range(cores))}, "log": "x.log",
+            "distributed": {"worker_batch": 16, "micro_batch": 8, "accumulation": 2,
+                            "task_index": task}}
 
 
-def test_scaling_efficiency_is_n_workers_over_n_times_one_worker_alone() -> None:
-    chief = {**_ok(30.0, 1), "distributed": {"worker_batch": 16, "micro_batch": 8,
-                                             "accumulation": 2}}
-    out = distributed.scaling([chief, _ok(30.0, 1)], _ok(20.0, 1), _ok(25.0, 2), 2)
-    assert out["efficiency"] == pytest.approx(30.0 / (2 * 20.0))
-    assert out["vs_one_worker"] == pytest.approx(30.0 / 25.0)
-    assert out["per_worker_images_per_s"] == [15.0, 15.0]
+def test_scaling_efficiency_is_n_workers_at_the_slowest_pace_over_n_times_one_alone() -> None:
+    fast, slow = _ok(32, 1.0, 1, task=0), _ok(32, 1.6, 1, task=1)
+    out = distributed.scaling([fast, slow], _ok(16, 0.8, 1), _ok(32, 1.28, 2), 2)
+    assert out["images_per_s"] == pytest.approx(32 / 1.6)  # synchronous: worker 1 sets the pace
+    assert out["pace_worker"] == 1 and out["worker_step_s"] == {"0": 1.0, "1": 1.6}
+    assert out["efficiency"] == pytest.approx((32 / 1.6) / (2 * 16 / 0.8))
+    assert out["vs_one_worker"] == pytest.approx((32 / 1.6) / (32 / 1.28))
     assert out["alone"]["cores"] == 1 and out["one_worker_all_cores"]["cores"] == 2
-    failed = distributed.scaling([chief], {"status": "failed", "error": "boom"}, None, 2)
+    failed = distributed.scaling([fast], {"status": "failed", "error": "boom"}, None, 2)
     assert failed["alone"] == {"status": "failed", "error": "boom"}
     assert "efficiency" not in failed and "one_worker_all_cores" not in failed
 
@@ -185,13 +187,14 @@ def test_two_workers_train_side_by_side_each_pinned_to_its_own_core(
     assert [w["status"] for w in workers] == ["ok", "ok"]
     cpus = [w["placement_obtained"]["cpus"] for w in workers]
     assert len(cpus[0]) == len(cpus[1]) and not set(cpus[0]) & set(cpus[1])
+    pace = run["scaling"]["pace_worker"]  # the record is the slowest worker's
     assert run["distributed"] == {
-        "strategy": "MultiWorkerMirroredStrategy", "workers": 2, "task_index": 0,
+        "strategy": "MultiWorkerMirroredStrategy", "workers": 2, "task_index": pace,
         "worker_batch": 4, "micro_batch": 2, "accumulation": 2,
         "shard_images": run["distributed"]["shard_images"]}
     train_images = run["data"]["train_images"]
     assert train_images - 1 <= 2 * run["distributed"]["shard_images"] <= train_images + 1
-    assert json.loads(run["env"]["TF_CONFIG"])["task"]["index"] == 0
+    assert json.loads(run["env"]["TF_CONFIG"])["task"]["index"] == pace
     assert run["total"]["kind"] == "measured" and run["total"]["steps"] == 4
     assert run["time_to_accuracy"]["reached"] in (True, False)
     assert 0.0 <= run["accuracy"] <= 1.0
@@ -201,8 +204,9 @@ def test_two_workers_train_side_by_side_each_pinned_to_its_own_core(
     assert scaling["one_worker_all_cores"]["cores"] == len(run["placement"]["cpus"])
     assert scaling["efficiency"] == pytest.approx(
         scaling["images_per_s"] / (2 * scaling["alone"]["images_per_s"]))
-    assert run["derived"]["images_per_s"] == pytest.approx(
-        sum(w["derived"]["images_per_s"] for w in workers))
+    slowest = max(workers, key=lambda w: w["derived"]["step_s"])
+    assert scaling["images_per_s"] == slowest["derived"]["step_images_per_s"]
+    assert run["derived"]["images_per_s"] == pytest.approx(2 * slowest["derived"]["images_per_s"])
     efficiency = f"{scaling['efficiency']:.0%}"
     assert "Data-parallel training" in capsys.readouterr().out.replace("\n", " ")
     page = html.render(doc, "dist.json")

@@ -152,7 +152,7 @@ def _reference(ref: dict[str, Any] | None) -> str:
         return "—"
     if "images_per_s" not in ref:
         return f"{ref.get('status')}: {ref.get('error')}"
-    return f"{ref['images_per_s']:.2f} ({ref['cores']} cores)"
+    return f"{ref['images_per_s']:.2f} ({ref['cores']} core{'s' if ref['cores'] != 1 else ''})"
 
 
 def scaling_table(rows: list[dict[str, Any]]) -> Table:
