@@ -308,6 +308,7 @@ class Launcher:
                        if k not in ("placement", "log", "wall_s", "energy")})
         record.update(self._summed(run, placement, [slowest] * len(records),
                                    ("images_per_s", "gflops_per_s")))
+        record["peak_rss_mb"] = sum(r.get("peak_rss_mb", 0) for r in records)
         return record
 
     def _spawn(self, cmd: list[str], env: dict[str, str], log_path: Path, limits: Limits,

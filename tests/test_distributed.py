@@ -207,6 +207,7 @@ def test_two_workers_train_side_by_side_each_pinned_to_its_own_core(
     slowest = max(workers, key=lambda w: w["derived"]["step_s"])
     assert scaling["images_per_s"] == slowest["derived"]["step_images_per_s"]
     assert run["derived"]["images_per_s"] == pytest.approx(2 * slowest["derived"]["images_per_s"])
+    assert run["peak_rss_mb"] == pytest.approx(sum(w["peak_rss_mb"] for w in workers))
     efficiency = f"{scaling['efficiency']:.0%}"
     assert "Data-parallel training" in capsys.readouterr().out.replace("\n", " ")
     page = html.render(doc, "dist.json")
