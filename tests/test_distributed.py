@@ -213,6 +213,7 @@ def test_two_workers_train_side_by_side_each_pinned_to_its_own_core(
     page = html.render(doc, "dist.json")
     assert "Data-parallel training (MultiWorkerMirroredStrategy)" in page
     assert f"<td class=\"n\">{efficiency}</td>" in page
+    assert f"<strong>{slowest['derived']['step_s']:.1f}</strong>" in page  # the pace, in bold
 
 
 @pytest.mark.slow

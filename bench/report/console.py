@@ -158,12 +158,16 @@ def _reference(ref: dict[str, Any] | None) -> str:
 def scaling_table(rows: list[dict[str, Any]]) -> Table:
     t = _table("Data-parallel training (MultiWorkerMirroredStrategy; img/s of whole updates, "
                "all-reduce included)", "backend", "workers × cores", "worker batch",
-               "img/s", "1 worker alone", "efficiency", "1 worker, all cores", "vs 1 worker")
+               "update s, per worker", "img/s", "1 worker alone", "efficiency",
+               "1 worker, all cores", "vs 1 worker")
     for r in rows:
         eff, vs = r.get("efficiency"), r.get("vs_one_worker")
+        steps = " / ".join(f"[bold]{s:.1f}[/]" if int(task) == r["pace_worker"] else f"{s:.1f}"
+                           for task, s in sorted(r["worker_step_s"].items(),
+                                                 key=lambda kv: int(kv[0])))
         hosts = f" on {r['hosts']} hosts" if r["hosts"] > 1 else ""
         t.add_row(r["backend"], f"{r['workers']} × {r['cores_per_worker']}{hosts}",
-                  f"{r['worker_batch']} = {r['accumulation']} × {r['micro_batch']}",
+                  f"{r['worker_batch']} = {r['accumulation']} × {r['micro_batch']}", steps,
                   f"{r['images_per_s']:.2f}", _reference(r.get("alone")),
                   "—" if eff is None else f"{eff:.0%}",
                   _reference(r.get("one_worker_all_cores")),
