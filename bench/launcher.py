@@ -242,15 +242,16 @@ class Launcher:
 
     def _group(self, run: Run, placement: Placement, records: list[dict[str, Any]],
                key: str, names: list[str]) -> dict[str, Any]:
-        """Workers that ran side by side → the start of one record: each kept under `key`; the
-        group failed if one of them did. Package energy is one worker's reading (they ran at
-        once, so each meter saw the same package)."""
+        """Workers that ran side by side → the start of one record: each kept under `key`, their
+        resident memory summed; the group failed if one of them did. Package energy is one
+        worker's reading (they ran at once, so each meter saw the same package)."""
         record = {**run.to_dict(), "placement": placement.describe(),
                   key: [{k: r.get(k) for k in ("status", "error", "placement",
                                                "placement_obtained", "derived", "log", "wall_s",
                                                "peak_rss_mb")} for r in records],
                   "wall_s": max(r["wall_s"] for r in records),
-                  "energy": records[0].get("energy")}
+                  "energy": records[0].get("energy"),
+                  "peak_rss_mb": sum(r.get("peak_rss_mb", 0) for r in records)}
         failed = [f"{name}: {r.get('error')}" for name, r in zip(names, records, strict=True)
                   if r["status"] != "ok"]
         if failed:
@@ -267,7 +268,6 @@ class Launcher:
         derived = {**records[0]["derived"],
                    **{key: sum(r["derived"][key] for r in records) for key in keys}}
         return {"status": "ok", "derived": derived,
-                "peak_rss_mb": sum(r.get("peak_rss_mb", 0) for r in records),
                 "efficiency": efficiency.of_run(
                     derived["gflops_per_s"], backends.get(run.backend).precision,
                     machine.current_peak(), efficiency.cores_used(self.topology, placement.cpus))}
@@ -305,10 +305,9 @@ class Launcher:
             return record
         slowest = distributed.pace(records)
         record.update({k: v for k, v in slowest.items()
-                       if k not in ("placement", "log", "wall_s", "energy")})
+                       if k not in ("placement", "log", "wall_s", "energy", "peak_rss_mb")})
         record.update(self._summed(run, placement, [slowest] * len(records),
                                    ("images_per_s", "gflops_per_s")))
-        record["peak_rss_mb"] = sum(r.get("peak_rss_mb", 0) for r in records)
         return record
 
     def _spawn(self, cmd: list[str], env: dict[str, str], log_path: Path, limits: Limits,
