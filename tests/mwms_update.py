@@ -13,8 +13,8 @@ import sys
 import numpy as np
 
 from bench import distributed
-from bench.scenarios.full_training import make_trainer
 from bench.suite import FullTrainingSpec
+from bench.training import make_trainer
 
 BATCH, MICRO = 8, 2
 

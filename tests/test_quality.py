@@ -13,7 +13,7 @@ import pytest
 
 from bench.cli import main
 from bench.models import weights
-from bench.scenarios.common import build_base
+from bench.models.store import build_base
 from bench.scenarios.fine_tune import STAGE_PREFIXES, unfreeze
 from bench.suite import FINE_TUNE_STAGES
 

@@ -6,8 +6,8 @@ import numpy as np
 import tensorflow as tf
 from tensorflow import keras
 
-from bench.scenarios.full_training import make_trainer
 from bench.suite import FullTrainingSpec
+from bench.training import make_trainer
 
 
 def _model(seed: int) -> keras.Model:
@@ -55,7 +55,7 @@ def test_projection_check_extrapolates_the_first_window_and_reports_its_error() 
 
 
 def test_batchnorm_recalibration_sets_the_moving_statistics_and_leaves_the_weights() -> None:
-    from bench.pretrain import recalibrate_batchnorm
+    from bench.training import recalibrate_batchnorm
 
     keras.utils.set_random_seed(0)
     inputs = keras.Input((4,))

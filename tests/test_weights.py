@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 from bench.models import facenet, weights
+from bench.models.store import build_base, resolve_weights, weights_path
 from bench.models.weights import WeightsError
-from bench.pretrain import pretrain, weights_path
-from bench.scenarios.common import build_base, build_pretrained, resolve_weights
+from bench.pretrain import pretrain
+from bench.scenarios.common import build_pretrained
 
 SMALL = {"variant": "small", "image_size": 80, "embedding_size": 16, "weights": ""}
 

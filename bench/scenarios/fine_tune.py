@@ -20,8 +20,8 @@ from bench.measure import summarize
 from bench.models import facenet
 from bench.scenarios import Progress
 from bench.scenarios.common import prepare
-from bench.scenarios.full_training import accuracy, make_trainer
 from bench.suite import FINE_TUNE_STAGES, FineTuneSpec, FullTrainingSpec
+from bench.training import accuracy, make_trainer
 
 # Layer-name prefixes of each stage, top of the network first (see facenet's name scheme).
 STAGE_PREFIXES = {

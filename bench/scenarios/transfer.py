@@ -20,9 +20,10 @@ from bench.backends import Backend
 from bench.data import lfw
 from bench.measure import summarize
 from bench.models import facenet
+from bench.models.store import build_base, random_init
 from bench.parity import PARITY_IMAGES, stored
 from bench.scenarios import Progress
-from bench.scenarios.common import build_base, prepare, random_init
+from bench.scenarios.common import prepare
 from bench.suite import TransferSpec
 
 RANDOM_WEIGHTS_NOTE = ("random weights (no --weights given): extraction and head times hold, "

@@ -1,7 +1,7 @@
 """Micro-benchmarks (pytest-benchmark) of the small FaceNet: one training step, batch-1 inference.
 
 Not part of `make test` (pyproject's addopts ignores this folder): `make microbench` runs them.
-They time the same code the scenarios run (bench.scenarios.full_training.make_trainer, the
+They time the same code the scenarios run (bench.training.make_trainer, the
 embedding model) in this process, without the harness — a quick check of a change to the model
 or the training step:
 
@@ -20,8 +20,8 @@ import pytest
 tf = pytest.importorskip("tensorflow")
 
 from bench.models import facenet  # noqa: E402
-from bench.scenarios.full_training import make_trainer  # noqa: E402
 from bench.suite import FullTrainingSpec  # noqa: E402
+from bench.training import make_trainer  # noqa: E402
 
 IMAGE_SIZE, EMBEDDING, CLASSES, BATCH = 96, 64, 10, 8
 
