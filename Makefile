@@ -40,8 +40,10 @@ quick: install itex
 lint: install
 	$(BIN)/ruff check bench tests
 
+# The suite, then the micro-benchmarks run once each, untimed, so that they cannot rot unseen.
 test: install itex lint chromium
 	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest tests/benchmarks -o addopts=-ra --benchmark-disable -q
 
 # Debian's headless Chromium, for the test that opens the HTML report and screenshots it.
 # Installed when missing and possible (root, apt); otherwise that test is skipped with the reason.
@@ -67,7 +69,8 @@ bench-ci: install itex
 	if [ $$cmp -ne 0 ]; then echo "bench-ci: tlbench compare exited $$cmp (1: regression, 2: unusable input)" >&2; exit $$cmp; fi; \
 	exit $$run
 
-# pytest-benchmark micro-benchmarks of the small model (tests/benchmarks; not part of `make test`).
+# pytest-benchmark micro-benchmarks of the small model (tests/benchmarks; `make test` only runs
+# them once each, untimed).
 # make microbench ARGS=--benchmark-save=base
 # make microbench ARGS="--benchmark-compare --benchmark-compare-fail=median:10%"
 # Does the projection hold? Full training measured in full, beside its own projection.

@@ -30,8 +30,8 @@ from bench import __version__, distributed, machine, results
 from bench import suite as suite_mod
 from bench.data.lfw import DataError
 from bench.models.checkpoint import is_tf1_checkpoint
-from bench.pinning import PlacementError, divide, read_topology, resolve
-from bench.plan import plan
+from bench.pinning import PlacementError, read_topology, resolve
+from bench.plan import expand, plan
 from bench.report import console as console_report
 
 EXIT_FAILED_RUN, EXIT_BAD_INPUT = 1, 2  # interrupted: 128 + the signal (130 for SIGINT)
@@ -77,11 +77,10 @@ def cmd_run(args: argparse.Namespace, out: Console) -> int:
     workers = len(cluster.workers) if cluster else args.workers
     suite = suite_mod.override(base, backends=args.backend,
                                scenarios=args.scenario, data=args.data, weights=args.weights,
-                               placement=args.placement, workers=workers)
+                               placement=args.placement, workers=workers,
+                               pass_env=args.pass_env)
     topology = read_topology()
     placement = resolve(suite.placement, topology, suite.use_logical_cores)
-    if "full_training" in suite.scenarios and cluster is None and suite.full_training.workers > 1:
-        divide(placement, suite.full_training.workers, topology)  # one core group per worker
     _preflight(suite)
     runs = plan(suite)
     now = dt.datetime.now(dt.UTC)
@@ -99,11 +98,17 @@ def cmd_run(args: argparse.Namespace, out: Console) -> int:
     # Resuming: runs that finished (ok or skipped) are carried over, marked, not measured again.
     carried = {r["run_id"]: {**r, "carried_from": args.resume} for r in previous["runs"]
                if r.get("status") in ("ok", "skipped")} if previous else {}
+    from bench import backends
+
+    isa = header["machine"]["isa"]  # every process of every run planned before any starts
+    planned = {run.run_id: expand(run, placement, topology,
+                                  backends.get(run.backend).skip_reason(run.scenario, isa),
+                                  cluster.workers if cluster else None,
+                                  cluster.task_index if cluster else 0) for run in runs}
     result = results.ResultFile(path, header)
     from bench.launcher import Launcher, Limits
 
-    launcher = Launcher(topology, log_dir=path.with_suffix(".logs"),
-                        isa=header["machine"]["isa"], cluster=cluster)
+    launcher = Launcher(topology, log_dir=path.with_suffix(".logs"), pass_env=suite.pass_env)
     limits = Limits(timeout_s=suite.timeout_s, max_memory_gb=suite.max_memory_gb)
     resuming = f", {len(carried)} carried over from {args.resume}" if carried else ""
     out.print(f"tlbench {__version__}: suite [bold]{suite.name}[/] ({len(runs)} runs{resuming}) on "
@@ -123,7 +128,7 @@ def cmd_run(args: argparse.Namespace, out: Console) -> int:
                     bars.update(phase, description=f"  {run_id}: {event['phase']}",
                                 completed=event.get("done") or 0, total=event.get("total"))
 
-                record = launcher.run(run, placement, limits, on_event)
+                record = launcher.run(planned[run.run_id], limits, on_event)
                 result.add_run(record)
                 bars.update(phase, description=f"  {run.run_id}: {record['status']} "
                             f"({record['wall_s']:.0f} s)", completed=1, total=1)
@@ -212,6 +217,15 @@ def cmd_report(args: argparse.Namespace, out: Console) -> int:
               file=sys.stderr)
         return EXIT_BAD_INPUT
     doc = results.load(args.result)
+    if args.json:  # the figures every table shows, for scripts (bench.record defines them)
+        from bench import record
+
+        print(json.dumps({"source": args.result, "schema_version": doc["schema_version"],
+                          "runs": [{"run_id": r["run_id"], "status": r["status"],
+                                    "figures": {name: f.to_dict() for name, f in
+                                                record.figures(r).items()}}
+                                   for r in doc["runs"]]}, indent=1))
+        return 0
     console_report.show(doc, out)
     extra: dict[str, Any] = {}
     if args.baseline:
@@ -358,6 +372,10 @@ def parser() -> argparse.ArgumentParser:
                      "host; this host runs only its own worker (see README)")
     run.add_argument("--task-index", type=int, default=0, metavar="I",
                      help="with --cluster: this host's position in the worker list (0 = chief)")
+    run.add_argument("--pass-env", action="append", default=[], metavar="NAME",
+                     help="pass this variable of the shell to the workers (repeatable; also "
+                     "[suite] pass_env). Workers get only PATH, HOME, the locale, the cache "
+                     "folder and what the harness sets, recorded in the result")
     run.add_argument("--resume", default="", metavar="RESULT",
                      help="run only what RESULT (an interrupted or failed suite run) is missing, "
                      "into a new result file that carries its finished runs over")
@@ -383,6 +401,8 @@ def parser() -> argparse.ArgumentParser:
                      help="the trend of every result file in DIR (results/<machine>/)")
     rep.add_argument("--max-slowdown", type=float, default=5.0, metavar="PCT",
                      help="with --baseline: the slowdown beyond which a change is worse")
+    rep.add_argument("--json", action="store_true",
+                     help="every run's figures as JSON on stdout (no tables, no page)")
     rep.set_defaults(func=cmd_report)
 
     cmp_ = sub.add_parser("compare", help="new vs baseline result, run by run, with "

@@ -1,12 +1,16 @@
 """Baseline vs new result (pure): one row per run and figure, with a ratio and its significance.
 
-Runs are paired by their stable `run_id` ("scenario/backend"). Each pair is judged on raw
-samples — all of them durations, lower is better — never on a single summary number:
+Runs are paired by their stable `run_id` ("scenario/backend"). Each pair is judged on every
+figure that `bench.record` defines on a series, on that figure's own per-sample values, never on
+a single summary number:
 
-- `full_training`: the steady-state micro-step times (figure: training img/s);
-- `transfer`: the steady extraction batches, as the scenario defines them (figure: extraction
-  img/s); the ratio of the whole transfer time is shown beside it, not judged (one number);
-- `inference`: batch-1 latency and batch-N throughput, one row each.
+- `full_training`: whole-update img/s of each steady micro-step (its share of the update, and of
+  a data-parallel run's all-reduce, included): the figure the scaling table shows;
+- `transfer`: the steady extraction batches (img/s); the ratio of the whole transfer time is
+  shown beside it, not judged (one number);
+- `fine_tune`: each stage's steady img/s;
+- `inference`: batch-1 latency and batch-N throughput (for an asynchronous queue, completions
+  counted in sub-windows; for `instances:K`, the instances' summed rate), one row each.
 
 The ratio is the Hodges–Lehmann estimate (the median of all new/base sample ratios): the
 estimate that goes with the Mann–Whitney U test used for significance, and robust to the few
@@ -25,6 +29,8 @@ from typing import Any
 import numpy as np
 from scipy.stats import mannwhitneyu
 
+from bench import record
+
 # Family-wise, two-sided: exit 1 is one decision over every row of a comparison, so the rows'
 # p-values are adjusted together (Holm) — eight rows at 0.01 each would raise a false alarm in
 # about one comparison in twelve on significance alone.
@@ -35,25 +41,6 @@ IMPROVED, SAME, WORSE, NOT_COMPARABLE = "improved", "same", "worse", "not compar
 
 class CompareError(ValueError):
     """Two result documents that cannot be compared at all (nothing in common)."""
-
-
-@dataclass(frozen=True)
-class Metric:
-    """One judged figure of a run: raw durations (s) and how they become the headline figure."""
-
-    name: str            # "train img/s", "latency bs1 p50 ms", ...
-    unit: str
-    samples: list[float]
-    scale: float         # figure = scale / median(samples), or median x scale when not per_second
-    per_second: bool     # True: a rate (higher is better); False: a time (lower is better)
-    recorded: float | None = None  # the figure as the run recorded it, when not from the median
-
-    @property
-    def figure(self) -> float:
-        if self.recorded is not None:
-            return self.recorded
-        median = float(np.median(self.samples))
-        return self.scale / median if self.per_second else median * self.scale
 
 
 @dataclass(frozen=True)
@@ -80,45 +67,6 @@ class Row:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def steady_extraction(run: dict[str, Any]) -> list[float]:
-    """The transfer scenario's steady extraction batches: every batch after the first.
-
-    The first batch traces the graph; every later one has the same shape (the scenario pads a
-    short last batch), so each is one full batch of work.
-    """
-    samples = run.get("samples", {}).get("extract_batch_s", [])
-    return samples[1:] if len(samples) > 1 else samples
-
-
-def metrics(run: dict[str, Any]) -> list[Metric]:
-    """The figures a run is judged on (empty when it has no samples to judge)."""
-    samples = run.get("samples", {})
-    scenario = run["scenario"]
-    if scenario == "full_training" and samples.get("micro_step_s"):
-        return [Metric("train img/s", "img/s", samples["micro_step_s"],
-                       run["params"]["micro_batch"], True)]
-    if scenario == "transfer":
-        steady = steady_extraction(run)
-        # the recorded figure: the scenario's image-weighted steady rate
-        return [Metric("extract img/s", "img/s", steady, run["params"]["batch_size"], True,
-                       recorded=run.get("derived", {}).get("extraction_images_per_s"))
-                ] if steady else []
-    if scenario == "inference":
-        out = []
-        if samples.get("latency_bs1"):
-            out.append(Metric("latency bs1 p50 ms", "ms", samples["latency_bs1"], 1e3, False))
-        batch = run.get("params", {}).get("batch_size")
-        if samples.get(f"throughput_bs{batch}"):
-            # An async queue (OpenVINO) records request latencies with several in flight: its
-            # figure is the recorded completions per second, not batch / median.
-            asynchronous = not run.get("throughput_mode", "synchronous").startswith("synchronous")
-            recorded = run.get("derived", {}).get("images_per_s") if asynchronous else None
-            out.append(Metric(f"throughput bs{batch}", "img/s", samples[f"throughput_bs{batch}"],
-                              batch, True, recorded))
-        return out
-    return []
 
 
 # How long to warm up and how long to measure change how many samples there are, not what one
@@ -163,7 +111,7 @@ def _quantiles(x: np.ndarray) -> np.ndarray:
     return np.sort(x)[np.linspace(0, x.size - 1, HL_MAX_SIDE).round().astype(int)]
 
 
-def hodges_lehmann_ratio(base: list[float], new: list[float]) -> float:
+def hodges_lehmann_ratio(base: Any, new: Any) -> float:
     """Median of all pairwise new/base ratios (in log space, so it is symmetric).
 
     Thousands of millisecond samples a side would make millions of pairs: each side is then
@@ -175,8 +123,13 @@ def hodges_lehmann_ratio(base: list[float], new: list[float]) -> float:
 
 
 def min_p_value(n1: int, n2: int) -> float:
-    """The smallest two-sided exact Mann–Whitney p-value possible with n1 and n2 samples."""
-    return 2.0 / math.comb(n1 + n2, n1) if n1 and n2 else 1.0
+    """The smallest two-sided exact Mann–Whitney p-value possible with n1 and n2 samples:
+    2 / C(n1 + n2, n1), computed in logarithms (the binomial has thousands of digits at a few
+    hundred samples a side, more than a float holds)."""
+    if not (n1 and n2):
+        return 1.0
+    log_comb = math.lgamma(n1 + n2 + 1) - math.lgamma(n1 + 1) - math.lgamma(n2 + 1)
+    return min(1.0, math.exp(math.log(2.0) - log_comb))
 
 
 def holm(p_values: list[float]) -> list[float]:
@@ -190,16 +143,19 @@ def holm(p_values: list[float]) -> list[float]:
     return adjusted
 
 
-def measure(run_id: str, metric_b: Metric, metric_n: Metric) -> Row:
-    """A row with the ratio and the raw p-value; `decide` gives it its status."""
-    base_s, new_s = metric_b.samples, metric_n.samples
-    time_ratio = hodges_lehmann_ratio(base_s, new_s)
+def measure(run_id: str, base: dict[str, Any], new: dict[str, Any],
+            figure_b: record.Figure, figure_n: record.Figure) -> Row:
+    """A row with the ratio and the raw p-value of one judged figure; `decide` gives it its
+    status. The samples are the figure's own per-sample values (bench.record.samples)."""
+    base_s = record.samples(base, figure_b.series)
+    new_s = record.samples(new, figure_n.series)
+    ratio = hodges_lehmann_ratio(base_s, new_s)
     p = float(mannwhitneyu(new_s, base_s, alternative="two-sided").pvalue)
     if math.isnan(p):  # every sample tied: no evidence of a difference
         p = 1.0
-    return Row(run_id=run_id, metric=metric_b.name, unit=metric_b.unit, status=SAME,
-               base=metric_b.figure, new=metric_n.figure,
-               ratio=1 / time_ratio if metric_b.per_second else time_ratio,
+    time_ratio = 1 / ratio if figure_b.better == record.HIGHER else ratio
+    return Row(run_id=run_id, metric=figure_b.name, unit=figure_b.unit, status=SAME,
+               base=figure_b.value, new=figure_n.value, ratio=ratio,
                time_change_pct=(time_ratio - 1) * 100, p_value=p,
                n_base=len(base_s), n_new=len(new_s))
 
@@ -225,12 +181,16 @@ def decide(row: Row, p_adjusted: float, max_slowdown_pct: float, alpha: float,
     return replace(row, status=status, p_value=p_adjusted, significant=significant, note=note)
 
 
+TOTALS = ("train total s", "transfer total s", "fine-tune total s")
+
+
 def _total(base: dict[str, Any], new: dict[str, Any]) -> tuple[float | None, str | None]:
-    tb, tn = base.get("total") or {}, new.get("total") or {}
-    if not (tb.get("total_s") and tn.get("total_s")):
+    fb, fn = record.figures(base), record.figures(new)
+    name = next((n for n in TOTALS if n in fb and n in fn), None)
+    if name is None or not (fb[name].value and fn[name].value):
         return None, None
-    kind = "projected" if "projected" in (tb.get("kind"), tn.get("kind")) else "measured"
-    return tn["total_s"] / tb["total_s"], kind
+    kind = "projected" if "projected" in (fb[name].kind, fn[name].kind) else "measured"
+    return fn[name].value / fb[name].value, kind
 
 
 def _why_not_ok(side: str, run: dict[str, Any]) -> str:
@@ -252,11 +212,13 @@ def compare_run(run_id: str, base: dict[str, Any] | None,
         return [Row(run_id, "", "", NOT_COMPARABLE,
                     note="different parameters: " + "; ".join(diff[:4])
                     + (f" (+{len(diff) - 4} more)" if len(diff) > 4 else ""))]
-    mb, mn = metrics(base), metrics(new)
-    if not mb or [m.name for m in mb] != [m.name for m in mn]:
-        return [Row(run_id, "", "", NOT_COMPARABLE, note="no raw samples to compare")]
+    judged_n = {f.name: f for f in record.judged(new)}
+    pairs = [(f, judged_n[f.name]) for f in record.judged(base) if f.name in judged_n]
+    if not pairs:
+        why = base.get("note") or new.get("note") or "no sample series in common to judge"
+        return [Row(run_id, "", "", NOT_COMPARABLE, note=why)]
     total_ratio, total_kind = _total(base, new)
-    rows = [measure(run_id, b, n) for b, n in zip(mb, mn, strict=True)]
+    rows = [measure(run_id, base, new, b, n) for b, n in pairs]
     if total_ratio is not None:
         rows[0] = replace(rows[0], total_ratio=total_ratio, total_kind=total_kind)
     return rows

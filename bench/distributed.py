@@ -1,5 +1,5 @@
-"""Data-parallel training on tf.distribute.MultiWorkerMirroredStrategy: the cluster, TF_CONFIG,
-and the scaling figures.
+"""Data-parallel training on tf.distribute.MultiWorkerMirroredStrategy: the cluster and TF_CONFIG
+(the scaling figures are `bench.record`'s).
 
 On one machine the launcher starts `workers` processes side by side, each pinned to its own core
 group, with a TF_CONFIG naming free localhost ports. On a fleet, every host runs
@@ -101,53 +101,3 @@ def strategy() -> tuple[Any, int, int]:
     task = json.loads(config)
     found = tf.distribute.MultiWorkerMirroredStrategy()
     return found, int(task["task"]["index"]), len(task["cluster"]["worker"])
-
-
-def step_throughput(doc: dict[str, Any]) -> float:
-    """Images per second of whole updates (micro-steps and the update with its all-reduce)."""
-    return doc["derived"]["step_images_per_s"]
-
-
-def pace(records: list[dict[str, Any]]) -> dict[str, Any]:
-    """The worker that sets a synchronous run's pace: the slowest whole update.
-
-    Every update waits in the all-reduce for the slowest worker. Each worker times its own
-    micro-steps and, back to back after its window, its updates (the wait for slower peers
-    falls on the first, untimed, update), so the slowest worker's step is the run's.
-    """
-    return max(records, key=lambda r: r["derived"]["step_s"])
-
-
-def scaling(records: list[dict[str, Any]], alone: dict[str, Any] | None,
-            whole: dict[str, Any] | None, workers: int) -> dict[str, Any]:
-    """The scaling figures of one distributed run.
-
-    `records`: this host's workers; `alone`: one worker by itself on one worker's cores with
-    one worker's share of the batch; `whole`: one worker on all the cores with the global batch.
-    Efficiency = N workers' img/s ÷ (N × one worker alone).
-    """
-    slowest = pace(records)
-    out: dict[str, Any] = {
-        "workers": workers,
-        "worker_batch": slowest["distributed"]["worker_batch"],
-        "micro_batch": slowest["distributed"]["micro_batch"],
-        "accumulation": slowest["distributed"]["accumulation"],
-        "cores_per_worker": len(slowest["placement"]["cpus"]),
-        "images_per_s": step_throughput(slowest),  # the global batch at the slowest's pace
-        "pace_worker": slowest["distributed"]["task_index"],
-        "worker_step_s": {str(r["distributed"]["task_index"]): r["derived"]["step_s"]
-                          for r in records},
-    }
-    for name, ref in (("alone", alone), ("one_worker_all_cores", whole)):
-        if ref is None:
-            continue
-        if ref.get("status") != "ok":
-            out[name] = {"status": ref.get("status"), "error": ref.get("error")}
-            continue
-        out[name] = {"images_per_s": step_throughput(ref),
-                     "cores": len(ref["placement"]["cpus"]), "log": ref.get("log")}
-    if "images_per_s" in out.get("alone", {}):
-        out["efficiency"] = out["images_per_s"] / (workers * out["alone"]["images_per_s"])
-    if "images_per_s" in out.get("one_worker_all_cores", {}):
-        out["vs_one_worker"] = out["images_per_s"] / out["one_worker_all_cores"]["images_per_s"]
-    return out

@@ -1,8 +1,10 @@
 """Efficiency figures of a run: achieved FLOP/s as a fraction of the CPU's peak, and RAPL energy.
 
-The fraction is a pure function of the run's achieved GFLOP/s (counted from the model's layers)
-and the machine's stated peak (`bench.machine.peak`), scaled to the physical cores the run was
-placed on. Energy comes from the package domains of Intel RAPL (/sys/class/powercap), read by the
+The peak a run is measured against is the machine's stated peak (`bench.machine.peak`) scaled to
+the physical cores the run was placed on, recorded by the worker; the fraction of it that the
+run's GFLOP/s reach is one of the run's figures (`bench.record`).
+
+Energy comes from the package domains of Intel RAPL (/sys/class/powercap), read by the
 parent before and after the worker and sampled in between, so a counter that wraps (at
 max_energy_range_uj, every half hour or so at a few hundred watts) is never missed. RAPL counts
 the whole package: everything else running on the socket is in it too.
@@ -30,26 +32,19 @@ def cores_used(topology: Topology, cpus: tuple[int, ...] | list[int]) -> int:
     return len(topology.physical(tuple(c for c in topology.cpus if c.id in wanted)))
 
 
-def of_run(gflops_per_s: float | None, precision: str, peak: dict[str, Any],
-           cores: int) -> dict[str, Any]:
-    """Achieved GFLOP/s over the peak of the `cores` the run used, at the run's precision."""
+def run_peak(precision: str, peak: dict[str, Any], cores: int) -> dict[str, Any]:
+    """The peak of the `cores` a run used, at the run's precision: what its GFLOP/s are a
+    fraction of (`bench.record` computes the fraction), or the reason there is none."""
     figure = peak.get(precision) or {}
     per_core = figure.get("gflops_per_core")
-    if gflops_per_s is None:
-        return {"status": "unavailable", "reason": "the run reports no GFLOP/s"}
     if not per_core or cores < 1:
-        return {"status": "unavailable",
+        return {"precision": precision,
                 "reason": figure.get("basis") or f"no {precision} peak known for this CPU"}
-    run_peak = per_core * cores
-    machine_peak = figure.get("gflops")
     return {
         "precision": precision,
-        "gflops_per_s": gflops_per_s,
         "cores": cores,
-        "peak_gflops": run_peak,
-        "fraction_of_peak": gflops_per_s / run_peak,
-        "machine_peak_gflops": machine_peak,
-        "fraction_of_machine_peak": gflops_per_s / machine_peak if machine_peak else None,
+        "gflops": per_core * cores,
+        "machine_peak_gflops": figure.get("gflops"),
         "basis": f"{cores} core(s) x {peak.get('ghz')} GHz ({peak.get('frequency_source')}) x "
                  f"{figure.get('flop_per_cycle')} FLOP/cycle ({figure.get('basis')})",
     }

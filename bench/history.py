@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bench import results, summary
+from bench import record, results, summary
 
 
 class HistoryError(ValueError):
@@ -39,12 +39,14 @@ def entries_of(doc: dict[str, Any], file: str) -> list[dict[str, Any]]:
             "transfer_total_s": None, "extract_img_s": None,
         }
         if train:
-            entry.update(train_img_s=train["derived"]["images_per_s"],
-                         train_total_h=train["total"]["total_s"] / 3600,
-                         train_kind=train["total"]["kind"])
+            figs = record.figures(train)
+            total = figs["train total s"]
+            entry.update(train_img_s=figs["train img/s"].value, train_total_h=total.value / 3600,
+                         train_kind=total.kind)
         if transfer:
-            entry.update(transfer_total_s=transfer["total"]["total_s"],
-                         extract_img_s=transfer["derived"]["extraction_images_per_s"])
+            figs = record.figures(transfer)
+            entry.update(transfer_total_s=figs["transfer total s"].value,
+                         extract_img_s=figs["extract img/s"].value)
         out.append(entry)
     return out
 

@@ -26,10 +26,9 @@ from typing import Any
 
 import psutil
 
-from bench import backends, distributed, efficiency, machine
-from bench.measure import summarize
-from bench.pinning import Placement, Topology, divide
-from bench.plan import Run
+from bench import backends, distributed, efficiency, record
+from bench.pinning import Placement, Topology
+from bench.plan import Process, Run, RunPlan
 from bench.worker import PROGRESS_PREFIX
 
 LOG_TAIL_LINES = 30
@@ -56,9 +55,23 @@ def _tree_rss(pid: int) -> int:
     return total
 
 
-def worker_environment(run: Run, placement: Placement) -> dict[str, str]:
-    """The variables a worker's runtime reads at import: threads, affinity, backend switches."""
-    return {**placement.environment(), **backends.get(run.backend).environment()}
+# Passed through from the shell to every worker; nothing else is (pyperf's gotcha: a stray
+# TF_CONFIG, OMP_* or LD_PRELOAD would change what is measured, and the result could not show it).
+# OPENBLAS_* are machine-level workarounds some hosts set for old OpenBLAS builds.
+PASS_ENV = ("PATH", "HOME", "USER", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR",
+            "TLBENCH_CACHE", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+
+
+def worker_environment(backend: str, placement: Placement, pass_env: tuple[str, ...] = (),
+                       extra: dict[str, str] | None = None,
+                       shell: dict[str, str] | None = None) -> dict[str, str]:
+    """The whole environment of a worker, built here: the variables passed through from the
+    shell (PASS_ENV and the suite's `pass_env`), then what the runtime reads at import —
+    threads, affinity, backend switches — and `extra` (a data-parallel worker's TF_CONFIG)."""
+    shell = os.environ if shell is None else shell
+    passed = {k: shell[k] for k in (*PASS_ENV, *pass_env) if k in shell}
+    return {**passed, **placement.environment(), **backends.get(backend).environment(),
+            **(extra or {})}
 
 
 def _tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
@@ -68,36 +81,9 @@ def _tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
         return ""
 
 
-def onednn_summary(lines: list[str]) -> dict[str, Any]:
-    """oneDNN's verbose lines → its version, the ISA it dispatched to, implementations used.
-
-    With ONEDNN_VERBOSE=profile_create oneDNN prints an info header (version, `isa:`) and one
-    line per primitive created, naming its implementation, e.g.
-    `brg_conv_fwd:avx512_core` or `brg_conv_fwd:avx512_core_amx`: proof of the kernels used.
-    """
-    info: dict[str, Any] = {"implementations": {}}
-    for line in lines:
-        fields = line.rstrip("\n").split(",")
-        if len(fields) > 1 and fields[1] == "v1":  # oneDNN >= 3.4 adds a format version field
-            del fields[1]
-        if len(fields) > 2 and fields[1] == "info":
-            text = ",".join(fields[2:])
-            if text.startswith("oneDNN v"):
-                info["version"] = text.split(" (")[0]
-            elif text.startswith("cpu,isa:"):
-                info["isa"] = text.removeprefix("cpu,isa:")
-        elif len(fields) > 5 and fields[1] == "primitive" and fields[2].startswith("create"):
-            impl = fields[5]
-            info["implementations"][impl] = info["implementations"].get(impl, 0) + 1
-    return info
-
-
-def _pump(stream, log, on_event: Callable[[dict[str, Any]], None],
-          onednn: list[str]) -> None:
+def _pump(stream, log, on_event: Callable[[dict[str, Any]], None]) -> None:
     for line in stream:
-        if line.startswith("onednn_verbose,"):
-            onednn.append(line)  # summarised, not logged: thousands of lines
-        elif line.startswith(PROGRESS_PREFIX):
+        if line.startswith(PROGRESS_PREFIX):
             try:
                 on_event(json.loads(line[len(PROGRESS_PREFIX):]))
             except ValueError:
@@ -108,55 +94,68 @@ def _pump(stream, log, on_event: Callable[[dict[str, Any]], None],
 
 
 class Launcher:
-    def __init__(self, topology: Topology, log_dir: Path, isa: dict[str, bool],
-                 python: str | None = None, cluster: distributed.Cluster | None = None):
+    """Spawns, watches, kills and collects worker processes; computes nothing."""
+
+    def __init__(self, topology: Topology, log_dir: Path, python: str | None = None,
+                 pass_env: tuple[str, ...] = ()):
         self.topology = topology
         self.log_dir = log_dir
-        self.isa = isa
         self.python = python  # overrides every backend's interpreter (tests)
-        self.cluster = cluster  # several hosts: this one runs only its own worker
+        self.pass_env = pass_env  # the suite's extra variables passed through to workers
         self.running: set[subprocess.Popen] = set()
 
-    def run(self, run: Run, placement: Placement, limits: Limits,
+    def run(self, planned: RunPlan, limits: Limits,
             on_event: Callable[[dict[str, Any]], None] = lambda e: None) -> dict[str, Any]:
-        """One planned run: one worker; for inference with `instances:K`, K workers side by
-        side, each on its own cores, whose throughputs add up; for training with `workers = N`,
-        N data-parallel workers and their references."""
-        backend = backends.get(run.backend)
-        reason = backend.skip_reason(run.scenario, self.isa)
-        if reason:
-            return {**run.to_dict(), "placement": placement.describe(), "status": "skipped",
-                    "reason": reason, "wall_s": 0.0}
-        if run.scenario == "full_training" and run.params["workers"] > 1:
-            return self._distributed(run, placement, limits, on_event)
-        parts = placement.split() if run.scenario == "inference" else [placement]
-        if len(parts) == 1:
-            record = self._one(run, placement, limits, on_event, run.run_id)
-            if placement.instances > 1:
-                record["placement"]["note"] = ("instances apply to inference; this run used "
-                                               "every core of the placement in one worker")
-            return record
-        records = self._together(run, [(f"{run.run_id}#{i}", part, {})
-                                       for i, part in enumerate(parts)], limits, on_event)
-        return self._combine(run, placement, records)
+        """One planned run: its processes started as the plan says, their records combined."""
+        run = planned.run
+        base = {**run.to_dict(), "placement": planned.placement.describe()}
+        if planned.skip_reason:
+            return {**base, "status": "skipped", "reason": planned.skip_reason, "wall_s": 0.0}
+        if planned.kind == "single":
+            out = self._one(run, planned.group[0], limits, on_event)
+            if planned.note:
+                out["placement"]["note"] = planned.note
+            return out
+        if planned.kind == "instances":
+            records = self._together(run, planned.group, limits, on_event, {})
+            return record.to_dict(record.combine_instances(
+                record.parse_run({**base, "status": "ok"}), _parsed(records)))
+        cluster = distributed.Cluster(planned.cluster or distributed.local_cluster(
+            planned.workers).workers)
+        records = self._together(
+            run, planned.group, limits, _relabel(on_event, f"{planned.workers} workers"),
+            {p.process_id: {"TF_CONFIG": cluster.tf_config(p.task_index)}
+             for p in planned.group})
+        refs = {}
+        if all(r["status"] == "ok" for r in records):
+            labels = {"alone": "1 worker alone", "one_worker_all_cores": "1 worker, all cores"}
+            refs = {p.role: self._one(run, p, limits, _relabel(on_event, labels[p.role]))
+                    for p in planned.references}
+        combined = record.to_dict(record.combine_workers(
+            record.parse_run({**base, "status": "ok"}), _parsed(records), planned.workers,
+            {role: record.parse_run(r) for role, r in refs.items()}))
+        combined["cluster"] = {"workers": list(cluster.workers),
+                               "this_host": [p.task_index for p in planned.group]}
+        combined["wall_s"] += sum(r["wall_s"] for r in refs.values())
+        return combined
 
-    def _together(self, run: Run, workers: list[tuple[str, Placement, dict[str, str]]],
-                  limits: Limits, on_event: Callable[[dict[str, Any]], None]
-                  ) -> list[dict[str, Any]]:
-        """Workers side by side, each (name, placement, extra environment). When one fails
-        the others are stopped: a distributed peer would otherwise wait for it forever."""
+    def _together(self, run: Run, processes: tuple[Process, ...], limits: Limits,
+                  on_event: Callable[[dict[str, Any]], None],
+                  extra_env: dict[str, dict[str, str]]) -> list[dict[str, Any]]:
+        """Processes side by side. When one fails the others are stopped: a distributed peer
+        would otherwise wait for it forever."""
         abort = threading.Event()
 
-        def one(i: int, name: str, part: Placement, env: dict[str, str]) -> dict[str, Any]:
-            record = self._one(run, part, limits, on_event if i == 0 else (lambda e: None), name,
-                               env, abort)
-            if record["status"] != "ok":
+        def one(i: int, process: Process) -> dict[str, Any]:
+            out = self._one(run, process, limits, on_event if i == 0 else (lambda e: None),
+                            extra_env.get(process.process_id), abort)
+            if out["status"] != "ok":
                 abort.set()
-            return record
+            return out
 
-        pool = ThreadPoolExecutor(len(workers))
+        pool = ThreadPoolExecutor(len(processes))
         try:
-            futures = [pool.submit(one, i, *w) for i, w in enumerate(workers)]
+            futures = [pool.submit(one, i, p) for i, p in enumerate(processes)]
             return [f.result() for f in futures]
         except BaseException:  # Ctrl-C: every worker goes with the suite
             self.kill()
@@ -164,161 +163,53 @@ class Launcher:
         finally:
             pool.shutdown(wait=True)
 
-    def _distributed(self, run: Run, placement: Placement, limits: Limits,
-                     on_event: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
-        """`workers = N` training on MultiWorkerMirroredStrategy, then the references its
-        scaling is measured against, right after on this machine: one worker alone on one
-        worker's cores with one worker's share of the batch and, on one host, one worker on
-        all the placement's cores with the global batch."""
-        n = run.params["workers"]
-        if self.cluster is not None:
-            cluster = self.cluster
-            local = [(cluster.task_index, placement)]
-        else:
-            cluster = distributed.local_cluster(n)
-            local = list(enumerate(divide(placement, n, self.topology)))
-        records = self._together(
-            run, [(f"{run.run_id}#{i}", part, {"TF_CONFIG": cluster.tf_config(i)})
-                  for i, part in local], limits, _relabel(on_event, f"{n} workers"))
-        record = self._combine_workers(run, placement, records, cluster, [i for i, _ in local])
-        if record["status"] != "ok":
-            return record
-        # references time whole updates over a window, whatever the suite's measure
-        reference = {**run.params, "workers": 1, "measure": "projected", "target_accuracy": 0.0}
-        share = {**reference, "batch_size": run.params["batch_size"] // n}
-        alone = self._one(
-            dataclasses.replace(run, params=share), local[0][1], limits,
-            _relabel(on_event, "1 worker alone"), f"{run.run_id}@alone")
-        whole = None if self.cluster is not None else self._one(
-            dataclasses.replace(run, params=reference), placement, limits,
-            _relabel(on_event, "1 worker, all cores"), f"{run.run_id}@1worker")
-        record["scaling"] = distributed.scaling(records, alone, whole, n)
-        record["wall_s"] += sum(ref["wall_s"] for ref in (alone, whole) if ref is not None)
-        return record
-
-    def _one(self, run: Run, placement: Placement, limits: Limits,
-             on_event: Callable[[dict[str, Any]], None], name: str,
+    def _one(self, run: Run, process: Process, limits: Limits,
+             on_event: Callable[[dict[str, Any]], None],
              extra_env: dict[str, str] | None = None,
              abort: threading.Event | None = None) -> dict[str, Any]:
-        """One worker process on `placement`, its document merged into the run's record."""
+        """One worker process; its document merged into the record of its run."""
         backend = backends.get(run.backend)
-        env_vars = {**worker_environment(run, placement), **(extra_env or {})}
-        record: dict[str, Any] = {
-            **run.to_dict(),
+        placement = process.placement
+        sub = dataclasses.replace(run, params=process.params)
+        env_vars = worker_environment(run.backend, placement, self.pass_env, extra_env)
+        out: dict[str, Any] = {
+            **sub.to_dict(),
             "placement": placement.describe(),
             "env": env_vars,
             "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         }
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        log_path = self.log_dir / (name.replace("/", "--") + ".log")
-        record["log"] = str(log_path)
+        log_path = self.log_dir / (process.process_id.replace("/", "--") + ".log")
+        out["log"] = str(log_path)
         with tempfile.TemporaryDirectory(prefix="tlbench-") as tmp:
             task_path, out_path = Path(tmp) / "task.json", Path(tmp) / "out.json"
-            task_path.write_text(json.dumps({"run": run.to_dict(), "cpus": list(placement.cpus),
+            task_path.write_text(json.dumps({"run": sub.to_dict(), "cpus": list(placement.cpus),
                                              "env_keys": sorted(env_vars)}))
             cmd = [*placement.command_prefix(self.topology), self.python or backend.python,
                    "-m", "bench.worker", str(task_path), str(out_path)]
             t0 = time.perf_counter()
-            onednn: list[str] = []
             with efficiency.EnergyMeter() as meter:
-                outcome = self._spawn(cmd, {**os.environ, **env_vars}, log_path, limits,
-                                      on_event, onednn, abort)
-            record["wall_s"] = time.perf_counter() - t0
+                outcome = self._spawn(cmd, env_vars, log_path, limits, on_event, abort)
+            out["wall_s"] = time.perf_counter() - t0
             doc = json.loads(out_path.read_text()) if out_path.exists() else None
-        record.update(doc or {})
-        if onednn:
-            record["onednn"] = onednn_summary(onednn)
+        out.update(doc or {})
         if outcome is not None or doc is None:
-            record["status"] = "failed"
-            record.setdefault("error", outcome or "worker wrote no result")
-        if record["status"] == "failed":
-            record["log_tail"] = _tail(log_path)
-        record["energy"] = meter.result()
-        if record["status"] == "ok":
-            record["efficiency"] = efficiency.of_run(
-                record.get("derived", {}).get("gflops_per_s"), backend.precision,
-                machine.current_peak(), efficiency.cores_used(self.topology, placement.cpus))
-        return record
-
-    def _group(self, run: Run, placement: Placement, records: list[dict[str, Any]],
-               key: str, names: list[str]) -> dict[str, Any]:
-        """Workers that ran side by side → the start of one record: each kept under `key`, their
-        resident memory summed; the group failed if one of them did. Package energy is one
-        worker's reading (they ran at once, so each meter saw the same package)."""
-        record = {**run.to_dict(), "placement": placement.describe(),
-                  key: [{k: r.get(k) for k in ("status", "error", "placement",
-                                               "placement_obtained", "derived", "log", "wall_s",
-                                               "peak_rss_mb")} for r in records],
-                  "wall_s": max(r["wall_s"] for r in records),
-                  "energy": records[0].get("energy"),
-                  "peak_rss_mb": sum(r.get("peak_rss_mb", 0) for r in records)}
-        failed = [f"{name}: {r.get('error')}" for name, r in zip(names, records, strict=True)
-                  if r["status"] != "ok"]
-        if failed:
-            failed.sort(key=lambda text: "another worker" in text)  # the cause first
-            first = next(r for r in records if r["status"] != "ok")
-            record.update(status="failed", error="; ".join(failed),
-                          log_tail=first.get("log_tail", ""))
-        return record
-
-    def _summed(self, run: Run, placement: Placement, records: list[dict[str, Any]],
-                keys: tuple[str, ...]) -> dict[str, Any]:
-        """The first worker's derived figures with `keys` summed over all, and the efficiency
-        of their sum on the placement's cores."""
-        derived = {**records[0]["derived"],
-                   **{key: sum(r["derived"][key] for r in records) for key in keys}}
-        return {"status": "ok", "derived": derived,
-                "efficiency": efficiency.of_run(
-                    derived["gflops_per_s"], backends.get(run.backend).precision,
-                    machine.current_peak(), efficiency.cores_used(self.topology, placement.cpus))}
-
-    def _combine(self, run: Run, placement: Placement, records: list[dict[str, Any]]
-                 ) -> dict[str, Any]:
-        """K concurrent inference instances → one record: throughputs summed, latency samples
-        pooled, each instance kept."""
-        record = self._group(run, placement, records, "instances",
-                             [f"instance {i}" for i in range(len(records))])
-        if record.get("status") == "failed":
-            return record
-        first = records[0]
-        pooled = [x for r in records for x in r["samples"]["latency_bs1"]]
-        lat = summarize(pooled)
-        record.update({k: first[k] for k in ("model", "data", "runtime", "parity") if k in first})
-        record.update(self._summed(run, placement, records,
-                                   ("images_per_s", "bs1_images_per_s", "gflops_per_s")),
-                      samples={"latency_bs1": pooled}, stats={"latency_bs1": lat})
-        record["derived"].update(latency_ms_p50=lat["median"] * 1e3,
-                                 latency_ms_p90=lat["p90"] * 1e3,
-                                 latency_ms_p99=lat["p99"] * 1e3)
-        return record
-
-    def _combine_workers(self, run: Run, placement: Placement, records: list[dict[str, Any]],
-                         cluster: distributed.Cluster, indexes: list[int]) -> dict[str, Any]:
-        """This host's workers of one distributed run → one record, each worker kept. Updates
-        are synchronous, so the slowest worker's samples, projection and throughput are the
-        run's (every worker holds the same weights): its img/s and GFLOP/s, once per worker of
-        this host, give this host's figures."""
-        record = self._group(run, placement, records, "workers",
-                             [f"worker {i}" for i in indexes])
-        record["cluster"] = {"workers": list(cluster.workers), "this_host": indexes}
-        if record.get("status") == "failed":
-            return record
-        slowest = distributed.pace(records)
-        record.update({k: v for k, v in slowest.items()
-                       if k not in ("placement", "log", "wall_s", "energy", "peak_rss_mb")})
-        record.update(self._summed(run, placement, [slowest] * len(records),
-                                   ("images_per_s", "gflops_per_s")))
-        return record
+            out["status"] = "failed"
+            out.setdefault("error", outcome or "worker wrote no result")
+        if out["status"] == "failed":
+            out["log_tail"] = _tail(log_path)
+        out["energy"] = meter.result()
+        return out
 
     def _spawn(self, cmd: list[str], env: dict[str, str], log_path: Path, limits: Limits,
-               on_event: Callable[[dict[str, Any]], None], onednn: list[str],
+               on_event: Callable[[dict[str, Any]], None],
                abort: threading.Event | None = None) -> str | None:
         """Run the worker; return None on a clean exit, else the cause of failure."""
         with open(log_path, "w", encoding="utf-8") as log:
             proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, env=env, text=True,
                                     start_new_session=True, stdin=subprocess.DEVNULL)
             self.running.add(proc)
-            pump = threading.Thread(target=_pump, args=(proc.stdout, log, on_event, onednn),
+            pump = threading.Thread(target=_pump, args=(proc.stdout, log, on_event),
                                     daemon=True)
             pump.start()
             try:
@@ -373,6 +264,10 @@ class Launcher:
         """Kill every running worker and its whole process group."""
         for proc in list(self.running):
             _kill_group(proc)
+
+
+def _parsed(records: list[dict[str, Any]]) -> list[record.Record]:
+    return [record.parse_run(r) for r in records]
 
 
 def _relabel(on_event: Callable[[dict[str, Any]], None], label: str

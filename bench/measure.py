@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable, Sequence
 
 import numpy as np
+from scipy.stats import t as student_t
 
 
 def summarize(samples: Sequence[float]) -> dict[str, float | int]:
@@ -29,37 +30,24 @@ def summarize(samples: Sequence[float]) -> dict[str, float | int]:
     }
 
 
-def mean_interval(samples: Sequence[float], confidence: float = 0.95, resamples: int = 2000,
-                  seed: int = 0) -> tuple[float, float]:
-    """Bootstrap percentile interval of the mean (no normality assumed; seeded, so repeatable)."""
+def batch_means_interval(samples: Sequence[float], confidence: float = 0.95
+                         ) -> tuple[float | None, float | None, str]:
+    """Interval of the mean of autocorrelated samples (consecutive steps of one process), by
+    batch means: b = ⌊√n⌋ consecutive batches (2 to 30), whose means are close to independent,
+    and Student's t with b - 1 degrees of freedom. Below 4 samples each is its own batch (too
+    few to batch; the method says so). Returns (low, high, the method in words); one sample
+    has no interval (None, None, why)."""
     x = np.asarray(samples, dtype=float)
     if x.size < 2:
-        raise ValueError("a confidence interval needs at least 2 samples")
-    rng = np.random.default_rng(seed)
-    means = rng.choice(x, size=(resamples, x.size), replace=True).mean(axis=1)
-    tail = (1 - confidence) / 2 * 100
-    lo, hi = np.percentile(means, [tail, 100 - tail])
-    return float(lo), float(hi)
-
-
-def project_total(step_samples: Sequence[float], steps: int, fixed_s: float = 0.0,
-                  confidence: float = 0.95) -> dict[str, float | int | str]:
-    """Project the wall time of `steps` steps from a steady-state window of step times.
-
-    total = fixed_s + steps x mean(step); the interval comes from the mean's bootstrap interval.
-    The mean (not the median) is used because a total is a sum: slow steps count.
-    """
-    lo, hi = mean_interval(step_samples, confidence)
-    mean = float(np.mean(step_samples))
-    return {
-        "kind": "projected",
-        "steps": steps,
-        "window_steps": len(step_samples),
-        "confidence": confidence,
-        "total_s": fixed_s + steps * mean,
-        "total_s_low": fixed_s + steps * lo,
-        "total_s_high": fixed_s + steps * hi,
-    }
+        return None, None, f"no interval: {x.size} sample(s)"
+    b = x.size if x.size < 4 else int(min(30, np.sqrt(x.size)))
+    size = x.size // b
+    means = x[: b * size].reshape(b, size).mean(axis=1)
+    half = float(student_t.ppf((1 + confidence) / 2, b - 1) * means.std(ddof=1) / np.sqrt(b))
+    center = float(x.mean())
+    method = (f"batch means, {b} batches of {size}" if size > 1
+              else f"{b} samples, too few to batch")
+    return center - half, center + half, f"{method}, Student's t with {b - 1} df"
 
 
 def time_calls(fn: Callable[[], object], *, warmup_s: float, duration_s: float,
@@ -82,3 +70,25 @@ def time_calls(fn: Callable[[], object], *, warmup_s: float, duration_s: float,
         fn()
         timed.append(time.perf_counter() - t0)
     return warm, timed
+
+
+def completion_bins(ends: Sequence[float], start: float, stop: float,
+                    bin_s: float = 1.0, min_per_bin: int = 4) -> list[float]:
+    """An asynchronous queue's completions in [start, stop) as samples: the window cut into
+    bins of about `bin_s` (fewer when there are under `min_per_bin` completions a bin), each
+    sample the bin's seconds over the requests completed in it. An empty bin is merged into
+    the next, so every sample is a finite time per request. Request latencies are not used:
+    with several requests in flight they include the wait for a free one."""
+    inside = np.asarray([e for e in ends if start <= e < stop], dtype=float)
+    if inside.size == 0 or stop <= start:
+        return []
+    bins = int(max(1, min(round((stop - start) / bin_s), inside.size // min_per_bin)))
+    edges = np.linspace(start, stop, bins + 1)
+    counts = np.histogram(inside, edges)[0]
+    out, carried = [], 0.0
+    for count, width in zip(counts, np.diff(edges), strict=True):
+        carried += width
+        if count:
+            out.append(carried / int(count))
+            carried = 0.0
+    return out

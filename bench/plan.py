@@ -1,4 +1,5 @@
-"""Suite → ordered runs with stable ids. Pure: no I/O, no processes.
+"""Suite → ordered runs with stable ids, and each run → every process it starts (`expand`).
+Pure: no I/O, no processes.
 
 Runs are ordered scenario by scenario, each scenario's backends back to back, so the figures a
 reader compares (stock vs oneDNN on one scenario) are measured minutes apart on a noisy machine.
@@ -10,6 +11,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from bench.pinning import Placement, Topology, divide
 from bench.suite import Suite
 
 
@@ -39,3 +41,68 @@ def plan(suite: Suite) -> list[Run]:
         for scenario in suite.scenarios
         for backend in suite.backends
     ]
+
+
+@dataclass(frozen=True)
+class Process:
+    """One worker process of a run: a stable id, its role, its parameters and its cores."""
+
+    process_id: str  # the run id; "#i" one of side-by-side processes; "@..." a reference
+    role: str  # "run", "instance", "worker", "alone", "one_worker_all_cores"
+    params: dict[str, Any]
+    placement: Placement
+    task_index: int | None = None  # a data-parallel worker's index in the cluster
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """Everything one run starts: processes side by side (`group`), then each reference alone."""
+
+    run: Run
+    placement: Placement
+    kind: str  # "single", "instances", "workers"
+    group: tuple[Process, ...] = ()
+    references: tuple[Process, ...] = ()
+    workers: int = 1  # data-parallel workers in the whole cluster
+    cluster: tuple[str, ...] | None = None  # fixed host:port list (a fleet); None: localhost
+    skip_reason: str | None = None
+    note: str | None = None
+
+
+def expand(run: Run, placement: Placement, topology: Topology,
+           skip_reason: str | None = None, cluster: tuple[str, ...] | None = None,
+           task_index: int = 0) -> RunPlan:
+    """A planned run → its processes, each with its own id, parameters and cores.
+
+    - inference with `instances:K`: K processes side by side, one per core group;
+    - full training with `workers = N`: N data-parallel processes (one per core group; on a
+      fleet, only this host's), then the references its scaling is measured against, each
+      alone on the same cores: one worker on one worker's cores with one worker's share of the
+      batch, and (on one host) one worker on all the placement's cores with the global batch;
+    - anything else: one process on the whole placement.
+    """
+    if skip_reason:
+        return RunPlan(run, placement, "single", skip_reason=skip_reason)
+    workers = run.params.get("workers", 1) if run.scenario == "full_training" else 1
+    if workers > 1:
+        parts = ([(task_index, placement)] if cluster
+                 else list(enumerate(divide(placement, workers, topology))))
+        group = tuple(Process(f"{run.run_id}#{i}", "worker", run.params, part, i)
+                      for i, part in parts)
+        # references time whole updates over a window, whatever the suite's measure
+        reference = {**run.params, "workers": 1, "measure": "projected", "target_accuracy": 0.0}
+        refs = [Process(f"{run.run_id}@alone", "alone",
+                        {**reference, "batch_size": run.params["batch_size"] // workers},
+                        parts[0][1])]
+        if not cluster:
+            refs.append(Process(f"{run.run_id}@1worker", "one_worker_all_cores", reference,
+                                placement))
+        return RunPlan(run, placement, "workers", group, tuple(refs), workers, cluster)
+    if run.scenario == "inference" and placement.instances > 1:
+        group = tuple(Process(f"{run.run_id}#{i}", "instance", run.params, part)
+                      for i, part in enumerate(placement.split()))
+        return RunPlan(run, placement, "instances", group)
+    note = ("instances apply to inference; this run used every core of the placement in one "
+            "worker") if placement.instances > 1 else None
+    return RunPlan(run, placement, "single", (Process(run.run_id, "run", run.params, placement),),
+                   note=note)

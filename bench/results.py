@@ -15,7 +15,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 1
+from bench import record, schema_v1
+
+SCHEMA_VERSION = 2  # 1 is read through bench.schema_v1's migration
 
 
 class ResultError(ValueError):
@@ -69,6 +71,16 @@ class ResultFile:
         self.save()
 
     def add_run(self, run: dict[str, Any]) -> None:
+        """Append a run, checked against the contract first: a record that breaks it is kept
+        as a failed run naming the break (with its log), never written half-valid."""
+        try:
+            record.parse_run(run)
+        except record.RecordError as exc:
+            run = {**{k: run[k] for k in ("run_id", "backend", "scenario", "params", "model",
+                                          "data", "placement", "env", "log", "wall_s")
+                      if k in run},
+                   "status": "failed", "error": f"the run's record breaks the result contract: "
+                                                f"{exc}"}
         self.doc["runs"].append(run)
         self.save()
 
@@ -82,7 +94,8 @@ class ResultFile:
 
 
 def load(path: str | Path) -> dict[str, Any]:
-    """Load and check a result file; refuse truncated files and unknown schema versions."""
+    """Load and check a result file; refuse truncated files and unknown schema versions. A
+    version-1 file is migrated (bench.schema_v1); every run is checked against the contract."""
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
@@ -98,10 +111,18 @@ def load(path: str | Path) -> dict[str, Any]:
     if not isinstance(doc, dict) or "schema_version" not in doc:
         raise ResultError(f"{p}: not a tlbench result file (no schema_version)")
     version = doc["schema_version"]
-    if version != SCHEMA_VERSION:
+    if version not in (1, SCHEMA_VERSION):
         raise ResultError(f"{p}: schema_version {version!r} is not supported by this tlbench "
-                          f"(reads version {SCHEMA_VERSION}); use the tlbench release that wrote "
-                          f"it, or re-run the suite")
+                          f"(reads versions 1 and {SCHEMA_VERSION}); use the tlbench release "
+                          f"that wrote it, or re-run the suite")
     if not isinstance(doc.get("runs"), list):
         raise ResultError(f"{p}: has no list of runs")
+    try:
+        if version == 1:
+            doc = schema_v1.migrate(doc)
+        for i, run in enumerate(doc["runs"]):
+            record.parse_run(run, f"run {i}")
+    except (record.RecordError, KeyError, TypeError, IndexError, ValueError) as exc:
+        raise ResultError(f"{p}: run does not fit the result contract (schema_version "
+                          f"{version}): {exc}; re-run the suite") from None
     return doc

@@ -241,6 +241,8 @@ class Suite:
     use_logical_cores: bool = False  # SMT siblings too (default: one CPU per physical core)
     timeout_s: float = 1800.0  # per run
     max_memory_gb: float = 0.0  # per worker (resident, whole process tree); 0 = no cap
+    # variables of the shell a worker gets besides the few it always gets (launcher.PASS_ENV)
+    pass_env: tuple[str, ...] = ()
     model: ModelSpec = field(default_factory=ModelSpec)
     data: DataSpec = field(default_factory=DataSpec)
     full_training: FullTrainingSpec = field(default_factory=FullTrainingSpec)
@@ -256,7 +258,7 @@ class Suite:
 
 
 _SUITE_KEYS = ("name", "description", "backends", "scenarios", "placement", "use_logical_cores",
-               "timeout_s", "max_memory_gb")
+               "timeout_s", "max_memory_gb", "pass_env")
 _SECTIONS: dict[str, type] = {"model": ModelSpec, "data": DataSpec, **SCENARIO_SPECS}
 
 
@@ -358,6 +360,10 @@ def _check_suite(suite: Suite, where: str) -> None:
         _fail(f"{where}.timeout_s", "must be > 0 seconds")
     if suite.max_memory_gb < 0:
         _fail(f"{where}.max_memory_gb", "must be >= 0 (0 means no cap)")
+    for name in suite.pass_env:
+        if not name or "=" in name or not name.replace("_", "").isalnum():
+            _fail(f"{where}.pass_env", f"{name!r} is not a variable name; write e.g. "
+                  f"[\"MY_PROXY\"] (the value is taken from the shell)")
 
 
 def load(path: str | Path) -> Suite:
@@ -374,7 +380,8 @@ def load(path: str | Path) -> Suite:
 
 def override(suite: Suite, *, backends: typing.Sequence[str] = (),
              scenarios: typing.Sequence[str] = (), data: str = "", weights: str = "",
-             placement: str = "", workers: int = 0) -> Suite:
+             placement: str = "", workers: int = 0, pass_env: typing.Sequence[str] = ()
+             ) -> Suite:
     """Apply command-line choices (`--backend`, `--scenario`, `--data`, ...) and re-validate."""
     changes: dict[str, Any] = {}
     if workers:
@@ -386,6 +393,8 @@ def override(suite: Suite, *, backends: typing.Sequence[str] = (),
         changes["scenarios"] = tuple(dict.fromkeys(scenarios))
     if placement:
         changes["placement"] = placement
+    if pass_env:
+        changes["pass_env"] = tuple(dict.fromkeys([*suite.pass_env, *pass_env]))
     if data:
         changes["data"] = dataclasses.replace(suite.data, source="lfw", path=data)
         changes["data"].check("--data")

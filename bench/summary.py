@@ -1,6 +1,7 @@
 """Headline figures of a result document (pure): what the console and HTML reports show.
 
-Two kinds of speed-up are kept apart and labelled:
+Every figure comes from `bench.record`; this module only selects and pairs runs. Two kinds of
+speed-up are kept apart and labelled:
 - *as configured*: the suite's full-training total (measured or projected) over its transfer
   total, on the suite's own data — what this run did;
 - *paper scale*: both projected to the paper's experiment (LFW's 13,233 images embedded once vs
@@ -11,16 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-PAPER = {
-    "machine": "2S Intel Xeon Gold 6148",
-    "software": "TensorFlow, no CPU optimizations",
-    "full_training_s": 20 * 3600.0,
-    "transfer_s": 15 * 60.0,
-    "speedup": 80.0,
-    "training_images": 80 * 13 * 1024,
-    "lfw_images": 13_233,
-    "image_size": 160,
-}
+from bench import record
+
 BASELINE_BACKEND = "tf-stock"
 
 
@@ -28,56 +21,12 @@ def runs_by(doc: dict[str, Any], status: str = "ok") -> dict[tuple[str, str], di
     return {(r["scenario"], r["backend"]): r for r in doc["runs"] if r.get("status") == status}
 
 
-def headline(run: dict[str, Any]) -> tuple[str, float | None, str]:
-    """The one figure a run is compared on: (label, value, unit); larger is better."""
-    derived = run.get("derived", {})
-    scenario = run["scenario"]
-    if scenario == "full_training":
-        return "train img/s", derived.get("images_per_s"), "img/s"
-    if scenario == "transfer":
-        return "extract img/s", derived.get("extraction_images_per_s"), "img/s"
-    if scenario == "fine_tune":
-        return "fine-tune img/s", derived.get("images_per_s"), "img/s"
-    return "infer img/s", derived.get("images_per_s"), "img/s"
-
-
-def paper_scale(full: dict[str, Any], transfer: dict[str, Any]) -> dict[str, float]:
-    """Project this box's runs to the paper's experiment (both sides projected).
-
-    Full training: the run's own total (measured or projected), its per-image part scaled to
-    the paper's 1,064,960 images. Transfer: first batch and head as measured, plus the rest of
-    LFW's 13,233 images at the run's steady extraction rate (a mean rate: these are sums).
-    """
-    first = full["first_step_s"]
-    scale = PAPER["training_images"] / full["derived"]["total_images"]
-    full_s = first + (full["total"]["total_s"] - first) * scale
-    rate = transfer["derived"]["extraction_images_per_s"]
-    transfer_s = (transfer["first_batch_s"] + transfer["head_s"]
-                  + (PAPER["lfw_images"] - transfer["params"]["batch_size"]) / rate)
-    return {"full_training_s": full_s, "transfer_s": transfer_s, "speedup": full_s / transfer_s}
-
-
 def speedups(doc: dict[str, Any]) -> list[dict[str, Any]]:
-    """Per backend: transfer vs full training, as configured and at the paper's scale."""
+    """Per backend with both runs ok: transfer vs full training (bench.record.speedup)."""
     ok = runs_by(doc)
-    rows = []
-    for backend in dict.fromkeys(r["backend"] for r in doc["runs"]):
-        full, transfer = ok.get(("full_training", backend)), ok.get(("transfer", backend))
-        if not (full and transfer):
-            continue
-        rows.append({
-            "backend": backend,
-            "image_size": full["model"]["image_size"],
-            "variant": full["model"]["variant"],
-            "full_training_s": full["total"]["total_s"],
-            "full_training_kind": full["total"]["kind"],
-            "transfer_s": transfer["total"]["total_s"],
-            "training_images": full["derived"]["total_images"],
-            "transfer_images": transfer["derived"]["images"],
-            "speedup": full["total"]["total_s"] / transfer["total"]["total_s"],
-            "paper_scale": paper_scale(full, transfer),
-        })
-    return rows
+    return [record.speedup(ok[("full_training", b)], ok[("transfer", b)])
+            for b in dict.fromkeys(r["backend"] for r in doc["runs"])
+            if ("full_training", b) in ok and ("transfer", b) in ok]
 
 
 def backend_ratios(doc: dict[str, Any], baseline: str = BASELINE_BACKEND) -> list[dict[str, Any]]:
@@ -86,13 +35,14 @@ def backend_ratios(doc: dict[str, Any], baseline: str = BASELINE_BACKEND) -> lis
     rows = []
     for (scenario, backend), run in ok.items():
         base = ok.get((scenario, baseline))
-        label, value, _ = headline(run)
-        if base is None or backend == baseline or value is None:
+        figure = record.headline(run)
+        if base is None or backend == baseline or figure is None or figure.value is None:
             continue
-        base_value = headline(base)[1]
-        if base_value:
-            rows.append({"scenario": scenario, "backend": backend, "figure": label,
-                         "value": value, "baseline": base_value, "ratio": value / base_value})
+        base_figure = record.headline(base)
+        if base_figure is not None and base_figure.value and base_figure.name == figure.name:
+            rows.append({"scenario": scenario, "backend": backend, "figure": figure.name,
+                         "value": figure.value, "baseline": base_figure.value,
+                         "ratio": figure.value / base_figure.value})
     return rows
 
 
@@ -101,11 +51,34 @@ def scaling_rows(doc: dict[str, Any]) -> list[dict[str, Any]]:
     (the scaling efficiency) and one worker on all the cores (what splitting buys)."""
     rows = []
     for run in doc["runs"]:
-        if run.get("status") == "ok" and run.get("scaling"):
-            s = run["scaling"]
-            rows.append({"backend": run["backend"], **s,
-                         "hosts": len({w.rpartition(":")[0]
-                                       for w in run.get("cluster", {}).get("workers", [])})})
+        if run.get("status") != "ok" or not run.get("references"):
+            continue
+        figs = record.figures(run)
+        dist = run.get("distributed") or {}
+        refs = run["references"]
+
+        def ref(name: str, figure: str, refs=refs, figs=figs) -> dict[str, Any] | None:
+            if name not in refs:
+                return None
+            if refs[name].get("status") != "ok":
+                return {"status": refs[name].get("status"), "error": refs[name].get("error")}
+            return {"images_per_s": figs[figure].value,
+                    "cores": len(refs[name].get("placement", {}).get("cpus", []))}
+
+        rows.append({
+            "backend": run["backend"], "workers": run["params"]["workers"],
+            "worker_batch": dist.get("worker_batch"), "micro_batch": dist.get("micro_batch"),
+            "accumulation": dist.get("accumulation"),
+            "cores_per_worker": len((run.get("processes") or [{}])[0].get("placement", {})
+                                    .get("cpus", [])),
+            "images_per_s": figs["train img/s"].value, "pace_worker": dist.get("pace_worker"),
+            "worker_step_s": record.worker_step_s(run),
+            "alone": ref("alone", "1 worker alone img/s"),
+            "one_worker_all_cores": ref("one_worker_all_cores", "1 worker all cores img/s"),
+            "efficiency": getattr(figs.get("scaling efficiency"), "value", None),
+            "vs_one_worker": getattr(figs.get("vs 1 worker"), "value", None),
+            "hosts": len({w.rpartition(":")[0]
+                          for w in (run.get("cluster") or {}).get("workers", [])})})
     return rows
 
 

@@ -13,9 +13,6 @@ import numpy as np
 from bench.data import lfw
 from bench.suite import FullTrainingSpec
 
-# Forward + backward ≈ 3 forward passes (backward computes input and weight gradients).
-TRAIN_FLOPS_PER_FORWARD = 3
-
 
 class Trainer(NamedTuple):
     micro_step: Any  # (images, labels) → softmax loss; forward, backward, accumulate

@@ -3,7 +3,8 @@
 Invoked by the launcher as `python -m bench.worker TASK.json OUT.json`. The environment (oneDNN
 switch, thread counts) arrives from the parent explicitly; the CPU affinity is set here, first,
 before TensorFlow is imported, because TF sizes its thread pools at import. Progress goes to
-stdout as `@@tlbench {json}` lines; everything else a runtime prints goes to stderr (the log).
+stdout as `@@tlbench {json}` lines; everything else a runtime prints goes to stderr (the log),
+oneDNN's verbose lines summarised into the record (`onednn`).
 """
 
 from __future__ import annotations
@@ -12,34 +13,91 @@ import json
 import os
 import resource
 import sys
+import tempfile
 import time
 import traceback
 from pathlib import Path
 from typing import Any
 
-from bench.pinning import pin_self
+from bench.pinning import pin_self, read_topology
 from bench.results import write_atomic
 
 PROGRESS_PREFIX = "@@tlbench "
+_progress_out = sys.stdout  # the real stdout, also while CapturedStdout holds descriptor 1
 
 
 def progress(phase: str, done: float = 0, total: float | None = None) -> None:
     """Tell the parent which phase runs and how far it is (drives the rich progress bars)."""
     event = {"phase": phase, "done": done, "total": total}
-    sys.stdout.write(PROGRESS_PREFIX + json.dumps(event) + "\n")
-    sys.stdout.flush()
+    _progress_out.write(PROGRESS_PREFIX + json.dumps(event) + "\n")
+    _progress_out.flush()
 
 
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
+def onednn_summary(lines: list[str]) -> dict[str, Any]:
+    """oneDNN's verbose lines → its version, the ISA it dispatched to, implementations used.
+
+    With ONEDNN_VERBOSE=profile_create oneDNN prints an info header (version, `isa:`) and one
+    line per primitive created, naming its implementation, e.g.
+    `brg_conv_fwd:avx512_core` or `brg_conv_fwd:avx512_core_amx`: proof of the kernels used.
+    """
+    info: dict[str, Any] = {"implementations": {}}
+    for line in lines:
+        fields = line.rstrip("\n").split(",")
+        if len(fields) > 1 and fields[1] == "v1":  # oneDNN >= 3.4 adds a format version field
+            del fields[1]
+        if len(fields) > 2 and fields[1] == "info":
+            text = ",".join(fields[2:])
+            if text.startswith("oneDNN v"):
+                info["version"] = text.split(" (")[0]
+            elif text.startswith("cpu,isa:"):
+                info["isa"] = text.removeprefix("cpu,isa:")
+        elif len(fields) > 5 and fields[1] == "primitive" and fields[2].startswith("create"):
+            impl = fields[5]
+            info["implementations"][impl] = info["implementations"].get(impl, 0) + 1
+    return info
+
+
+class CapturedStdout:
+    """The process's file descriptor 1 sent to a temporary file while the runtime runs (oneDNN
+    prints its verbose lines there, thousands of them); progress keeps the real stdout. At the
+    end, oneDNN's lines are summarised and everything else goes to stderr, the run's log."""
+
+    def __enter__(self) -> CapturedStdout:
+        sys.stdout.flush()
+        self.progress = os.fdopen(os.dup(1), "w", buffering=1)
+        self.file = tempfile.TemporaryFile(mode="w+", encoding="utf-8", errors="replace")
+        os.dup2(self.file.fileno(), 1)
+        global _progress_out
+        _progress_out = self.progress
+        self.onednn: dict[str, Any] | None = None
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        sys.stdout.flush()
+        os.dup2(self.progress.fileno(), 1)
+        self.file.seek(0)
+        onednn = []
+        for line in self.file:
+            if line.startswith("onednn_verbose,"):
+                onednn.append(line)
+            else:
+                sys.stderr.write(line)
+        self.file.close()
+        if onednn:
+            self.onednn = onednn_summary(onednn)
+
+
 def execute(task: dict[str, Any]) -> dict[str, Any]:
     run = task["run"]
-    obtained = {"cpus": pin_self(tuple(task["cpus"])), "pid": os.getpid(),
+    cpus = pin_self(tuple(task["cpus"]))
+    obtained = {"cpus": cpus, "pid": os.getpid(),
                 "env": {k: os.environ.get(k) for k in task["env_keys"]}}
     # Imported after pinning on purpose: these pull in numpy and, through them, the runtimes.
-    from bench import backends, scenarios
+    from bench import backends, efficiency, machine, record, scenarios
 
     backend = backends.get(run["backend"])
     doc: dict[str, Any] = {"placement_obtained": obtained}
@@ -47,7 +105,11 @@ def execute(task: dict[str, Any]) -> dict[str, Any]:
     progress("import runtime")
     doc["runtime"] = backend.start(threads=len(task["cpus"]))
     doc["runtime_start_s"] = time.perf_counter() - t0
+    doc["peak"] = efficiency.run_peak(backend.precision, machine.current_peak(),
+                                      efficiency.cores_used(read_topology(), cpus))
     doc.update(scenarios.run(run, backend, progress))
+    doc = record.to_dict(doc)
+    record.parse_run({**run, **doc, "status": "ok"}, "the worker's record")  # the contract
     return {**doc, "status": "ok"}
 
 
@@ -55,14 +117,17 @@ def main(argv: list[str]) -> int:
     task_path, out_path = Path(argv[0]), Path(argv[1])
     task = json.loads(task_path.read_text())
     started = time.time()
-    try:
-        doc = execute(task)
-        code = 0
-    except Exception as exc:  # any failure of the run is recorded, with its traceback
-        doc = {"status": "failed", "error": f"{type(exc).__name__}: {exc}",
-               "traceback": traceback.format_exc()}
-        traceback.print_exc()
-        code = 1
+    with CapturedStdout() as captured:
+        try:
+            doc = execute(task)
+            code = 0
+        except Exception as exc:  # any failure of the run is recorded, with its traceback
+            doc = {"status": "failed", "error": f"{type(exc).__name__}: {exc}",
+                   "traceback": traceback.format_exc()}
+            traceback.print_exc()
+            code = 1
+    if captured.onednn:
+        doc["onednn"] = captured.onednn
     doc.update(worker_wall_s=time.time() - started, peak_rss_mb=peak_rss_mb())
     write_atomic(out_path, doc)
     return code

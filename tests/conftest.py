@@ -98,3 +98,16 @@ def only_result(out: Path) -> dict:
     files = list(out.glob("*/*.json"))
     assert len(files) == 1, files
     return load(files[0])
+
+
+def correct_of(accuracy: float, items: int) -> int:
+    """How many of `items` held-out images (or pairs) `accuracy` says were classified right.
+
+    An accuracy the harness records is correct / items, so it must be one of 0, 1/items, ...,
+    1: a bare 0 <= accuracy <= 1 would also pass for a figure computed over the wrong set.
+    """
+    assert items > 0, "nothing held out to be accurate on"
+    count = round(accuracy * items)
+    assert 0 <= count <= items and accuracy == pytest.approx(count / items, abs=1e-9), (
+        f"accuracy {accuracy!r} is not a fraction of the {items} held-out items")
+    return count

@@ -6,7 +6,7 @@ import pytest
 
 from bench import backends, parity, suite
 from bench.backends.tensorflow import TensorFlowBackend
-from bench.launcher import onednn_summary
+from bench.worker import onednn_summary
 
 NO_BF16 = {"avx512f": True, "avx512_bf16": False, "amx_bf16": False}
 AMX = {"avx512f": True, "avx512_bf16": True, "amx_bf16": True}

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from bench import cli, compare, results
+from bench import cli, compare, record, results
 from bench import suite as suite_mod
 from bench.compare import IMPROVED, NOT_COMPARABLE, SAME, WORSE
 
@@ -39,24 +39,24 @@ def _draw(rng: np.random.Generator, samples: list[float], n: int, factor: float)
     return list(np.exp(centre + rng.choice(logs - centre, n)) * factor)
 
 
+SIZES = {"micro_step": N_TRAIN, "extract_batch": N_EXTRACT, "latency_bs1": N_LATENCY}
+
+
 def redraw(doc: dict[str, Any], rng: np.random.Generator, factor: float = 1.0) -> dict[str, Any]:
-    """The document with every judged sample set redrawn around its own values, x factor."""
+    """The document with every series' samples redrawn around its own values, x factor (every
+    sample is a duration: factor 1.1 is a 10% slowdown of every figure)."""
     doc = copy.deepcopy(doc)
     for run in doc["runs"]:
         if run.get("status") != "ok":
             continue
-        s = run["samples"]
-        if run["scenario"] == "full_training":
-            s["micro_step_s"] = _draw(rng, s["micro_step_s"], N_TRAIN, factor)
-        elif run["scenario"] == "transfer":
-            steady = compare.steady_extraction(run)
-            trace = s["extract_batch_s"][0] * factor
-            s["extract_batch_s"] = [trace, *_draw(rng, steady, N_EXTRACT, factor)]
+        for name, series in run["series"].items():
+            n = SIZES.get(name, N_THROUGHPUT if name.startswith("throughput") else 0)
+            if n:
+                series["samples"] = _draw(rng, series["samples"], n, factor)
+            else:  # the few updates of a projected run: slower alike
+                series["samples"] = [x * factor for x in series["samples"]]
+        if run["scenario"] == "transfer":
             run["data"]["train_images"] = (N_EXTRACT + 2) * run["params"]["batch_size"]
-        else:
-            for key in [k for k in s if not k.endswith("_warmup")]:
-                n = N_LATENCY if key == "latency_bs1" else N_THROUGHPUT
-                s[key] = _draw(rng, s[key], n, factor)
     return doc
 
 
@@ -106,23 +106,11 @@ def test_a_result_against_itself_is_same_everywhere_with_ratio_one() -> None:
     assert rows[0].total_ratio == 1.0 and rows[0].total_kind == "projected"
 
 
-def test_figures_are_the_runs_own_headline_figures() -> None:
+def test_each_row_s_figures_are_the_run_s_own_from_the_contract() -> None:
     doc = fixture("default_vm.json")
-    rows = {(r.run_id, r.metric): r for r in compare.compare(doc, doc)}
     by_id = {r["run_id"]: r for r in doc["runs"]}
-    train = rows[("full_training/tf-stock", "train img/s")]
-    assert train.base == pytest.approx(by_id["full_training/tf-stock"]["derived"]["images_per_s"])
-    extract = rows[("transfer/tf-onednn", "extract img/s")]
-    assert extract.base == pytest.approx(
-        by_id["transfer/tf-onednn"]["derived"]["extraction_images_per_s"])
-    latency = rows[("inference/tf-stock", "latency bs1 p50 ms")]
-    assert latency.base == pytest.approx(by_id["inference/tf-stock"]["derived"]["latency_ms_p50"])
-
-
-def test_steady_extraction_batches_are_the_ones_the_scenario_used() -> None:
-    for run in fixture("default_vm.json")["runs"]:
-        if run["scenario"] == "transfer":
-            assert len(compare.steady_extraction(run)) == run["stats"]["extract_batch_s"]["n"]
+    for row in compare.compare(doc, doc):
+        assert row.base == record.figures(by_id[row.run_id])[row.metric].value
 
 
 def test_failed_skipped_and_missing_runs_are_not_comparable_with_the_reason() -> None:
@@ -158,7 +146,9 @@ def test_too_few_samples_is_inconclusive_never_worse() -> None:
     slow = copy.deepcopy(base)
     for run in slow["runs"]:
         if run["scenario"] == "full_training":
-            run["samples"]["micro_step_s"] = [x * 1.5 for x in run["samples"]["micro_step_s"]]
+            micro, update = run["series"]["micro_step"], run["series"]["update"]
+            micro["samples"] = [x * 1.5 for x in micro["samples"]]
+            update["samples"] = [x * 1.5 for x in update["samples"]]
     train = [r for r in compare.compare(base, slow) if r.metric == "train img/s"]
     assert [r.status for r in train] == [SAME, SAME]
     assert all("too few samples (4/4)" in r.note for r in train)
@@ -171,8 +161,8 @@ def test_a_significant_change_within_the_threshold_is_same_and_beyond_it_worse()
     base["runs"] = [r for r in base["runs"] if r["run_id"] == "full_training/tf-onednn"]
     new = copy.deepcopy(base)
     steps = list(1.4 * np.exp(rng.normal(0, 0.01, 120)))
-    base["runs"][0]["samples"]["micro_step_s"] = steps
-    new["runs"][0]["samples"]["micro_step_s"] = [x * 1.03 for x in rng.permutation(steps)]
+    base["runs"][0]["series"]["micro_step"]["samples"] = steps
+    new["runs"][0]["series"]["micro_step"]["samples"] = [x * 1.03 for x in rng.permutation(steps)]
     [row] = compare.compare(base, new, max_slowdown_pct=5)
     assert row.significant and row.status == SAME and "within ±5%" in row.note
     [row] = compare.compare(base, new, max_slowdown_pct=2)
@@ -229,9 +219,9 @@ def test_cli_exits_2_on_unusable_input_and_says_which(tmp_path: Path, capsys) ->
     assert cli.main(["compare", quick, str(tmp_path / "missing.json")]) == 2
     assert "missing.json: no such result file" in capsys.readouterr().err
 
-    future = _write(tmp_path, "future.json", {**fixture("quick_vm.json"), "schema_version": 2})
+    future = _write(tmp_path, "future.json", {**fixture("quick_vm.json"), "schema_version": 3})
     assert cli.main(["compare", quick, future]) == 2
-    assert "schema_version 2 is not supported" in capsys.readouterr().err
+    assert "schema_version 3 is not supported" in capsys.readouterr().err
 
     other = fixture("quick_vm.json")
     for run in other["runs"]:
@@ -252,3 +242,33 @@ def test_thousands_of_samples_a_side_are_estimated_quickly_and_close() -> None:
     base = list(np.exp(rng.normal(0, 0.2, 8000)))
     new = list(1.1 * np.exp(rng.normal(0, 0.2, 9000)))
     assert compare.hodges_lehmann_ratio(base, new) == pytest.approx(1.1, rel=0.01)
+
+
+def test_ten_thousand_samples_a_side_are_judged_without_overflow() -> None:
+    """2 / C(n1 + n2, n1) has thousands of digits here: the bound is taken in logarithms."""
+    assert compare.min_p_value(10_000, 10_000) == 0.0
+    assert compare.min_p_value(3, 3) == pytest.approx(0.1)
+    rng = np.random.default_rng(8)
+    base = fixture("quick_vm.json")
+    base["runs"] = [r for r in base["runs"] if r["run_id"] == "inference/tf-stock"]
+    new = copy.deepcopy(base)
+    for doc, factor in ((base, 1.0), (new, 1.2)):
+        series = doc["runs"][0]["series"]["latency_bs1"]
+        series["samples"] = list(factor * 0.01 * np.exp(rng.normal(0, 0.1, 10_000)))
+    rows = compare.compare(base, new)
+    latency = next(r for r in rows if r.metric == "latency bs1 p50 ms")
+    assert latency.n_base == latency.n_new == 10_000 and latency.status == WORSE
+    assert latency.time_change_pct == pytest.approx(20, abs=1)
+
+
+def test_the_reference_machine_s_openvino_runs_compare_with_themselves(capsys) -> None:
+    """The EPYC reference (schema 1): 1,493 latency samples a side, and an OpenVINO async run
+    whose request latencies are shown but not judged."""
+    ref = REPO.parent / "shared/reference-results/epyc-zen5-2vcpu_20261202T055054Z_quick.json"
+    if not ref.is_file():
+        pytest.skip(f"{ref} is not beside the repository")
+    assert cli.main(["compare", str(ref), str(ref), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["rows"]
+    bf16 = [r for r in rows if r["run_id"] == "inference/openvino-bf16"]
+    assert [r["metric"] for r in bf16] == ["latency bs1 p50 ms"]
+    assert bf16[0]["n_base"] == 1493 and bf16[0]["status"] == SAME

@@ -12,16 +12,24 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench import distributed
+from bench import distributed, summary
 from bench.backends.itex import itex_python
 from bench.cli import main
 from bench.launcher import Launcher, Limits
 from bench.pinning import read_topology, resolve
-from bench.plan import plan
+from bench.plan import expand, plan
+from bench.record import (
+    Record,
+    combine_workers,
+    figures,
+    parse_run,
+    to_dict,
+    worker_step_s,
+)
 from bench.report import html
 from bench.suite import parse
 
-from .conftest import REPO, only_result
+from .conftest import REPO, correct_of, only_result
 
 TWO_CORES = pytest.mark.skipif(len(read_topology().physical()) < 2,
                                reason="needs two physical cores: one per worker")
@@ -122,24 +130,48 @@ def test_the_command_line_refuses_what_cannot_run_before_any_worker(
     assert not (tmp_path / "r").exists(), "nothing ran, nothing was written"
 
 
-def _ok(batch: int, step_s: float, cores: int, task: int = 0) -> dict:
-    return {"status": "ok", "derived": {"step_s": step_s, "step_images_per_s": batch / step_s},
-            "placement": {"cpus": list(range(cores))}, "log": "x.log",
-            "distributed": {"worker_batch": 16, "micro_batch": 8, "accumulation": 2,
-                            "task_index": task}}
+def _worker(task: int, micro_s: float, update_s: float, cores: int = 1) -> Record:
+    """A worker's record: 3 steady micro-steps of 8 images, then updates (2 micro-steps each)."""
+    params = {"batch_size": 32, "micro_batch": 8, "workers": 2, "measure": "projected"}
+    return parse_run({"run_id": "full_training/x", "backend": "x", "scenario": "full_training",
+                      "status": "ok", "params": params, "placement": {"cpus": list(range(cores))},
+                      "series": {"micro_step": {"work": 8, "first": 9.0, "samples": [micro_s] * 3},
+                                 "update": {"work": 16, "samples": [update_s] * 3}},
+                      "distributed": {"worker_batch": 16, "micro_batch": 8, "accumulation": 2,
+                                      "task_index": task}})
+
+
+def _reference(batch: int, micro_s: float, cores: int) -> Record:
+    params = {"batch_size": batch, "micro_batch": 8, "workers": 1, "measure": "projected"}
+    return parse_run({"run_id": "full_training/x", "backend": "x", "scenario": "full_training",
+                      "status": "ok", "params": params, "placement": {"cpus": list(range(cores))},
+                      "series": {"micro_step": {"work": 8, "samples": [micro_s] * 3}}})
 
 
 def test_scaling_efficiency_is_n_workers_at_the_slowest_pace_over_n_times_one_alone() -> None:
-    fast, slow = _ok(32, 1.0, 1, task=0), _ok(32, 1.6, 1, task=1)
-    out = distributed.scaling([fast, slow], _ok(16, 0.8, 1), _ok(32, 1.28, 2), 2)
-    assert out["images_per_s"] == pytest.approx(32 / 1.6)  # synchronous: worker 1 sets the pace
-    assert out["pace_worker"] == 1 and out["worker_step_s"] == {"0": 1.0, "1": 1.6}
-    assert out["efficiency"] == pytest.approx((32 / 1.6) / (2 * 16 / 0.8))
-    assert out["vs_one_worker"] == pytest.approx((32 / 1.6) / (32 / 1.28))
-    assert out["alone"]["cores"] == 1 and out["one_worker_all_cores"]["cores"] == 2
-    failed = distributed.scaling([fast], {"status": "failed", "error": "boom"}, None, 2)
-    assert failed["alone"] == {"status": "failed", "error": "boom"}
-    assert "efficiency" not in failed and "one_worker_all_cores" not in failed
+    fast, slow = _worker(0, 0.4, 0.2), _worker(1, 0.7, 0.2)  # whole updates: 1.0 s and 1.6 s
+    base = parse_run({"run_id": "full_training/x", "backend": "x", "scenario": "full_training",
+                      "status": "ok", "params": fast.params})
+    alone, whole = _reference(16, 0.4, 1), _reference(32, 0.32, 2)
+    run = to_dict(combine_workers(base, [fast, slow], 2, {"alone": alone,
+                                                         "one_worker_all_cores": whole}))
+    figs = figures(run)
+    assert figs["train img/s"].value == pytest.approx(32 / 1.6)  # worker 1 sets the pace
+    assert run["distributed"]["pace_worker"] == 1
+    assert worker_step_s(run) == pytest.approx({"0": 1.0, "1": 1.6})
+    assert figs["1 worker alone img/s"].value == pytest.approx(8 / 0.4)
+    assert figs["scaling efficiency"].value == pytest.approx((32 / 1.6) / (2 * 8 / 0.4))
+    assert figs["vs 1 worker"].value == pytest.approx((32 / 1.6) / (8 / 0.32))
+    row = summary.scaling_rows({"runs": [run]})[0]
+    assert row["alone"]["cores"] == 1 and row["one_worker_all_cores"]["cores"] == 2
+    failed_ref = {"alone": parse_run({**to_dict(alone), "status": "failed", "error": "boom"})}
+    failed = to_dict(combine_workers(base, [fast, slow], 2, failed_ref))
+    assert summary.scaling_rows({"runs": [failed]})[0]["alone"] == {"status": "failed",
+                                                                    "error": "boom"}
+    assert "scaling efficiency" not in figures(failed) and "vs 1 worker" not in figures(failed)
+    dead = parse_run({**to_dict(slow), "status": "failed", "error": "killed"})
+    out = combine_workers(base, [fast, dead], 2, {})
+    assert out.status == "failed" and out.error == "worker 1: killed"
 
 
 SUITE = """
@@ -183,37 +215,53 @@ def test_two_workers_train_side_by_side_each_pinned_to_its_own_core(
     doc = only_result(tmp_path / "r")
     run = doc["runs"][0]
     assert run["status"] == "ok", run.get("error")
-    workers = run["workers"]
+    workers = run["processes"]
     assert [w["status"] for w in workers] == ["ok", "ok"]
     cpus = [w["placement_obtained"]["cpus"] for w in workers]
     assert len(cpus[0]) == len(cpus[1]) and not set(cpus[0]) & set(cpus[1])
-    pace = run["scaling"]["pace_worker"]  # the record is the slowest worker's
+    steps = worker_step_s(run)
+    pace = run["distributed"]["pace_worker"]  # the record is the slowest worker's
+    assert steps[str(pace)] == max(steps.values())
     assert run["distributed"] == {
         "strategy": "MultiWorkerMirroredStrategy", "workers": 2, "task_index": pace,
-        "worker_batch": 4, "micro_batch": 2, "accumulation": 2,
+        "worker_batch": 4, "micro_batch": 2, "accumulation": 2, "pace_worker": pace,
         "shard_images": run["distributed"]["shard_images"]}
     train_images = run["data"]["train_images"]
     assert train_images - 1 <= 2 * run["distributed"]["shard_images"] <= train_images + 1
     assert json.loads(run["env"]["TF_CONFIG"])["task"]["index"] == pace
-    assert run["total"]["kind"] == "measured" and run["total"]["steps"] == 4
-    assert run["time_to_accuracy"]["reached"] in (True, False)
-    assert 0.0 <= run["accuracy"] <= 1.0
-    scaling = run["scaling"]
+    figs = figures(run)
+    assert figs["train total s"].kind == "measured"
+    # the run's micro-steps carry the global batch: 2 workers x micro-batch 2
+    assert run["series"]["micro_step"]["work"] == 4
+    # Evaluated after each of the 2 epochs until the target is met; the last evaluation is of
+    # the final weights, so `reached` is exactly what the recorded accuracies imply.
+    tta, test_images = run["time_to_accuracy"], run["data"]["test_images"]
+    final_correct = correct_of(run["accuracy"], test_images)
+    assert tta["target"] == 0.01 and "off the clock" in tta["evaluation"]
+    if tta["reached"]:
+        assert tta["accuracy"] >= 0.01 and tta["epoch"] in (1, 2)
+        correct_of(tta["accuracy"], test_images)
+        assert 0 < tta["elapsed_s"] <= figs["train total s"].value
+        if tta["epoch"] == 2:
+            assert tta["accuracy"] == run["accuracy"], "epoch 2 ended with the final weights"
+    else:
+        assert final_correct == 0, "1 right of the held-out images already beats 1%"
+        assert {"accuracy", "epoch", "elapsed_s"}.isdisjoint(tta)
+    scaling = summary.scaling_rows(doc)[0]
     assert scaling["workers"] == 2 and scaling["cores_per_worker"] == len(cpus[0])
     assert scaling["alone"]["cores"] == len(cpus[0])
     assert scaling["one_worker_all_cores"]["cores"] == len(run["placement"]["cpus"])
-    assert scaling["efficiency"] == pytest.approx(
-        scaling["images_per_s"] / (2 * scaling["alone"]["images_per_s"]))
-    slowest = max(workers, key=lambda w: w["derived"]["step_s"])
-    assert scaling["images_per_s"] == slowest["derived"]["step_images_per_s"]
-    assert run["derived"]["images_per_s"] == pytest.approx(2 * slowest["derived"]["images_per_s"])
+    assert figs["scaling efficiency"].value == pytest.approx(
+        figs["train img/s"].value / (2 * figs["1 worker alone img/s"].value))
+    # whole updates at the slowest worker's pace: the global batch over its step
+    assert figs["train img/s"].value == pytest.approx(8 / steps[str(pace)])
     assert run["peak_rss_mb"] == pytest.approx(sum(w["peak_rss_mb"] for w in workers))
-    efficiency = f"{scaling['efficiency']:.0%}"
+    efficiency = f"{figs['scaling efficiency'].value:.0%}"
     assert "Data-parallel training" in capsys.readouterr().out.replace("\n", " ")
     page = html.render(doc, "dist.json")
     assert "Data-parallel training (MultiWorkerMirroredStrategy)" in page
     assert f"<td class=\"n\">{efficiency}</td>" in page
-    assert f"<strong>{slowest['derived']['step_s']:.1f}</strong>" in page  # the pace, in bold
+    assert f"<strong>{steps[str(pace)]:.1f}</strong>" in page  # the pace, in bold
 
 
 @pytest.mark.slow
@@ -240,8 +288,9 @@ def test_a_cluster_file_runs_one_worker_per_host(tmp_path: Path) -> None:
         assert run["cluster"] == {"workers": json.loads(cluster.read_text())["worker"],
                                   "this_host": [i]}
         assert run["placement_obtained"]["cpus"] == [i]
-        assert "one_worker_all_cores" not in run["scaling"]  # one host: alone is the reference
-        assert run["scaling"]["alone"]["cores"] == 1
+        scaling = summary.scaling_rows(doc)[0]
+        assert scaling["one_worker_all_cores"] is None  # one host: alone is the reference
+        assert scaling["alone"]["cores"] == 1
 
 
 @pytest.mark.slow
@@ -253,10 +302,11 @@ def test_when_one_worker_dies_the_other_is_stopped_and_the_run_fails(tmp_path: P
     dies.chmod(0o755)
     suite = parse(SUITE.format(backend="tf-onednn").replace("timeout_s = 300", "timeout_s = 200"))
     topology = read_topology()
-    launcher = Launcher(topology, tmp_path / "logs", isa={}, python=str(dies))
-    record = launcher.run(plan(suite)[0], resolve("all", topology), Limits(timeout_s=200))
+    launcher = Launcher(topology, tmp_path / "logs", python=str(dies))
+    record = launcher.run(expand(plan(suite)[0], resolve("all", topology), topology),
+                          Limits(timeout_s=200))
     assert record["status"] == "failed"
     assert record["error"] == ("worker 1: worker killed by signal SIGKILL; "
                                "worker 0: stopped: another worker of this run failed")
-    assert [w["status"] for w in record["workers"]] == ["failed", "failed"]
-    assert "scaling" not in record
+    assert [w["status"] for w in record["processes"]] == ["failed", "failed"]
+    assert "references" not in record

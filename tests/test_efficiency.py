@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from bench import efficiency, machine
+from bench import efficiency
 from bench.efficiency import EnergyMeter, RaplUnavailable, delta_uj, read_rapl
 from bench.launcher import Launcher, Limits
 from bench.pinning import read_topology, resolve
-from bench.plan import Run
+from bench.plan import Run, expand
 
 from .conftest import fake_sysfs
 
@@ -39,17 +39,28 @@ def powercap(root: Path, packages: dict[int, int], max_uj: int = MAX_UJ) -> Path
     return root
 
 
-def test_fraction_of_peak_uses_the_cores_the_run_had() -> None:
-    eff = efficiency.of_run(80.0, "fp32", PEAK, cores=1)
-    assert eff["peak_gflops"] == 160.0 and eff["fraction_of_peak"] == 0.5
-    assert eff["fraction_of_machine_peak"] == 0.25
-    assert "1 core(s) x 2.5 GHz" in eff["basis"]
+def test_the_peak_a_run_is_measured_against_is_that_of_the_cores_it_had() -> None:
+    peak = efficiency.run_peak("fp32", PEAK, cores=1)
+    assert peak["gflops"] == 160.0 and peak["machine_peak_gflops"] == 320.0
+    assert "1 core(s) x 2.5 GHz" in peak["basis"]
 
 
-def test_fraction_is_unavailable_without_a_peak_for_the_precision() -> None:
-    eff = efficiency.of_run(80.0, "bf16", PEAK, cores=2)
-    assert eff == {"status": "unavailable", "reason": "no native bf16"}
-    assert efficiency.of_run(None, "fp32", PEAK, cores=2)["status"] == "unavailable"
+def test_there_is_no_peak_without_one_for_the_precision() -> None:
+    assert efficiency.run_peak("bf16", PEAK, cores=2) == {"precision": "bf16",
+                                                          "reason": "no native bf16"}
+
+
+def test_fraction_of_peak_is_the_run_s_gflops_over_its_cores_peak() -> None:
+    from bench import record
+    from bench.results import load
+
+    doc = load(Path(__file__).parent / "fixtures/quick_vm.json")
+    run = next(r for r in doc["runs"] if r["run_id"] == "inference/tf-stock")
+    run["peak"] = efficiency.run_peak("fp32", PEAK, cores=1)
+    figs = record.figures(run)
+    assert figs["fraction of peak"].value == pytest.approx(figs["infer GFLOP/s"].value / 160.0)
+    run["peak"] = efficiency.run_peak("bf16", PEAK, cores=1)
+    assert record.figures(run)["fraction of peak"].value is None
 
 
 def test_smt_siblings_count_as_one_core(tmp_path: Path) -> None:
@@ -128,11 +139,11 @@ from pathlib import Path
 # argv: -m bench.worker TASK OUT (the launcher's command line); burn 7 J on package 0
 energy = Path({energy!r})
 energy.write_text(str(int(energy.read_text()) + 7_000_000))
-Path(sys.argv[-1]).write_text(json.dumps({{"status": "ok", "derived": {{"gflops_per_s": 80.0}}}}))
+Path(sys.argv[-1]).write_text(json.dumps({{"status": "ok"}}))
 """
 
 
-def test_launcher_records_energy_and_share_of_peak_of_an_ok_run(
+def test_launcher_records_the_energy_of_a_worker(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     root = powercap(tmp_path / "powercap", {0: 1_000_000})
     script = tmp_path / "fake-python"
@@ -140,28 +151,27 @@ def test_launcher_records_energy_and_share_of_peak_of_an_ok_run(
                       + FAKE_WORKER.format(energy=str(root / "intel-rapl:0/energy_uj")))
     script.chmod(script.stat().st_mode | stat.S_IEXEC)
     monkeypatch.setattr(efficiency, "POWERCAP", root)
-    monkeypatch.setattr(machine, "current_peak", lambda: PEAK)
     topology = read_topology()
     placement = resolve(f"cores:{min(os.sched_getaffinity(0))}", topology)
     run = Run(run_id="inference/tf-onednn", backend="tf-onednn", scenario="inference",
               params={}, model={}, data={})
-    record = Launcher(topology, tmp_path / "logs", isa={}, python=str(script)).run(
-        run, placement, Limits(timeout_s=60))
+    record = Launcher(topology, tmp_path / "logs", python=str(script)).run(
+        expand(run, placement, topology), Limits(timeout_s=60))
     assert record["status"] == "ok", record.get("error")
     assert record["energy"]["joules"] == pytest.approx(7.0)
-    assert record["efficiency"]["fraction_of_peak"] == pytest.approx(0.5)  # 80 / (1 x 160)
     json.dumps(record)
 
 
 def test_console_tables_show_the_share_of_peak_and_a_dash_without_it() -> None:
     from rich.console import Console
 
+    from bench import record
     from bench.report.console import scenario_tables
     from bench.results import load
 
     doc = load(Path(__file__).parent / "fixtures/quick_vm.json")
     ok = [r for r in doc["runs"] if r["status"] == "ok"]
-    ok[0]["efficiency"] = efficiency.of_run(80.0, "fp32", PEAK, cores=1)  # 50.0%
+    ok[0]["peak"] = {"gflops": 2 * record.figures(ok[0])["train GFLOP/s"].value}  # 50.0%
     console = Console(width=200, record=True)
     for table in scenario_tables(doc):
         console.print(table)

@@ -1,6 +1,7 @@
+import numpy as np
 import pytest
 
-from bench.measure import mean_interval, project_total, summarize, time_calls
+from bench.measure import batch_means_interval, completion_bins, summarize, time_calls
 
 
 def test_summary_matches_hand_computed_figures() -> None:
@@ -15,21 +16,37 @@ def test_summary_refuses_no_samples() -> None:
         summarize([])
 
 
-def test_mean_interval_brackets_the_mean_and_is_repeatable() -> None:
-    samples = [1.0, 1.1, 0.9, 1.05, 0.95, 1.2, 0.8]
-    lo, hi = mean_interval(samples)
+def test_batch_means_interval_brackets_the_mean_names_its_method_and_is_repeatable() -> None:
+    samples = [1.0, 1.1, 0.9, 1.05, 0.95, 1.2, 0.8, 1.0, 1.1]
+    lo, hi, method = batch_means_interval(samples)
     assert lo < sum(samples) / len(samples) < hi
-    assert (lo, hi) == mean_interval(samples)
-    assert mean_interval([2.0, 2.0, 2.0]) == (2.0, 2.0)
+    assert method == "batch means, 3 batches of 3, Student's t with 2 df"
+    assert batch_means_interval(samples) == (lo, hi, method)
+    assert batch_means_interval([2.0] * 9)[:2] == (2.0, 2.0)
 
 
-def test_projection_is_fixed_cost_plus_steps_times_mean_step() -> None:
-    p = project_total([2.0, 2.0, 2.0, 2.0], steps=1000, fixed_s=30.0)
-    assert p["kind"] == "projected"
-    assert p["total_s"] == p["total_s_low"] == p["total_s_high"] == 2030.0
-    noisy = project_total([1.0, 3.0, 2.0, 2.5, 1.5], steps=100)
-    assert noisy["total_s"] == pytest.approx(200.0)
-    assert noisy["total_s_low"] < noisy["total_s"] < noisy["total_s_high"]
+def test_batch_means_widen_the_interval_of_autocorrelated_samples() -> None:
+    """A drifting series (each step slower than the last) is not n independent samples: its
+    batch means interval is wider than the naive one over the samples taken as independent."""
+    drift = [1.0 + 0.01 * i for i in range(36)]
+    lo, hi, _ = batch_means_interval(drift)
+    naive = 2.03 * np.std(drift, ddof=1) / np.sqrt(len(drift))  # t(35 df, 0.975) ≈ 2.03
+    assert (hi - lo) / 2 > 1.5 * naive
+
+
+def test_too_few_samples_to_batch_are_their_own_batches_and_one_has_no_interval() -> None:
+    lo, hi, method = batch_means_interval([1.0, 3.0, 2.0])
+    assert lo < 2.0 < hi and method.startswith("3 samples, too few to batch")
+    assert batch_means_interval([1.0]) == (None, None, "no interval: 1 sample(s)")
+
+
+def test_completion_bins_count_requests_per_sub_window_and_merge_empty_ones() -> None:
+    ends = [0.1, 0.2, 0.3, 0.4, 1.1, 1.2, 1.3, 1.4, *(3.1 + 0.1 * i for i in range(8)), 9.9]
+    # window [0, 4): 4 bins of 1 s, the third empty → merged into the fourth: 2 s / 8 requests
+    assert completion_bins(ends, 0.0, 4.0) == pytest.approx([0.25, 0.25, 0.25])
+    assert completion_bins(ends, 5.0, 6.0) == []
+    # fewer than 4 completions a bin: fewer, longer bins
+    assert completion_bins([0.5, 1.5, 2.5, 3.5], 0.0, 4.0) == pytest.approx([1.0])
 
 
 def test_time_calls_keeps_warmup_apart_and_reaches_min_samples() -> None:

@@ -1,5 +1,10 @@
-from bench.plan import plan
+from pathlib import Path
+
+from bench.pinning import read_topology, resolve
+from bench.plan import expand, plan
 from bench.suite import parse
+
+from .conftest import fake_sysfs
 
 
 def test_runs_are_grouped_by_scenario_with_backends_side_by_side() -> None:
@@ -16,3 +21,52 @@ def test_run_ids_are_stable_and_carry_the_scenario_parameters() -> None:
     assert [r.to_dict() for r in first] == [r.to_dict() for r in second]
     assert first[0].params["batch_size"] == 8
     assert first[0].model["variant"] == "full"
+
+
+def _two_socket(tmp_path: Path):
+    return read_topology(fake_sysfs(tmp_path), allowed=set(range(8)))
+
+
+def test_instances_are_planned_as_processes_with_stable_ids_one_per_core_group(
+        tmp_path: Path) -> None:
+    topology = _two_socket(tmp_path)
+    [infer, train] = plan(parse('[suite]\nbackends = ["tf-onednn"]\n'
+                                'scenarios = ["inference", "transfer"]\n'))
+    placement = resolve("instances:2", topology)
+    planned = expand(infer, placement, topology)
+    assert planned.kind == "instances" and planned.references == ()
+    assert [(p.process_id, p.role, p.placement.cpus) for p in planned.group] == [
+        ("inference/tf-onednn#0", "instance", (0, 1)),
+        ("inference/tf-onednn#1", "instance", (2, 3))]
+    single = expand(train, placement, topology)
+    assert single.kind == "single" and single.group[0].placement.cpus == (0, 1, 2, 3)
+    assert "instances apply to inference" in single.note
+
+
+def test_data_parallel_workers_and_their_references_are_planned(tmp_path: Path) -> None:
+    topology = _two_socket(tmp_path)
+    [run] = plan(parse('[suite]\nbackends = ["tf-onednn"]\nscenarios = ["full_training"]\n'
+                       '[full_training]\nbatch_size = 64\nmicro_batch = 8\nworkers = 2\n'
+                       'measure = "full"\ntarget_accuracy = 0.5\n'))
+    planned = expand(run, resolve("all", topology), topology)
+    assert planned.kind == "workers" and planned.workers == 2 and planned.cluster is None
+    assert [(p.process_id, p.task_index, p.placement.cpus) for p in planned.group] == [
+        ("full_training/tf-onednn#0", 0, (0, 1)), ("full_training/tf-onednn#1", 1, (2, 3))]
+    alone, whole = planned.references
+    assert (alone.process_id, alone.role, alone.placement.cpus) == (
+        "full_training/tf-onednn@alone", "alone", (0, 1))
+    assert alone.params["batch_size"] == 32 and alone.params["workers"] == 1
+    assert alone.params["measure"] == "projected" and alone.params["target_accuracy"] == 0.0
+    assert (whole.role, whole.params["batch_size"], whole.placement.cpus) == (
+        "one_worker_all_cores", 64, (0, 1, 2, 3))
+    fleet = expand(run, resolve("socket:1", topology), topology,
+                   cluster=("a:1", "b:1"), task_index=1)
+    assert [(p.process_id, p.task_index) for p in fleet.group] == [
+        ("full_training/tf-onednn#1", 1)]
+    assert [p.role for p in fleet.references] == ["alone"]
+
+
+def test_a_skipped_run_starts_no_process() -> None:
+    [run] = plan(parse('[suite]\nbackends = ["openvino"]\nscenarios = ["full_training"]\n'))
+    planned = expand(run, None, None, skip_reason="does not train")
+    assert planned.skip_reason == "does not train" and planned.group == ()

@@ -289,3 +289,44 @@ def test_fixture_documents_are_not_modified_by_rendering() -> None:
     before = copy.deepcopy(doc)
     html.render(doc, "x.json", baseline=fixture("quick_vm.json"), baseline_source="q.json")
     assert doc == before
+
+
+# --- one definition of every figure ----------------------------------------------------------
+
+def _documents() -> list[Path]:
+    shared = Path(__file__).resolve().parents[2] / "shared/reference-results"
+    return sorted(FIXTURES.glob("*.json")) + sorted(shared.glob("*.json"))
+
+
+@pytest.mark.parametrize("path", _documents(), ids=lambda p: p.name)
+def test_report_compare_and_history_give_the_same_number_for_every_figure(
+        path: Path, capsys) -> None:
+    """`report --json`, `compare R R --json` and the history all read bench.record: for every
+    ok run, every judged figure is the same number under the same run id and name, compare
+    judges every ok run, and the history's training and transfer figures are those too."""
+    from bench import compare, history
+
+    assert cli.main(["report", str(path), "--json"]) == 0
+    reported = {r["run_id"]: r for r in json.loads(capsys.readouterr().out)["runs"]}
+    assert cli.main(["compare", str(path), str(path), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["rows"]
+    doc = fixture(path.name) if path.parent == FIXTURES else results.load(path)
+    ok = [r["run_id"] for r in doc["runs"] if r["status"] == "ok"]
+    judged = {r["run_id"] for r in rows if r["status"] != compare.NOT_COMPARABLE}
+    for run_id in ok:
+        assert run_id in judged or reported[run_id]["figures"], run_id
+    for row in rows:
+        if row["status"] == compare.NOT_COMPARABLE:
+            assert row["run_id"] not in ok or "schema 1" in row["note"], row
+            continue
+        assert reported[row["run_id"]]["figures"][row["metric"]]["value"] == row["base"]
+    for entry in history.entries_of(doc, path.name):
+        for name, key, scenario in (("train img/s", "train_img_s", "full_training"),
+                                    ("extract img/s", "extract_img_s", "transfer")):
+            run_id = f"{scenario}/{entry['backend']}"
+            if entry[key] is not None:
+                assert reported[run_id]["figures"][name]["value"] == entry[key]
+        if entry["train_total_h"] is not None:
+            total = reported[f"full_training/{entry['backend']}"]["figures"]["train total s"]
+            assert total["value"] / 3600 == entry["train_total_h"]
+            assert total["kind"] == entry["train_kind"]

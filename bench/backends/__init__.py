@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from bench.measure import summarize, time_calls
+from bench.measure import time_calls
+from bench.record import Series
 
 BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 TRAINING_SCENARIOS = ("full_training", "fine_tune")  # they train the network itself
@@ -60,14 +61,14 @@ class Backend(ABC):
         """A function running one forward pass on a batch of `batch_size`, returning numpy."""
 
     def throughput(self, loaded: Any, batch: np.ndarray, warmup_s: float,
-                   duration_s: float) -> dict[str, Any]:
-        """Images/s on back-to-back batches; runtimes with async queues override this."""
+                   duration_s: float) -> tuple[Series, dict[str, Any]]:
+        """Back-to-back batches: their series, and how they were driven. Runtimes with
+        asynchronous queues override this."""
         predict = self.predictor(loaded, len(batch))
         warm, timed = time_calls(lambda: predict(batch), warmup_s=warmup_s,
                                  duration_s=duration_s)
-        stats = summarize(timed)
-        return {"first_call_s": warm[0], "warmup_s": warm, "samples": timed, "stats": stats,
-                "images_per_s": len(batch) / stats["median"], "mode": "synchronous batches"}
+        return (Series.of(len(batch), warm[0], warm[1:], timed),
+                {"mode": "synchronous batches", "asynchronous": False})
 
 
 def names() -> tuple[str, ...]:

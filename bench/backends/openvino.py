@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 
 from bench.backends import Backend
-from bench.measure import summarize
+from bench.measure import completion_bins
+from bench.record import Series
 
 _PRECISION = {"fp32": "f32", "bf16": "bf16"}
 
@@ -93,7 +94,8 @@ class OpenVinoBackend(Backend):
         return run
 
     def throughput(self, loaded: Any, batch: np.ndarray, warmup_s: float,
-                   duration_s: float) -> dict[str, Any]:
+                   duration_s: float) -> tuple[Series, dict[str, Any]]:
+        """An AsyncInferQueue kept full, as benchmark_app does; completions counted in bins."""
         import openvino as ov
 
         compiled = self._compile(loaded, len(batch), "THROUGHPUT")
@@ -107,13 +109,13 @@ class OpenVinoBackend(Backend):
         while time.perf_counter() < window_end:
             queue.start_async({0: batch}, time.perf_counter())
         queue.wait_all()
-        in_window = [(s, e) for s, e in done if window_start <= e <= window_end]
-        if not in_window:
+        ends = [e for _, e in done]
+        steady = completion_bins(ends, window_start, window_end)
+        if not steady:
             raise RuntimeError(f"no request completed in the {duration_s:g} s window; "
                                f"raise inference.duration_s")
-        latencies = [e - s for s, e in in_window]
-        warm = [e - s for s, e in done if e < window_start]
-        return {"first_call_s": (warm or latencies)[0], "warmup_s": warm, "samples": latencies,
-                "stats": summarize(latencies),
-                "images_per_s": len(in_window) * len(batch) / duration_s,
-                "mode": f"async queue of {len(queue)} requests, completions in the window"}
+        warm = completion_bins(ends, min(ends), window_start)
+        first = done[0][1] - done[0][0]
+        return (Series.of(len(batch), first, warm, steady, per="bin"),
+                {"mode": f"async queue of {len(queue)} requests, completions counted in "
+                         f"bins of the window", "asynchronous": True, "requests": len(queue)})

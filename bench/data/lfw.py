@@ -260,9 +260,12 @@ def _subset(index: ImageIndex, keep: np.ndarray) -> ImageIndex:
                       dropped=index.dropped)
 
 
+MEAN, SCALE = 127.5, 128.0  # facenet's fixed image standardisation
+
+
 def dataset(index: ImageIndex, image_size: int, batch_size: int, *, shuffle: bool = False,
             seed: int = 0, repeat: bool = False, cache: bool = True,
-            drop_remainder: bool = False) -> tf.data.Dataset:
+            drop_remainder: bool = False, raw: bool = False) -> tf.data.Dataset:
     """Batches of (images float32 [B,H,W,3] standardised (x-127.5)/128, labels int32 [B]).
 
     Each image is decoded (JPEG or PNG; grayscale becomes 3 channels), centrally cropped to a
@@ -270,6 +273,7 @@ def dataset(index: ImageIndex, image_size: int, batch_size: int, *, shuffle: boo
     uint8 (a quarter of float32's memory: 77 KB per 160 px image). Standardisation happens after
     batching, one op per batch. Order is the index's unless `shuffle` (reshuffled each epoch,
     reproducible with `seed`); `repeat` repeats forever, with batches running across epochs.
+    `raw`: the uint8 images, not standardised (`standardise` does it later, on numpy batches).
     """
     import tensorflow as tf
 
@@ -290,8 +294,8 @@ def dataset(index: ImageIndex, image_size: int, batch_size: int, *, shuffle: boo
                                 antialias=True)
         return tf.cast(tf.clip_by_value(tf.round(image), 0.0, 255.0), tf.uint8), label
 
-    def standardise(images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        return (tf.cast(images, tf.float32) - 127.5) / 128.0, labels
+    def standardised(images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        return (tf.cast(images, tf.float32) - MEAN) / SCALE, labels
 
     ds = tf.data.Dataset.from_tensor_slices(
         (tf.constant(index.paths, tf.string), tf.constant(index.labels, tf.int32)))
@@ -303,8 +307,14 @@ def dataset(index: ImageIndex, image_size: int, batch_size: int, *, shuffle: boo
     if repeat:
         ds = ds.repeat()
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
-    ds = ds.map(standardise, num_parallel_calls=autotune, deterministic=True)
+    if not raw:
+        ds = ds.map(standardised, num_parallel_calls=autotune, deterministic=True)
     return ds.prefetch(autotune)
+
+
+def standardise(images: np.ndarray) -> np.ndarray:
+    """facenet's fixed standardisation of decoded uint8 images: (x - 127.5) / 128, float32."""
+    return (images.astype(np.float32) - MEAN) / SCALE
 
 
 def pipeline_throughput(ds: tf.data.Dataset, batches: int) -> float:

@@ -17,7 +17,7 @@ import matplotlib
 from matplotlib.figure import Figure  # not pyplot: no GUI backend, no global figure state
 from matplotlib.patches import Patch
 
-from bench import summary
+from bench import record, summary
 
 TRADITIONAL = "#2f5d8a"   # deep learning from scratch (the paper's baseline)
 TRANSFER = "#e07b28"      # transfer learning
@@ -81,7 +81,7 @@ def figure3_groups(doc: dict[str, Any]) -> list[dict[str, Any]]:
 
     Each group: label, the two absolute times, and whether each is projected.
     """
-    p = summary.PAPER
+    p = record.PAPER
     groups = [{"label": "white paper\n2S Xeon Gold 6148\n(reported)", "kind": "paper",
                "full_s": p["full_training_s"], "transfer_s": p["transfer_s"],
                "full_projected": False, "transfer_projected": False}]

@@ -8,7 +8,7 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from bench import summary
+from bench import record, summary
 
 
 def duration(seconds: float | None) -> str:
@@ -35,13 +35,10 @@ def quality_lines(doc: dict[str, Any]) -> list[str]:
                 f"{e['accuracy_std']:.1%} (squared Euclidean) / {a['accuracy']:.1%} (angular), "
                 f"VAL@FAR={e['far_target']:g} {e['val']:.1%}, AUC {e['auc']:.3f}, "
                 f"EER {e['eer']:.1%}" + ("*" if r.get("accuracy_note") else ""))
-        check = r.get("projection_check")
+        check = record.figures(r).get("projection error")
         if check:
-            lines.append(
-                f"{r['run_id']}: projection check — projected {duration(check['total_s'])} "
-                f"from the first {check['window_steps']} steady micro-steps vs "
-                f"{duration(check['measured_s'])} measured: error {check['error']:+.1%}"
-                + ("" if check["within_interval"] else " (outside the 95% interval)"))
+            lines.append(f"{r['run_id']}: projection check — error {check.value:+.1%}: "
+                         f"{check.note}")
         tta = r.get("time_to_accuracy")
         if tta:
             when = (f"reached in {duration(tta['elapsed_s'])} of training" if tta["reached"]
@@ -59,10 +56,6 @@ def _num(value: float | None, fmt: str = ".1f") -> str:
     return "—" if value is None else format(value, fmt)
 
 
-def _kind(total: dict[str, Any]) -> str:
-    return "projected" if total.get("kind") == "projected" else "measured"
-
-
 def _table(title: str, *columns: str, left: int = 1) -> Table:
     """A table whose first `left` columns are text (left-aligned) and the rest figures."""
     table = Table(title=title, title_justify="left")
@@ -76,14 +69,16 @@ def _acc(run: dict[str, Any]) -> str:
     return "—" if acc is None else f"{acc:.1%}" + ("*" if run.get("accuracy_note") else "")
 
 
-def _peak(run: dict[str, Any]) -> str:
-    """Achieved GFLOP/s as a share of the peak of the cores the run had, at its precision."""
-    fraction = (run.get("efficiency") or {}).get("fraction_of_peak")
-    return "—" if fraction is None else f"{fraction:.1%}"
+def _fraction(figure: record.Figure | None) -> str:
+    return "—" if figure is None or figure.value is None else f"{figure.value:.1%}"
 
 
 def _rss(run: dict[str, Any]) -> str:
-    return f"{run.get('peak_rss_mb', 0) / 1024:.1f} GB"
+    return f"{(run.get('peak_rss_mb') or 0) / 1024:.1f} GB"
+
+
+def _total(figure: record.Figure) -> str:
+    return duration(figure.value) + (" projected" if figure.kind == "projected" else "")
 
 
 def scenario_tables(doc: dict[str, Any]) -> list[Table]:
@@ -92,16 +87,18 @@ def scenario_tables(doc: dict[str, Any]) -> list[Table]:
     tables = []
     train = [r for r in ok if r["scenario"] == "full_training"]
     if train:
-        t = _table("Full training (from scratch)", "backend", "img/s", "input pipeline img/s",
-                   "first step", "total", "", "GFLOP/s", "% peak", "peak RSS")
+        t = _table("Full training (from scratch; img/s of whole updates)", "backend", "img/s",
+                   "input pipeline img/s", "data fill", "first step", "total", "GFLOP/s",
+                   "% peak", "peak RSS")
         for r in train:
+            f = record.figures(r)
             workers = r["params"].get("workers", 1)
             t.add_row(r["backend"] + (f" ({workers} workers)" if workers > 1 else ""),
-                      f"{r['derived']['images_per_s']:.2f}",
-                      _num(r["derived"].get("input_pipeline_images_per_s"), ".0f"),
-                      duration(r["first_step_s"]), duration(r["total"]["total_s"]),
-                      _kind(r["total"]), _num(r["derived"]["gflops_per_s"]), _peak(r),
-                      _rss(r))
+                      _num(f["train img/s"].value, ".2f"),
+                      _num(f["input pipeline img/s"].value, ".0f"),
+                      duration(f["data fill s"].value), duration(f["first step s"].value),
+                      _total(f["train total s"]), _num(f["train GFLOP/s"].value),
+                      _fraction(f["fraction of peak"]), _rss(r))
         tables.append(t)
     scaling = summary.scaling_rows(doc)
     if scaling:
@@ -109,16 +106,18 @@ def scenario_tables(doc: dict[str, Any]) -> list[Table]:
     transfer = [r for r in ok if r["scenario"] == "transfer"]
     if transfer:
         t = _table("Transfer (embed once, train the head)", "backend", "extract img/s",
-                   "% peak", "extraction", "head", "total", "accuracy", "from random weights",
-                   "chance", "peak RSS")
+                   "% peak", "decode", "extraction", "head (tracing)", "total", "accuracy",
+                   "from random weights", "chance", "peak RSS")
         for r in transfer:
+            f = record.figures(r)
             rand = r.get("accuracy_random_weights")
-            t.add_row(r["backend"], f"{r['derived']['extraction_images_per_s']:.1f}",
-                      _peak(r), duration(r["extraction_s"]),
-                      f"{duration(r['head_s'])} {r.get('head', '')}",
-                      duration(r["total"]["total_s"]), _acc(r),
-                      "—" if rand is None else f"{rand:.1%}", f"{r['chance_accuracy']:.1%}",
-                      _rss(r))
+            t.add_row(r["backend"], _num(f["extract img/s"].value),
+                      _fraction(f["fraction of peak"]), duration(f["decode s"].value),
+                      duration(f["extraction s"].value),
+                      f"{duration(f['head s'].value)} ({duration(f['head trace s'].value)}) "
+                      f"{r.get('head', '')}", _total(f["transfer total s"]), _acc(r),
+                      "—" if rand is None else f"{rand:.1%}",
+                      _num(r.get("chance_accuracy"), ".1%"), _rss(r))
         tables.append(t)
     tune = [r for r in ok if r["scenario"] == "fine_tune"]
     if tune:
@@ -126,10 +125,11 @@ def scenario_tables(doc: dict[str, Any]) -> list[Table]:
                    "trainable weights", "img/s", "first step", "stage time", "elapsed",
                    "accuracy", left=2)
         for r in tune:
-            for st in r["stages"]:
+            f = record.figures(r)
+            for k, st in enumerate(r["stages"], start=1):
                 t.add_row(r["backend"], " + ".join(st["unfrozen"]),
-                          f"{st['trainable_weights']:,}", f"{st['images_per_s']:.2f}",
-                          duration(st["first_step_s"]), duration(st["stage_s"]),
+                          f"{st['trainable_weights']:,}", _num(f[f"stage {k} img/s"].value, ".2f"),
+                          duration(st["series"].get("first")), duration(st["stage_s"]),
                           duration(st["elapsed_s"]),
                           f"{st['accuracy']:.1%}" + ("*" if r.get("accuracy_note") else ""))
         tables.append(t)
@@ -138,11 +138,13 @@ def scenario_tables(doc: dict[str, Any]) -> list[Table]:
         t = _table("Inference (embedding)", "backend", "p50 ms", "p90 ms", "p99 ms",
                    "bs1 img/s", "img/s", "batch", "GFLOP/s", "% peak", "peak RSS")
         for r in infer:
-            d = r["derived"]
-            t.add_row(r["backend"], f"{d['latency_ms_p50']:.1f}", f"{d['latency_ms_p90']:.1f}",
-                      f"{d['latency_ms_p99']:.1f}", f"{d['bs1_images_per_s']:.1f}",
-                      f"{d['images_per_s']:.1f}", str(d["batch_size"]),
-                      _num(d["gflops_per_s"]), _peak(r), _rss(r))
+            f = record.figures(r)
+            batch = r["params"]["batch_size"]
+            t.add_row(r["backend"], _num(f["latency bs1 p50 ms"].value),
+                      _num(f["latency bs1 p90 ms"].value), _num(f["latency bs1 p99 ms"].value),
+                      _num(f["bs1 img/s"].value), _num(f[f"throughput bs{batch} img/s"].value),
+                      str(batch), _num(f["infer GFLOP/s"].value),
+                      _fraction(f["fraction of peak"]), _rss(r))
         tables.append(t)
     return tables
 
@@ -176,7 +178,7 @@ def scaling_table(rows: list[dict[str, Any]]) -> Table:
 
 
 def paper_table(doc: dict[str, Any]) -> Table:
-    p = summary.PAPER
+    p = record.PAPER
     table = _table("Transfer learning vs full training, beside the white paper", "who",
                    "basis", "full training", "transfer", "speed-up", left=2)
     table.add_row("paper", f"{p['machine']}, {p['software']}, LFW, 160 px", "~20 h", "~15 min",

@@ -15,7 +15,7 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
-from bench import __version__, summary
+from bench import __version__, record, summary
 from bench.compare import Row
 from bench.report import charts
 from bench.report.console import duration, quality_lines
@@ -33,7 +33,11 @@ def _num(value: float | None, fmt: str = ".1f") -> str:
     return "—" if value is None else format(value, fmt)
 
 
-_ENV.filters.update(duration=duration, num=_num)
+def _pct(value: float | None) -> str:
+    return "—" if value is None else f"{value:.1%}"
+
+
+_ENV.filters.update(duration=duration, num=_num, pct=_pct)
 
 
 def default_path(result_path: str | Path, reports_dir: str | Path = "reports") -> Path:
@@ -78,12 +82,13 @@ def speedup_matrix(doc: dict[str, Any]) -> dict[str, Any]:
     for row in rows:
         for c in row["cells"]:
             c["bar"] = 0 if c["ratio"] is None else round(100 * c["ratio"] / max(top, 1.0), 1)
-    headers = [{"scenario": s, "figure": summary.headline({"scenario": s})[0]} for s in scenarios]
+    params = {r.get("scenario"): r.get("params", {}) for r in doc["runs"]}
+    headers = [{"scenario": s, "figure": record.headline_name(s, params[s])} for s in scenarios]
     return {"headers": headers, "rows": rows, "baseline": base}
 
 
 def paper_rows(doc: dict[str, Any]) -> list[dict[str, Any]]:
-    p = summary.PAPER
+    p = record.PAPER
     rows = [{"who": "white paper", "basis": f"{p['machine']}, {p['software']}, LFW, 160 px",
              "full": "~20 h", "transfer": "~15 min", "speedup": "~80x", "kind": "reported"}]
     for row in summary.speedups(doc):
@@ -131,7 +136,10 @@ def _software_facts(doc: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def _ok(doc: dict[str, Any], scenario: str) -> list[dict[str, Any]]:
-    return [r for r in doc["runs"] if r.get("status") == "ok" and r.get("scenario") == scenario]
+    """The ok runs of a scenario, each with its figures (bench.record: the page computes none)."""
+    return [{"run": r, "figures": record.figures(r),
+             "throughput": record.headline_name(scenario, r["params"])}
+            for r in doc["runs"] if r.get("status") == "ok" and r.get("scenario") == scenario]
 
 
 def context(doc: dict[str, Any], source: str, baseline: dict[str, Any] | None = None,
@@ -146,7 +154,7 @@ def context(doc: dict[str, Any], source: str, baseline: dict[str, Any] | None = 
         "commit": project.get("commit") or "unknown",
         "dirty": bool(project.get("dirty")),
         "figure3": _svg(charts.figure3(doc)),
-        "paper": summary.PAPER,
+        "paper": record.PAPER,
         "paper_rows": paper_rows(doc),
         "matrix": speedup_matrix(doc),
         "training": _ok(doc, "full_training"),

@@ -14,9 +14,10 @@ import numpy as np
 
 from bench.backends import Backend
 from bench.data import lfw
-from bench.measure import summarize, time_calls
+from bench.measure import time_calls
 from bench.models import facenet
 from bench.parity import parity_embeddings
+from bench.record import Series
 from bench.scenarios import Progress
 from bench.scenarios.common import prepare
 from bench.suite import InferenceSpec
@@ -40,26 +41,13 @@ def run(run: dict[str, Any], backend: Backend, progress: Progress) -> dict[str, 
     predict = backend.predictor(loaded, 1)
     warm, timed = time_calls(lambda: predict(batch[:1]), warmup_s=spec.warmup_s,
                              duration_s=spec.duration_s)
-    lat = summarize(timed)
     label = f"throughput_bs{spec.batch_size}"
     progress(f"{label}: warm-up {spec.warmup_s:g} s + {spec.duration_s:g} s")
-    thr = backend.throughput(loaded, batch, spec.warmup_s, spec.duration_s)
+    series, driven = backend.throughput(loaded, batch, spec.warmup_s, spec.duration_s)
     return {
         "model": facts,
         "data": split.describe(),
-        "first_call_s": {"latency_bs1": warm[0], label: thr["first_call_s"]},
-        "samples": {"latency_bs1": timed, "latency_bs1_warmup": warm, label: thr["samples"],
-                    f"{label}_warmup": thr["warmup_s"]},
-        "stats": {"latency_bs1": lat, label: thr["stats"]},
-        "throughput_mode": thr["mode"],
+        "series": {"latency_bs1": Series.of(1, warm[0], warm[1:], timed), label: series},
+        "throughput": driven,
         "parity": {"embeddings": parity_embeddings(predict, batch)},
-        "derived": {
-            "latency_ms_p50": lat["median"] * 1e3,
-            "latency_ms_p90": lat["p90"] * 1e3,
-            "latency_ms_p99": lat["p99"] * 1e3,
-            "bs1_images_per_s": 1 / lat["median"],
-            "images_per_s": thr["images_per_s"],
-            "batch_size": spec.batch_size,
-            "gflops_per_s": thr["images_per_s"] * facts["forward_flops"] / 1e9,
-        },
     }

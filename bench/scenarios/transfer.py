@@ -1,6 +1,8 @@
 """Transfer learning as in Figure 1 of the paper: embed once with a frozen network, train a head.
 
-Extraction runs the backend's forward pass once over every image (training and held-out); the
+The images are decoded first, before the clock (`decode_s`, part of the transfer's total but
+not of the extraction rate). Extraction runs the backend's forward pass once over every image
+(training and held-out); the
 head — a softmax layer, or facenet's linear SVM, on the 512-d embeddings — is trained full-batch
 in compiled loops, because on a few thousand 512-d vectors per-batch overhead would dominate.
 With pretrained weights, the same transfer from random weights is run too (not timed as the
@@ -18,10 +20,10 @@ import numpy as np
 
 from bench.backends import Backend
 from bench.data import lfw
-from bench.measure import summarize
 from bench.models import facenet
 from bench.models.store import build_base, random_init
 from bench.parity import PARITY_IMAGES, stored
+from bench.record import Series
 from bench.scenarios import Progress
 from bench.scenarios.common import prepare
 from bench.suite import TransferSpec
@@ -30,32 +32,34 @@ RANDOM_WEIGHTS_NOTE = ("random weights (no --weights given): extraction and head
                        "the accuracy means nothing about transfer")
 
 
-def extract(predict, index: lfw.ImageIndex, image_size: int, batch_size: int,
-            progress: Progress, phase: str) -> tuple[np.ndarray, list[float], list[int]]:
-    """Embeddings of every image in `index`, in order; each batch's seconds and image count.
+def decode(index: lfw.ImageIndex, image_size: int) -> np.ndarray:
+    """Every image of `index`, decoded and resized (uint8, in order): the data, before the clock."""
+    return np.concatenate([x.numpy() for x, _ in
+                           lfw.dataset(index, image_size, 64, cache=False, raw=True)])
 
-    A batch's time includes fetching it: on this first pass the pipeline decodes the images,
-    which is part of what extraction costs. A short last batch is padded to the full batch, so
-    that every call has one shape and no runtime traces or compiles a second graph.
+
+def extract(predict, images: np.ndarray, batch_size: int, progress: Progress,
+            phase: str) -> tuple[np.ndarray, list[float]]:
+    """Embeddings of `images` (decoded, uint8) in order, and each batch's forward-pass seconds.
+
+    Only the forward pass is timed: standardising and padding a batch happen before its clock.
+    A short last batch is padded to the full batch, so that every call has one shape and no
+    runtime traces or compiles a second graph.
     """
     outputs, seconds = [], []
-    total = len(index.paths)
-    it = iter(lfw.dataset(index, image_size, batch_size))
-    while True:
-        t0 = time.perf_counter()
-        try:
-            images, _ = next(it)
-        except StopIteration:
-            break
-        batch = images.numpy()
+    total = len(images)
+    for start in range(0, total, batch_size):
+        batch = lfw.standardise(images[start:start + batch_size])
         n = len(batch)
         if n < batch_size:
             batch = np.concatenate([batch, np.zeros((batch_size - n, *batch.shape[1:]),
                                                     batch.dtype)])
-        outputs.append(predict(batch)[:n])
+        t0 = time.perf_counter()
+        embedded = predict(batch)
         seconds.append(time.perf_counter() - t0)
-        progress(phase, min(len(outputs) * batch_size, total), total)
-    return np.concatenate(outputs), seconds, [len(o) for o in outputs]
+        outputs.append(embedded[:n])
+        progress(phase, min(start + batch_size, total), total)
+    return np.concatenate(outputs), seconds
 
 
 def _head_loss(kind: str):
@@ -106,27 +110,32 @@ def train_head(train_x: np.ndarray, train_y: np.ndarray, classes: int, spec: Tra
     def logits(features: np.ndarray) -> np.ndarray:
         return head(tf.constant(features, tf.float32)).numpy()
 
+    t0 = time.perf_counter()
+    fit.get_concrete_function(tf.TensorSpec([], tf.int32))  # trace and compile, off the clock
+    trace_s = time.perf_counter() - t0
     chunk = max(1, spec.head_steps // 20) if evaluate else spec.head_steps
     done, elapsed, loss, reached = 0, 0.0, float("nan"), None
     while done < spec.head_steps:
         n = min(chunk, spec.head_steps - done)
         t0 = time.perf_counter()
-        loss = float(fit(tf.constant(n)))
+        loss = float(fit(tf.constant(n, tf.int32)))
         elapsed += time.perf_counter() - t0
         done += n
         if evaluate and reached is None and evaluate(logits) >= spec.target_accuracy:
             reached = elapsed
-    return {"logits": logits, "final_loss": loss, "seconds": elapsed, "reached_s": reached}
+    return {"logits": logits, "final_loss": loss, "seconds": elapsed, "trace_s": trace_s,
+            "reached_s": reached}
 
 
 def _accuracy(logits, features: np.ndarray, labels: tuple[int, ...]) -> float:
     return float(np.mean(np.argmax(logits(features), axis=1) == np.asarray(labels)))
 
 
-def _embed_all(predict, split, size: int, spec: TransferSpec, progress: Progress, label: str):
-    train = extract(predict, split.train, size, spec.batch_size, progress,
+def _embed_all(predict, images: tuple[np.ndarray, np.ndarray], spec: TransferSpec,
+               progress: Progress, label: str):
+    train = extract(predict, images[0], spec.batch_size, progress,
                     f"extract embeddings{label} (train)")
-    test = extract(predict, split.test, size, spec.batch_size, progress,
+    test = extract(predict, images[1], spec.batch_size, progress,
                    f"extract embeddings{label} (test)")
     return train, test
 
@@ -140,7 +149,7 @@ def verify(predict, split, embedded: dict[str, np.ndarray], size: int, batch_siz
     t0 = time.perf_counter()
     if todo:
         extra = lfw.ImageIndex(split.root, tuple(todo), (0,) * len(todo), ("?",))
-        x, _, _ = extract(predict, extra, size, batch_size, progress, "embed pair images")
+        x, _ = extract(predict, decode(extra, size), batch_size, progress, "embed pair images")
         embedded = {**embedded, **dict(zip(todo, x, strict=True))}
     rows = np.stack([embedded[p] for p in pair_set.images])
     figures = {name: pair_set.evaluate(rows, metric=name).to_dict()
@@ -158,9 +167,13 @@ def run(run: dict[str, Any], backend: Backend, progress: Progress) -> dict[str, 
     loaded = backend.load(facenet.embedding_model(base), Path(facts["weights"]))
     predict = backend.predictor(loaded, spec.batch_size)
 
+    progress("decode the images (before the clock)")
     t0 = time.perf_counter()
-    (train_x, train_s, train_n), (test_x, test_s, test_n) = _embed_all(
-        predict, split, size, spec, progress, "")
+    images = decode(split.train, size), decode(split.test, size)
+    decode_s = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    (train_x, train_s), (test_x, test_s) = _embed_all(predict, images, spec, progress, "")
     extraction_s = time.perf_counter() - t0
 
     progress("train head")
@@ -171,37 +184,27 @@ def run(run: dict[str, Any], backend: Backend, progress: Progress) -> dict[str, 
     head = train_head(train_x, train_y, classes, spec, evaluate)
     accuracy = _accuracy(head["logits"], test_x, split.test.labels)
 
-    # Steady extraction rate: every batch after the first (which traces the graph), weighted
-    # by its images — a mean rate, as the total it projects is a sum.
-    seconds, sizes = train_s + test_s, train_n + test_n
-    steady = seconds[1:] or seconds
-    extraction_img_s = (sum(sizes[1:]) or sizes[0]) / sum(steady)
+    # Every batch is one full batch of work (the last is padded); the first traces the graph.
+    seconds = train_s + test_s
     out: dict[str, Any] = {
         "model": facts,
         "data": split.describe(),
-        "samples": {"extract_batch_s": seconds, "extract_batch_images": sizes},
-        "stats": {"extract_batch_s": summarize(steady)},
-        "first_batch_s": train_s[0],
-        "extraction_s": extraction_s,
+        "series": {"extract_batch": Series.of(spec.batch_size, seconds[0], [], seconds[1:])},
+        "measured": {"decode_s": decode_s, "extraction_s": extraction_s,
+                    "head_trace_s": head["trace_s"], "head_s": head["seconds"]},
         "head": spec.head,
-        "head_s": head["seconds"],
         "head_final_loss": head["final_loss"],
-        "total": {"kind": "measured", "total_s": extraction_s + head["seconds"]},
         "accuracy": accuracy,
         "parity": {"embeddings": stored(test_x[:PARITY_IMAGES])},
         "chance_accuracy": 1 / classes,
-        "derived": {
-            "images": sum(sizes),
-            "extraction_images_per_s": extraction_img_s,
-            "gflops_per_s": extraction_img_s * facts["forward_flops"] / 1e9,
-        },
     }
     if spec.target_accuracy:
         reached = head["reached_s"]
         out["time_to_accuracy"] = {
             "target": spec.target_accuracy, "evaluation": "off the clock",
             "reached": reached is not None,
-            **({"elapsed_s": extraction_s + reached} if reached is not None else {})}
+            **({"elapsed_s": decode_s + extraction_s + head["trace_s"] + reached}
+               if reached is not None else {})}
     if split.pairs is not None:
         progress("LFW verification protocol (off the clock)")
         embedded = dict(zip(split.train.paths + split.test.paths,
@@ -216,8 +219,8 @@ def run(run: dict[str, Any], backend: Backend, progress: Progress) -> dict[str, 
         random_weights = random_init(run["model"], run["data"]["seed"])
         random = build_base({**run["model"], "weights": random_weights})
         rand_loaded = backend.load(facenet.embedding_model(random), Path(random_weights))
-        (rx, _, _), (rtx, _, _) = _embed_all(backend.predictor(rand_loaded, spec.batch_size),
-                                              split, size, spec, progress, " (random weights)")
+        (rx, _), (rtx, _) = _embed_all(backend.predictor(rand_loaded, spec.batch_size),
+                                        images, spec, progress, " (random weights)")
         rhead = train_head(rx, train_y, classes, spec)
         out["accuracy_random_weights"] = _accuracy(rhead["logits"], rtx, split.test.labels)
     return out

@@ -1,9 +1,9 @@
 """Micro-benchmarks (pytest-benchmark) of the small FaceNet: one training step, batch-1 inference.
 
-Not part of `make test` (pyproject's addopts ignores this folder): `make microbench` runs them.
-They time the same code the scenarios run (bench.training.make_trainer, the
-embedding model) in this process, without the harness — a quick check of a change to the model
-or the training step:
+pyproject's addopts ignores this folder: `make microbench` times them, and `make test` runs each
+once, untimed (--benchmark-disable), so that they cannot break unnoticed. They time the same
+code the scenarios run (bench.training.make_trainer, the embedding model) in this process,
+without the harness — a quick check of a change to the model or the training step:
 
     make microbench ARGS=--benchmark-save=base        # stores .benchmarks/<machine>/0001_base.json
     make microbench ARGS="--benchmark-compare --benchmark-compare-fail=median:10%"
@@ -42,14 +42,14 @@ def images() -> np.ndarray:
 def test_train_step_small_model(benchmark, base, images) -> None:
     """One micro-step (forward, backward, gradient accumulation) on a batch of 8 at 96 px."""
     model = facenet.classifier_model(base, CLASSES)
-    micro_step, update = make_trainer(model, FullTrainingSpec(batch_size=BATCH,
-                                                              micro_batch=BATCH))
+    trainer = make_trainer(model, FullTrainingSpec(batch_size=BATCH, micro_batch=BATCH))
+    micro_step = trainer.micro_step
     labels = tf.constant(np.arange(BATCH) % CLASSES, tf.int32)
     x = tf.constant(images)
     float(micro_step(x, labels))  # trace outside the timing, as the scenario reports it apart
     loss = benchmark.pedantic(lambda: float(micro_step(x, labels)), rounds=15,
                               warmup_rounds=2, iterations=1)
-    update()
+    trainer.update()
     assert np.isfinite(loss)
 
 

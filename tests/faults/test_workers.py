@@ -1,7 +1,11 @@
-"""Faults lose nothing: real workers, killed, timed out, over their memory cap, interrupted."""
+"""Faults lose nothing: workers killed, timed out, over their memory cap, interrupted.
+
+Real worker processes; where the fault is the point (a signal, a timeout, the memory cap), a
+small script stands in for `bench.worker` and does exactly that, whatever the machine's load."""
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import subprocess
@@ -11,10 +15,11 @@ from pathlib import Path
 
 import pytest
 
+from bench import launcher as launcher_module
 from bench.cli import main
 from bench.launcher import Launcher, Limits
 from bench.pinning import read_topology, resolve
-from bench.plan import plan
+from bench.plan import expand, plan
 from bench.results import load
 from bench.suite import parse
 
@@ -23,21 +28,51 @@ from ..conftest import only_result, write_suite
 pytestmark = pytest.mark.slow
 
 
-def test_a_timed_out_worker_is_failed_and_the_suite_goes_on(tmp_path: Path) -> None:
-    suite = write_suite(tmp_path, backends=("tf-stock",), scenarios=("inference",), timeout=2)
+def _fake_worker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, body: str) -> Path:
+    """`tlbench run` in this process with every worker replaced by a Python script `body`,
+    through the launcher's interpreter override (the one the signal tests use): what the
+    worker does is then fixed by the test, not by how fast this machine is right now."""
+    script = tmp_path / "fake-worker"
+    script.write_text(f"#!{sys.executable}\n{body}")
+    script.chmod(0o755)
+    monkeypatch.setattr(launcher_module, "Launcher",
+                        functools.partial(Launcher, python=str(script)))
+    return script
+
+
+# Sleeps far beyond any limit here: only the launcher can end it.
+SLEEPER = "import time\ntime.sleep(3600)\n"
+
+
+def test_a_timed_out_worker_is_failed_and_the_suite_goes_on(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    script = _fake_worker(tmp_path, monkeypatch, SLEEPER)
+    suite = write_suite(tmp_path, backends=("tf-stock", "tf-onednn"), scenarios=("inference",),
+                        timeout=2)
     assert main(["run", str(suite), "--out", str(tmp_path / "r")]) == 1
-    run = only_result(tmp_path / "r")["runs"][0]
-    assert run["status"] == "failed" and run["error"].startswith("timed out after 2 s")
-    assert "log_tail" in run
+    runs = only_result(tmp_path / "r")["runs"]
+    cause = "timed out after 2 s (raise timeout_s in the suite)"
+    assert [(r["run_id"], r["status"], r["error"]) for r in runs] == [
+        ("inference/tf-stock", "failed", cause), ("inference/tf-onednn", "failed", cause)]
+    assert all("log_tail" in r for r in runs)
+    assert _processes_mentioning(str(script)) == [], "a timed-out worker is killed"
 
 
-def test_a_worker_over_its_memory_cap_is_failed_with_the_cause(tmp_path: Path) -> None:
+def test_a_worker_over_its_memory_cap_is_failed_with_the_cause(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # 0.5 GiB written (so resident) beside the interpreter, twice the cap, then it waits:
+    # nothing but the cap can end it before the 600 s timeout.
+    script = _fake_worker(tmp_path, monkeypatch, "block = b'\\x01' * 2**29\n" + SLEEPER)
     suite = write_suite(tmp_path, backends=("tf-stock",), scenarios=("inference",),
-                        max_memory_gb=0.25)  # importing TensorFlow alone takes more
+                        max_memory_gb=0.25, timeout=600)
     assert main(["run", str(suite), "--out", str(tmp_path / "r")]) == 1
     run = only_result(tmp_path / "r")["runs"][0]
     assert run["status"] == "failed"
-    assert "exceeded the memory cap" in run["error"] and "max_memory_gb = 0.25" in run["error"]
+    error = run["error"]
+    assert error.startswith("exceeded the memory cap: ") and "max_memory_gb = 0.25 " in error
+    resident_gb = float(error.removeprefix("exceeded the memory cap: ").split(" GB")[0])
+    assert 0.25 <= resident_gb <= 0.75, "the worker's resident set, read when it passed the cap"
+    assert _processes_mentioning(str(script)) == [], "a worker over its cap is killed"
 
 
 def test_a_failing_run_is_recorded_and_the_next_still_runs(tmp_path: Path) -> None:
@@ -62,8 +97,8 @@ def test_a_worker_killed_by_a_signal_is_failed_with_the_signal_name(tmp_path: Pa
                               scenarios=("inference",)).read_text())
     topology = read_topology()
     placement = resolve("all", topology)
-    launcher = Launcher(topology, tmp_path / "logs", isa={}, python=str(suicide))
-    record = launcher.run(plan(suite)[0], placement, Limits(timeout_s=30))
+    launcher = Launcher(topology, tmp_path / "logs", python=str(suicide))
+    record = launcher.run(expand(plan(suite)[0], placement, topology), Limits(timeout_s=30))
     assert record["status"] == "failed"
     assert record["error"] == f"worker killed by signal {name}"
 
@@ -100,7 +135,7 @@ def test_an_interrupt_keeps_finished_runs_and_resume_runs_the_rest(tmp_path: Pat
     assert resumed["resumed_from"] == str(files[0]) and resumed["complete"] is True
     assert [(r["run_id"], r["status"], r.get("carried_from")) for r in resumed["runs"]] == [
         ("inference/tf-stock", "ok", str(files[0])), ("inference/tf-onednn", "ok", None)]
-    assert resumed["runs"][0]["derived"] == doc["runs"][0]["derived"]
+    assert resumed["runs"][0]["series"] == doc["runs"][0]["series"]
 
 
 def _processes_mentioning(text: str) -> list[int]:
