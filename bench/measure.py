@@ -6,7 +6,6 @@ import time
 from collections.abc import Callable, Sequence
 
 import numpy as np
-from scipy.stats import t as student_t
 
 
 def summarize(samples: Sequence[float]) -> dict[str, float | int]:
@@ -37,6 +36,8 @@ def batch_means_interval(samples: Sequence[float], confidence: float = 0.95
     and Student's t with b - 1 degrees of freedom. Below 4 samples each is its own batch (too
     few to batch; the method says so). Returns (low, high, the method in words); one sample
     has no interval (None, None, why)."""
+    from scipy.stats import t as student_t  # here: ITEX's environment (workers) has no scipy
+
     x = np.asarray(samples, dtype=float)
     if x.size < 2:
         return None, None, f"no interval: {x.size} sample(s)"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import tensorflow as tf
 from tensorflow import keras
 
@@ -43,15 +44,24 @@ def test_micro_batches_give_the_same_update_as_the_global_batch() -> None:
 
 
 def test_projection_check_extrapolates_the_first_window_and_reports_its_error() -> None:
-    from bench.scenarios.full_training import _projection_check
+    from bench import record
 
-    spec = FullTrainingSpec(epochs=1, steps_per_epoch=10, batch_size=16, micro_batch=16,
-                            warmup_steps=1, window_steps=3)
-    micro = [5.0, 1.0, 1.0, 1.0, 2.0, 2.0, 2.0, 2.0, 2.0]  # slowed down after the window
-    check = _projection_check(micro, [0.1] * 9, first_s=30.0, spec=spec, measured_s=50.0)
-    assert check["total_s"] == 30.0 + 9 * 1.0 + 9 * 0.1  # first + 9 micro x window mean + updates
-    assert check["error"] == check["total_s"] / 50.0 - 1 and check["within_interval"] is False
-    assert _projection_check(micro[:4], [], 30.0, spec, 40.0) is None, "no longer than its window"
+    params = {"epochs": 1, "steps_per_epoch": 10, "batch_size": 16, "micro_batch": 16,
+              "warmup_steps": 1, "window_steps": 3, "measure": "full"}
+
+    def run(samples: list[float]) -> dict:
+        return {"run_id": "full_training/x", "backend": "x", "scenario": "full_training",
+                "status": "ok", "params": params, "measured": {"total_s": 50.0},
+                "series": {"micro_step": {"work": 16, "first": 30.0, "warmup": [5.0],
+                                          "samples": samples},
+                           "update": {"work": 16, "samples": [0.1] * len(samples)}}}
+
+    slowed = [1.0, 1.0, 1.0, 2.0, 2.0, 2.0, 2.0, 2.0]  # slowed down after the window
+    check = record.figures(run(slowed))["projection error"]
+    projected = 30.0 + 9 * 1.0 + 9 * 0.1  # first + 9 micro x window mean + 9 updates
+    assert check.value == pytest.approx(projected / 50.0 - 1)
+    assert "outside the 95% interval" in check.note
+    assert "projection error" not in record.figures(run(slowed[:3])), "no longer than its window"
 
 
 def test_batchnorm_recalibration_sets_the_moving_statistics_and_leaves_the_weights() -> None:
