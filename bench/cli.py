@@ -13,6 +13,7 @@ import datetime as dt
 import json
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ from bench import __version__, distributed, machine, results
 from bench import suite as suite_mod
 from bench.data.lfw import DataError
 from bench.models.checkpoint import is_tf1_checkpoint
+from bench.models.weights import WeightsError
 from bench.pinning import PlacementError, read_topology, resolve
 from bench.plan import expand, plan
 from bench.report import console as console_report
@@ -47,18 +49,51 @@ def _interrupt(signum: int, _frame: Any) -> None:
     raise Interrupted(signal.Signals(signum).name)
 
 
-def _preflight(suite: suite_mod.Suite) -> None:
-    """Check what can be checked before any worker starts, so bad input costs no run."""
+def _preflight(suite: suite_mod.Suite, out: Console) -> None:
+    """Check what can be checked before any worker starts, so bad input costs no run: the data
+    (every bad image at once; with on_bad_image = "skip", which are left out) and the weights
+    (opened and checked against the suite's model)."""
     if suite.data.source == "lfw":
         from bench.data import lfw
 
-        lfw.scan(Path(suite.data.path).expanduser(),
-                 min_images_per_identity=suite.data.holdout_per_identity + 1)
+        index = lfw.scan(Path(suite.data.path).expanduser(),
+                         min_images_per_identity=suite.data.holdout_per_identity + 1,
+                         on_bad_image=suite.data.on_bad_image)
+        if index.skipped:
+            out.print(f"[yellow]on_bad_image = \"skip\"[/]: {len(index.skipped)} bad image(s) "
+                      f"left out and listed in the result, e.g. {index.skipped[0][0]} "
+                      f"({index.skipped[0][1]})")
     given = suite.model.weights
     if given and not (Path(given).expanduser().is_file() or is_tf1_checkpoint(given)):
         raise DataError(f"weights {given} do not exist; pass a .npz written by tlbench (e.g. by "
                         f"`tlbench pretrain`) or a TF1 checkpoint prefix (Sandberg's "
                         f"model-20180402-114759.ckpt-275)")
+    if given and not is_tf1_checkpoint(given):
+        from bench.models import weights
+
+        weights.inspect(Path(given).expanduser(), dataclasses.asdict(suite.model))
+
+
+def _clock(seconds: float) -> str:
+    minutes, s = divmod(round(seconds), 60)
+    return f"{minutes // 60}:{minutes % 60:02d}:{s:02d}"
+
+
+def _run_line(run: dict[str, Any], index: int, total: int, started: float) -> str:
+    """`[3/28] transfer/tf-stock ok: extract img/s 66.0 (6 s); elapsed 0:02:13, ETA 0:10:01`:
+    what a log shows of each finished run (the ETA: the mean run so far, times the runs left)."""
+    from bench import record
+
+    if run["status"] == "ok":
+        figure = record.headline(run)
+        what = f"{figure.name} {figure.value:.4g}" if figure and figure.value is not None else ""
+    else:
+        what = (str(run.get("reason") or run.get("error") or "no cause recorded")
+                .splitlines() or [""])[0][:120]
+    elapsed = time.monotonic() - started
+    eta = elapsed / index * (total - index)
+    return (f"[{index}/{total}] {run['run_id']} {run['status']}: {what} "
+            f"({run.get('wall_s', 0):.0f} s); elapsed {_clock(elapsed)}, ETA {_clock(eta)}")
 
 
 def _annotate_parity(doc: dict[str, Any]) -> None:
@@ -78,10 +113,10 @@ def cmd_run(args: argparse.Namespace, out: Console) -> int:
     suite = suite_mod.override(base, backends=args.backend,
                                scenarios=args.scenario, data=args.data, weights=args.weights,
                                placement=args.placement, workers=workers,
-                               pass_env=args.pass_env)
+                               pass_env=args.pass_env, skip_bad=args.skip_bad)
     topology = read_topology()
     placement = resolve(suite.placement, topology, suite.use_logical_cores)
-    _preflight(suite)
+    _preflight(suite, out)
     runs = plan(suite)
     now = dt.datetime.now(dt.UTC)
     path = results.new_path(Path(args.out), machine.machine_id(), suite.name, now)
@@ -115,9 +150,10 @@ def cmd_run(args: argparse.Namespace, out: Console) -> int:
               f"{header['machine']['cpu_model']}, CPUs {list(placement.cpus)} → {path}")
     previous = {s: signal.signal(s, _interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        with Progress(*_COLUMNS, console=out) as bars:
+        started = time.monotonic()
+        with Progress(*_COLUMNS, console=out, disable=not out.is_terminal) as bars:
             overall = bars.add_task("suite", total=len(runs))
-            for run in runs:
+            for index, run in enumerate(runs, start=1):
                 if run.run_id in carried:
                     result.add_run(carried[run.run_id])
                     bars.advance(overall)
@@ -133,6 +169,9 @@ def cmd_run(args: argparse.Namespace, out: Console) -> int:
                 bars.update(phase, description=f"  {run.run_id}: {record['status']} "
                             f"({record['wall_s']:.0f} s)", completed=1, total=1)
                 bars.advance(overall)
+                if not out.is_terminal:  # a CI log: one plain line per finished run
+                    out.print(_run_line(record, index, len(runs), started), markup=False,
+                              highlight=False, soft_wrap=True)
     except Interrupted as exc:  # the launcher has killed the running worker
         _annotate_parity(result.doc)
         result.finish(interrupted=str(exc))
@@ -168,7 +207,10 @@ def cmd_pretrain(args: argparse.Namespace, out: Console) -> int:
 
     suite = suite_mod.override(suite_mod.load(args.suite), placement=args.placement)
     placement = resolve(suite.placement, read_topology(), suite.use_logical_cores)
+    # oneDNN's runtime as the tf-onednn worker has it, without its verbose lines: this process
+    # prints to the user's terminal, and pretraining's kernels are not a measurement
     os.environ.update({**placement.environment(), **get("tf-onednn").environment()})
+    os.environ.pop("ONEDNN_VERBOSE")
     pin_self(placement.cpus)
     from bench.pretrain import pretrain
 
@@ -295,7 +337,7 @@ def cmd_machine(args: argparse.Namespace, out: Console) -> int:
 
 
 def cmd_data(args: argparse.Namespace, out: Console) -> int:
-    from bench.data import lfw, synthetic
+    from bench.data import synthetic
 
     if args.action == "synth":
         spec = synthetic.SyntheticSpec(identities=args.identities, seed=args.seed)
@@ -313,22 +355,64 @@ def cmd_data(args: argparse.Namespace, out: Console) -> int:
                   f"same-person and {written.per_fold} different-people pairs "
                   f"({len(written.pairs)} pairs of {len(written.images)} images)")
         return 0
-    index = lfw.scan(Path(args.path).expanduser())
-    out.print(f"{args.path}: {len(index.paths)} images of {len(index.names)} identities "
-              f"({index.dropped} identities dropped)")
-    pairs_file = (Path(args.pairs).expanduser() if args.pairs
-                  else Path(args.path).expanduser() / "pairs.txt")
+    return _data_check(args, out)
+
+
+def _data_check(args: argparse.Namespace, out: Console) -> int:
+    """Every problem of an LFW-layout directory (and its pairs file) in one pass, grouped by
+    kind; exit 0 when it is usable as it is, 2 when not."""
+    from bench.data import lfw, pairs
+
+    root = Path(args.path).expanduser()
+    t0 = time.perf_counter()
+    found = lfw.audit(root, min_images_per_identity=args.min_images)
+    usable_images = sum(len(images) for _, images in found.identities)
+    out.print(f"{root}: {found.images:,} image files; {len(found.identities):,} identities "
+              f"with {args.min_images} or more usable images ({usable_images:,} images)")
+    for kind, what in lfw.PROBLEM_KINDS.items():
+        listed = found.of(kind)
+        if listed:
+            style = "red" if kind == "bad image" else "yellow"
+            out.print(f"[{style}]{len(listed)} {what}[/]:")
+            for problem in listed[:args.show]:
+                out.print(f"  {problem.text()}", markup=False)
+            if len(listed) > args.show:
+                out.print(f"  ... and {len(listed) - args.show} more")
+    pairs_file = Path(args.pairs).expanduser() if args.pairs else root / "pairs.txt"
+    pairs_usable = True
     if args.pairs or pairs_file.is_file():
-        found = pairs.read_pairs(pairs_file, Path(args.path).expanduser())
-        facts = found.summary()
-        out.print(f"{pairs_file}: {facts['pairs']} pairs in {facts['folds']} folds x "
-                  f"{facts['per_fold']} per class; {facts['missing_pairs']} missing")
-        if found.missing:
-            out.print(f"[yellow]{facts['missing_pairs']} pair(s) lack an image[/] "
-                      f"({facts['missing_images']} image(s), e.g. "
-                      f"{', '.join(facts['missing_examples'])}): they are left out of the "
-                      f"LFW figures; every other pair keeps its fold")
-    return 0
+        try:
+            found_pairs = pairs.read_pairs(pairs_file, root)
+        except pairs.PairsError as exc:
+            print(f"tlbench: error: {exc}", file=sys.stderr)
+            pairs_usable = False
+        else:
+            facts = found_pairs.summary()
+            out.print(f"{pairs_file}: {facts['pairs']} pairs in {facts['folds']} folds x "
+                      f"{facts['per_fold']} per class; {facts['missing_pairs']} missing")
+            bad = {p.path for p in found.of("bad image")}
+            for pair in found_pairs.missing[:args.show]:
+                out.print(f"  {pairs_file}:{pair.line}: {pair.name1} {pair.number1} / "
+                          f"{pair.name2} {pair.number2}: an image does not exist", markup=False)
+            if found_pairs.missing:
+                out.print(f"[yellow]{len(found_pairs.missing)} pair(s) lack an image[/] "
+                          f"({facts['missing_images']} image(s)): they are left out of the LFW "
+                          f"figures; every other pair keeps its fold")
+            on_bad = [p for p in found_pairs.usable if {p.path1, p.path2} & bad]
+            if on_bad:
+                out.print(f"[red]{len(on_bad)} pair(s) name a bad image[/], e.g. "
+                          f"{pairs_file}:{on_bad[0].line}")
+    seconds = time.perf_counter() - t0
+    bad = found.of("bad image")
+    if found.usable and pairs_usable:
+        out.print(f"[green]usable as is[/] (checked in {seconds:.1f} s)")
+        return 0
+    why = (f"{len(bad)} bad image(s): replace or remove them, or leave them out with "
+           f"[data] on_bad_image = \"skip\" (tlbench run --skip-bad)" if bad
+           else "no identity has enough usable images" if not found.identities
+           else "the pairs file cannot be used")
+    out.print(f"[red]not usable as is[/]: {why} (checked in {seconds:.1f} s)")
+    return EXIT_BAD_INPUT
 
 
 def cmd_weights(args: argparse.Namespace, out: Console) -> int:
@@ -372,6 +456,9 @@ def parser() -> argparse.ArgumentParser:
                      "host; this host runs only its own worker (see README)")
     run.add_argument("--task-index", type=int, default=0, metavar="I",
                      help="with --cluster: this host's position in the worker list (0 = chief)")
+    run.add_argument("--skip-bad", action="store_true",
+                     help='leave unreadable or corrupt images of --data out, listed in the '
+                     'result ([data] on_bad_image = "skip"); default: stop before any run')
     run.add_argument("--pass-env", action="append", default=[], metavar="NAME",
                      help="pass this variable of the shell to the workers (repeatable; also "
                      "[suite] pass_env). Workers get only PATH, HOME, the locale, the cache "
@@ -431,6 +518,10 @@ def parser() -> argparse.ArgumentParser:
     check.add_argument("path")
     check.add_argument("--pairs", default="", metavar="FILE",
                        help="the pairs file to check (default: PATH/pairs.txt, if present)")
+    check.add_argument("--min-images", type=int, default=2, metavar="N",
+                       help="images an identity needs (a suite holding out 1 per identity: 2)")
+    check.add_argument("--show", type=int, default=5, metavar="N",
+                       help="how many problems of each kind to list (default 5)")
     pairs_ = dsub.add_parser("pairs", help="write a pairs.txt in LFW's format (identity-"
                              "disjoint folds) for an LFW-layout directory")
     pairs_.add_argument("path")
@@ -468,7 +559,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args, out)
     except (suite_mod.SuiteError, PlacementError, DataError, results.ResultError,
-            distributed.ClusterError) as exc:
+            distributed.ClusterError, WeightsError) as exc:
         print(f"tlbench: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
 

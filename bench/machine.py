@@ -252,10 +252,10 @@ def describe(sys_root: str | Path = SYS, cpuinfo_path: str | Path = CPUINFO,
 # The software stacks the backends run on: which environment, which packages say the version.
 STACKS = (
     ("TensorFlow", ("tf-stock", "tf-onednn", "tf-onednn-bf16"), "main",
-     ("tensorflow-cpu", "tensorflow"), ("keras",)),
+     ("tensorflow-cpu", "tensorflow"), ("keras", "numpy")),
     ("ITEX", ("itex", "itex-bf16"), "itex",
-     ("intel-extension-for-tensorflow",), ("tensorflow", "keras")),
-    ("OpenVINO", ("openvino", "openvino-bf16"), "main", ("openvino",), ()),
+     ("intel-extension-for-tensorflow",), ("tensorflow", "keras", "numpy")),
+    ("OpenVINO", ("openvino", "openvino-bf16"), "main", ("openvino",), ("numpy",)),
 )
 
 

@@ -38,8 +38,9 @@ def pretrain(model: dict[str, Any], *, identities: int, epochs: int, micro_batch
         loss = float(micro_step(images, labels))
         update()
         progress(f"pretrain (loss {loss:.2f})", step + 1, steps)
-    progress("re-estimate the BatchNorm statistics")
-    recalibrate_batchnorm(base, batches, RECALIBRATION_BATCHES)
+    recalibrate_batchnorm(base, batches, RECALIBRATION_BATCHES,
+                          progress=lambda done: progress("re-estimate the BatchNorm statistics",
+                                                         done, RECALIBRATION_BATCHES))
     path = weights.save(base, weights_path(model))  # atomic: no run reads half a file
     return {"path": str(path), "identities": len(index.names), "images": len(index.paths),
             "steps": steps, "final_loss": loss,

@@ -75,9 +75,11 @@ class DataSpec:
     max_images: int = 12  # synthetic only
     seed: int = 0
     holdout_per_identity: int = 1  # images per identity kept out of training for accuracy
+    on_bad_image: str = "error"  # "skip": leave unreadable or corrupt images out, listed
 
     def check(self, where: str) -> None:
         _one_of(f"{where}.source", self.source, ("synthetic", "lfw"))
+        _one_of(f"{where}.on_bad_image", self.on_bad_image, ("error", "skip"))
         if self.source == "lfw" and not self.path:
             _fail(f"{where}.path", 'source = "lfw" needs path = "/path/to/lfw" (or --data PATH)')
         _at_least(f"{where}.identities", self.identities, 2)
@@ -380,8 +382,8 @@ def load(path: str | Path) -> Suite:
 
 def override(suite: Suite, *, backends: typing.Sequence[str] = (),
              scenarios: typing.Sequence[str] = (), data: str = "", weights: str = "",
-             placement: str = "", workers: int = 0, pass_env: typing.Sequence[str] = ()
-             ) -> Suite:
+             placement: str = "", workers: int = 0, pass_env: typing.Sequence[str] = (),
+             skip_bad: bool = False) -> Suite:
     """Apply command-line choices (`--backend`, `--scenario`, `--data`, ...) and re-validate."""
     changes: dict[str, Any] = {}
     if workers:
@@ -395,9 +397,11 @@ def override(suite: Suite, *, backends: typing.Sequence[str] = (),
         changes["placement"] = placement
     if pass_env:
         changes["pass_env"] = tuple(dict.fromkeys([*suite.pass_env, *pass_env]))
-    if data:
-        changes["data"] = dataclasses.replace(suite.data, source="lfw", path=data)
-        changes["data"].check("--data")
+    if data or skip_bad:
+        changes["data"] = dataclasses.replace(
+            suite.data, **({"source": "lfw", "path": data} if data else {}),
+            **({"on_bad_image": "skip"} if skip_bad else {}))
+        changes["data"].check("--data" if data else "--skip-bad")
     if weights:
         changes["model"] = dataclasses.replace(suite.model, weights=weights)
     new = dataclasses.replace(suite, **changes)

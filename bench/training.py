@@ -100,7 +100,8 @@ def accuracy(model, index: lfw.ImageIndex, image_size: int, batch: int) -> float
     return correct / len(index.paths)
 
 
-def recalibrate_batchnorm(model, batches, count: int, momentum: float = 0.9) -> None:
+def recalibrate_batchnorm(model, batches, count: int, momentum: float = 0.9,
+                          progress=lambda done: None) -> None:
     """Re-estimate every BatchNorm's moving mean and variance from `count` batches run in
     training mode, the weights untouched.
 
@@ -120,8 +121,9 @@ def recalibrate_batchnorm(model, batches, count: int, momentum: float = 0.9) -> 
         layer.momentum = momentum
     forward = tf.function(lambda images: model(images, training=True))  # traced with `momentum`
     try:
-        for _, (images, _labels) in zip(range(count), batches, strict=False):
+        for i, (images, _labels) in zip(range(count), batches, strict=False):
             forward(images)
+            progress(i + 1)
     finally:
         for layer, value in zip(norms, kept, strict=True):
             layer.momentum = value

@@ -311,3 +311,77 @@ def test_identity_is_learnable_but_not_trivial(tmp_path: Path) -> None:
     accuracy = float((distances.argmin(1) == y_test).mean())
     chance = 1 / spec.identities
     assert 3 * chance <= accuracy <= 0.9, accuracy
+
+
+# --- a real download's faults, found in one pass ----------------------------------------------
+
+def faulty_lfw(root: Path) -> dict[str, Path]:
+    """An LFW copy with the faults real downloads have; returns the faulty paths by kind."""
+    rng = np.random.default_rng(2)
+    for name in ("Alice", "Bob", "Carol"):
+        for i in range(1, 4):
+            _write(root / name / f"{name}_{i:04d}.jpg", rng.integers(0, 256, (40, 40, 3),
+                                                                     np.uint8), "jpeg")
+    _write(root / "Bob" / "Bob_0004.png", rng.integers(0, 256, (40, 30, 3), np.uint8))
+    _write(root / "Carol" / "Carol_0004.png", rng.integers(0, 256, (30, 30, 1), np.uint8))
+    faults = {"truncated": root / "Alice" / "Alice_0002.jpg",
+              "empty": root / "Bob" / "Bob_0002.jpg",
+              "ds_store": root / "Alice" / ".DS_Store", "thumbs": root / "Bob" / "Thumbs.db",
+              "readme": root / "README.txt", "single": root / "Dave"}
+    data = faults["truncated"].read_bytes()
+    faults["truncated"].write_bytes(data[: len(data) // 2])
+    faults["empty"].write_bytes(b"")
+    for stray in ("ds_store", "thumbs", "readme"):
+        faults[stray].write_bytes(b"\x00junk")
+    _write(root / "Dave" / "Dave_0001.jpg", rng.integers(0, 256, (40, 40, 3), np.uint8), "jpeg")
+    (root / "pairs.txt").write_text("1\t2\nAlice\t1\t3\nBob\t1\t9\nAlice\t1\tCarol\t1\n"
+                                    "Bob\t3\tEve\t1\n")
+    return faults
+
+
+def test_audit_finds_every_problem_in_one_pass_grouped_by_kind(tmp_path: Path) -> None:
+    faults = faulty_lfw(tmp_path)
+    found = lfw.audit(tmp_path, min_images_per_identity=2)
+    bad = {p.path: p.detail for p in found.of("bad image")}
+    assert bad == {str(faults["truncated"]): "corrupt image (truncated: no end-of-image marker)",
+                   str(faults["empty"]): "empty file"}
+    assert {p.path for p in found.of("not an image")} == {
+        str(faults[k]) for k in ("ds_store", "thumbs", "readme")}
+    assert [p.path for p in found.of("small identity")] == [str(faults["single"])]
+    assert [name for name, _ in found.identities] == ["Alice", "Bob", "Carol"]
+    assert found.images == 13 and not found.usable  # 3 x 3 + 2 PNGs + Dave's; bad ones: unusable
+
+
+def test_scan_names_every_bad_image_at_once_or_skips_and_lists_them(tmp_path: Path) -> None:
+    faults = faulty_lfw(tmp_path)
+    with pytest.raises(DataError) as err:
+        lfw.scan(tmp_path, min_images_per_identity=2)
+    message = str(err.value)
+    assert "2 bad image(s) of 13" in message and 'on_bad_image = "skip"' in message
+    assert str(faults["truncated"]) in message and str(faults["empty"]) in message
+    index = lfw.scan(tmp_path, min_images_per_identity=2, on_bad_image="skip")
+    assert sorted(p for p, _ in index.skipped) == sorted([str(faults["truncated"]),
+                                                         str(faults["empty"])])
+    assert len(index) == 10 and index.dropped == 1  # Dave, with one image
+    assert not {p for p, _ in index.skipped} & set(index.paths)
+
+
+def test_data_check_lists_every_fault_and_says_the_directory_is_not_usable(
+        tmp_path: Path, capsys) -> None:
+    from bench import cli
+
+    faults = faulty_lfw(tmp_path)
+    assert cli.main(["data", "check", str(tmp_path)]) == 2
+    out = " ".join(capsys.readouterr().out.split())
+    assert "13 image files; 3 identities with 2 or more usable images (10 images)" in out
+    assert "2 unreadable, empty, truncated or corrupt images" in out
+    assert "3 files that are not JPEG or PNG images (ignored)" in out
+    assert "1 identities with too few images (left out)" in out
+    for path in faults.values():
+        assert str(path) in out, path
+    assert "2 pair(s) lack an image" in out and "pairs.txt:3: Bob 1 / Bob 9" in out
+    assert "not usable as is: 2 bad image(s)" in out and "--skip-bad" in out
+    faults["truncated"].unlink()
+    faults["empty"].unlink()
+    assert cli.main(["data", "check", str(tmp_path)]) == 0
+    assert "usable as is" in capsys.readouterr().out

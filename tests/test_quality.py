@@ -148,6 +148,9 @@ def test_pretrain_caches_weights_with_re_estimated_batchnorm_statistics(
                            "--identities", "4", "--batch", "4"], cwd=REPO, env=os.environ,
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    # its progress and its result, nothing else: no oneDNN verbose line, bars that end full
+    assert "onednn_verbose" not in done.stdout + done.stderr
+    assert "re-estimate the BatchNorm statistics" in done.stdout and " 60/60 " in done.stdout
     files = list((tmp_path / "cache/weights").glob("facenet-small-80px-16d-synthetic-source.npz"))
     assert len(files) == 1 and str(files[0]) in done.stdout.replace("\n", "")
     model = build_base({"variant": "small", "image_size": 80, "embedding_size": 16,

@@ -46,6 +46,7 @@ class ImageIndex:
     labels: tuple[int, ...]  # index into names
     names: tuple[str, ...]  # identity names, sorted
     dropped: int = 0  # identities left out by scan's min_images_per_identity
+    skipped: tuple[tuple[str, str], ...] = ()  # (path, problem) of bad images left out
 
     def __post_init__(self) -> None:
         if len(self.paths) != len(self.labels):
@@ -64,27 +65,82 @@ def _fail(root: Path, problem: str) -> DataError:
     return DataError(f"{root}: {problem}; " + _HOW.format(root=root))
 
 
-def scan(root: Path, min_images_per_identity: int = 1, *, check_files: bool = True) -> ImageIndex:
-    """Index `root/<Name>/*.jpg|*.jpeg|*.png`, sorted by name and file, so the order is stable.
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a data directory: its kind, the file (or identity), and what."""
 
-    Identities with fewer than `min_images_per_identity` images are dropped (counted in
-    `dropped`). With `check_files`, each file's structure is checked (see the module docstring).
-    """
+    kind: str  # one of PROBLEM_KINDS
+    path: str
+    detail: str
+
+    def text(self) -> str:
+        return f"{self.path}: {self.detail}"
+
+
+# What `audit` reports, in order; only "bad image" makes a directory unusable as it is.
+PROBLEM_KINDS = {
+    "bad image": "unreadable, empty, truncated or corrupt images",
+    "not an image": "files that are not JPEG or PNG images (ignored)",
+    "small identity": "identities with too few images (left out)",
+}
+
+
+@dataclass(frozen=True)
+class Audit:
+    """Every problem of an LFW-layout directory, found in one pass."""
+
+    root: Path
+    identities: tuple[tuple[str, tuple[Path, ...]], ...]  # each with its good images
+    problems: tuple[Problem, ...]
+    images: int  # image files seen, good or bad
+    most: int  # the most usable images of one identity
+
+    def of(self, kind: str) -> list[Problem]:
+        return [p for p in self.problems if p.kind == kind]
+
+    @property
+    def usable(self) -> bool:
+        return bool(self.identities) and not self.of("bad image")
+
+
+def audit(root: Path, min_images_per_identity: int = 1, *, check_files: bool = True) -> Audit:
+    """Look at everything under `root` once: each identity's images (checked, see the module
+    docstring), the files that are not images, the identities below the minimum. Raises
+    DataError only when `root` itself is not an LFW-layout directory."""
     root = Path(root)
     if not root.exists():
         raise _fail(root, "no such directory")
     if not root.is_dir():
         raise _fail(root, "not a directory")
-    entries = sorted(p for p in root.iterdir() if not p.name.startswith("."))
+    entries = sorted(root.iterdir())
     if not entries:
         raise _fail(root, "the directory is empty")
-
+    problems: list[Problem] = []
     per_identity: list[tuple[str, list[Path]]] = []
+    seen = 0
     for sub in entries:
-        if sub.is_dir():
-            images = _images(sub.iterdir())
-            if images:
-                per_identity.append((sub.name, images))
+        if sub.name.startswith(".") or not sub.is_dir():
+            if sub.name != "pairs.txt":
+                problems.append(Problem("not an image", str(sub),
+                                        "a hidden file" if sub.name.startswith(".")
+                                        else "a file beside the identity directories"))
+            continue
+        good = []
+        for path in sorted(sub.iterdir()):
+            if path in _images([path]):
+                seen += 1
+                problem = _file_problem(path) if check_files else None
+                if problem:
+                    problems.append(Problem("bad image", str(path), problem))
+                else:
+                    good.append(path)
+            else:
+                problems.append(Problem("not an image", str(path),
+                                        "a directory" if path.is_dir() else "not a .jpg, "
+                                        ".jpeg or .png file"))
+        if good or any(p.path.startswith(str(sub) + "/") and p.kind == "bad image"
+                       for p in problems):
+            per_identity.append((sub.name, good))
     if not per_identity:
         flat = _images(entries)
         if flat:
@@ -92,23 +148,51 @@ def scan(root: Path, min_images_per_identity: int = 1, *, check_files: bool = Tr
                               "sub-directories (a flat directory); move each identity's images "
                               "into its own sub-directory")
         raise _fail(root, "no JPEG or PNG images in any sub-directory")
+    kept = []
+    for name, images in per_identity:
+        if len(images) >= min_images_per_identity:
+            kept.append((name, tuple(images)))
+        else:
+            problems.append(Problem("small identity", str(root / name),
+                                    f"{len(images)} usable image(s), fewer than "
+                                    f"{min_images_per_identity}"))
+    return Audit(root, tuple(kept), tuple(problems), seen,
+                 max(len(images) for _, images in per_identity))
 
-    kept = [(name, images) for name, images in per_identity
-            if len(images) >= min_images_per_identity]
-    if not kept:
-        most = max(len(images) for _, images in per_identity)
-        raise _fail(root, f"no identity has {min_images_per_identity} or more images (the most "
-                          f"is {most}); lower min_images_per_identity")
+
+def listing(problems: list[Problem], first: int = 5) -> str:
+    """The first few problems of one kind, and how many more."""
+    shown = "; ".join(p.text() for p in problems[:first])
+    return shown + (f"; and {len(problems) - first} more" if len(problems) > first else "")
+
+
+def scan(root: Path, min_images_per_identity: int = 1, *, check_files: bool = True,
+         on_bad_image: str = "error") -> ImageIndex:
+    """Index `root/<Name>/*.jpg|*.jpeg|*.png`, sorted by name and file, so the order is stable.
+
+    Identities with fewer than `min_images_per_identity` images are dropped (counted in
+    `dropped`). With `check_files`, each file's structure is checked (see the module docstring):
+    a bad image is an error listing every bad image found, or with `on_bad_image = "skip"` it is
+    left out and listed in the index's `skipped`.
+    """
+    found = audit(root, min_images_per_identity, check_files=check_files)
+    bad = found.of("bad image")
+    if bad and on_bad_image != "skip":
+        raise DataError(f"{found.root}: {len(bad)} bad image(s) of {found.images}: "
+                        f"{listing(bad)}; replace or remove them, or leave them out with "
+                        f"[data] on_bad_image = \"skip\" (tlbench run --skip-bad)")
+    if not found.identities:
+        raise _fail(found.root, f"no identity has {min_images_per_identity} or more usable "
+                                f"images (the most is {found.most}); lower "
+                                f"min_images_per_identity")
     paths, labels = [], []
-    for label, (_, images) in enumerate(kept):
-        for path in images:
-            if check_files:
-                check_image_file(path)
-            paths.append(str(path))
-            labels.append(label)
-    return ImageIndex(root=root, paths=tuple(paths), labels=tuple(labels),
-                      names=tuple(name for name, _ in kept),
-                      dropped=len(per_identity) - len(kept))
+    for label, (_, images) in enumerate(found.identities):
+        paths += [str(p) for p in images]
+        labels += [label] * len(images)
+    return ImageIndex(root=found.root, paths=tuple(paths), labels=tuple(labels),
+                      names=tuple(name for name, _ in found.identities),
+                      dropped=len(found.of("small identity")),
+                      skipped=tuple((p.path, p.detail) for p in bad))
 
 
 def _images(paths: Iterable[Path]) -> list[Path]:
@@ -117,24 +201,29 @@ def _images(paths: Iterable[Path]) -> list[Path]:
                   and p.is_file())
 
 
-def check_image_file(path: Path) -> None:
-    """Raise DataError naming `path` unless it is a structurally sound JPEG or PNG."""
+def _file_problem(path: Path) -> str | None:
+    """What is wrong with `path` as a JPEG or PNG file, or None when it is sound."""
     try:
         with open(path, "rb") as f:
             head = f.read(8)
             if not head:
-                problem = "empty file"
-            elif head.startswith(b"\xff\xd8\xff"):
+                return "empty file"
+            if head.startswith(b"\xff\xd8\xff"):
                 problem = _check_jpeg(f)
             elif head == _PNG_SIGNATURE:
                 problem = _check_png(f)
             else:
-                problem = "neither JPEG nor PNG data"
+                return "neither JPEG nor PNG data"
     except OSError as e:
-        raise DataError(f"{path}: cannot read ({e.strerror}); fix its permissions or remove "
-                        "it") from e
+        return f"cannot read ({e.strerror}): fix its permissions or remove it"
+    return f"corrupt image ({problem})" if problem else None
+
+
+def check_image_file(path: Path) -> None:
+    """Raise DataError naming `path` unless it is a structurally sound JPEG or PNG."""
+    problem = _file_problem(path)
     if problem:
-        raise DataError(f"{path}: corrupt image ({problem}); replace or remove the file")
+        raise DataError(f"{path}: {problem}; replace or remove the file")
 
 
 def _check_jpeg(f) -> str | None:
@@ -257,7 +346,7 @@ def _subset(index: ImageIndex, keep: np.ndarray) -> ImageIndex:
     rows = np.flatnonzero(keep)
     return ImageIndex(root=index.root, paths=tuple(index.paths[i] for i in rows),
                       labels=tuple(index.labels[i] for i in rows), names=index.names,
-                      dropped=index.dropped)
+                      dropped=index.dropped, skipped=index.skipped)
 
 
 MEAN, SCALE = 127.5, 128.0  # facenet's fixed image standardisation

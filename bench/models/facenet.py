@@ -45,13 +45,12 @@ import re
 import tensorflow as tf
 from tensorflow import keras
 
+from bench.models import VARIANTS
+
 layers = keras.layers
 
 SCOPE = "InceptionResnetV1"
 
-# Repeats of block35 (Inception-ResNet-A), block17 (-B) and block8 (-C). "small" keeps every
-# kind of layer at one repeat each: quick to build and trace, for tests and smoke runs.
-VARIANTS: dict[str, tuple[int, int, int]] = {"full": (5, 10, 5), "small": (1, 1, 1)}
 
 # Residual scales from the paper / facenet.
 BLOCK35_SCALE, BLOCK17_SCALE, BLOCK8_SCALE = 0.17, 0.10, 0.20

@@ -9,6 +9,7 @@ through them. `np.load(allow_pickle=False)`: a weights file can never run code.
 from __future__ import annotations
 
 import os
+import re
 import zipfile
 from pathlib import Path
 
@@ -37,16 +38,73 @@ def save(model, path: Path) -> Path:
     return path
 
 
+_HOW = ("tlbench's weights are a .npz of named arrays written by `tlbench pretrain` or "
+        "`tlbench weights import` (from Sandberg's TF1 checkpoint)")
+_KEY = re.compile(r"^[A-Za-z0-9_]+/\d+$")
+
+
+def read(path: Path) -> dict[str, np.ndarray]:
+    """Every array of a weights file, by key; a file that is not one is a WeightsError that says
+    what it is (never numpy's advice to load it with pickling allowed)."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4)
+    except OSError as exc:
+        raise WeightsError(f"{path}: cannot be read ({exc.strerror})") from None
+    if not zipfile.is_zipfile(path):
+        what = "an empty file" if not head else f"not a .npz archive (it starts {head!r})"
+        raise WeightsError(f"{path}: not a weights file: {what}; {_HOW}")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+    except ValueError:  # an object array: pickled Python objects, which tlbench never writes
+        raise WeightsError(f"{path}: not a weights file: it holds pickled objects, which "
+                           f"tlbench never writes and will not load; {_HOW}") from None
+    except (OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise WeightsError(f"{path}: a damaged .npz archive ({type(exc).__name__}); "
+                           f"{_HOW}") from None
+    odd = [k for k in arrays if not _KEY.match(k)]
+    if not arrays or odd:
+        raise WeightsError(f"{path}: a .npz, but not of tlbench's weights: "
+                           + (f"its arrays are named e.g. {odd[0]!r}, not 'Layer_name/0'" if odd
+                              else "it holds no arrays") + f"; {_HOW}")
+    return arrays
+
+
+def inspect(path: Path, model: dict) -> dict:
+    """Check a weights file against a model configuration without building the model (the
+    parent, before any worker starts): its format, the architecture's depth (the repeats of
+    each block) and the embedding size. Image size is not in the weights (the convolutions fit
+    any size). Returns what the file is; raises WeightsError saying what was expected."""
+    from bench.models import VARIANTS
+
+    arrays = read(path)
+    blocks = {}
+    for kind in ("block35", "block17", "block8"):
+        blocks[kind] = len({k.split("_")[1] for k in arrays if k.startswith(f"{kind}_")})
+    found = {"variant": next((v for v, r in VARIANTS.items()
+                              if r == tuple(blocks.values())), None),
+             "repeats": blocks, "variables": len(arrays)}
+    bottleneck = arrays.get("Bottleneck/0")
+    if bottleneck is None or bottleneck.ndim != 2 or "Conv2d_1a_3x3/0" not in arrays:
+        raise WeightsError(f"{path}: tlbench's format, but not FaceNet Inception-ResNet-v1: no "
+                           f"Conv2d_1a_3x3 stem or Bottleneck layer; {_HOW}")
+    found["embedding_size"] = int(bottleneck.shape[1])
+    expected = (model["variant"], model["embedding_size"])
+    if (found["variant"], found["embedding_size"]) != expected:
+        raise WeightsError(
+            f"{path}: weights of Inception-ResNet-v1 {found['variant'] or 'of unknown depth'} "
+            f"(block35/17/8 repeats {tuple(blocks.values())}), {found['embedding_size']}-d "
+            f"embedding; the suite's model is {expected[0]} "
+            f"(block repeats {VARIANTS[expected[0]]}), {expected[1]}-d: pass weights of that "
+            f"configuration, or set [model] variant / embedding_size to the file's")
+    return found
+
+
 def load(model, path: Path) -> None:
     """Set `model`'s weights from `path`; every variable must be present with its shape."""
-    try:
-        data = np.load(path, allow_pickle=False)
-        if not isinstance(data, np.lib.npyio.NpzFile):
-            raise ValueError("a single array, not named arrays")
-        with data:
-            arrays = {k: data[k] for k in data.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        raise WeightsError(f"{path}: not a tlbench weights file (.npz): {exc}") from None
+    arrays = read(path)
     expected: set[str] = set()
     for layer in model.layers:
         current = layer.get_weights()

@@ -25,6 +25,12 @@ def quality_lines(doc: dict[str, Any]) -> list[str]:
     """One line per quality figure a run carries: LFW protocol, projection check, time-to-accuracy
     (the console prints them; the HTML report lists them)."""
     lines = []
+    skipped = next((r["data"]["skipped_images"] for r in doc["runs"]
+                    if (r.get("data") or {}).get("skipped_images")), None)
+    if skipped:
+        shown = "; ".join(f"{s['path']} ({s['problem']})" for s in skipped[:5])
+        lines.append(f"data: {len(skipped)} bad image(s) left out (on_bad_image = \"skip\"): "
+                     f"{shown}" + (f"; and {len(skipped) - 5} more" if len(skipped) > 5 else ""))
     for r in doc["runs"]:
         lfw = r.get("lfw_verification")
         if lfw:

@@ -132,6 +132,11 @@ def _software_facts(doc: dict[str, Any]) -> list[tuple[str, str]]:
     s = doc.get("software", {})
     facts = [("Python", s.get("python")), ("tlbench", s.get("tlbench"))]
     facts += sorted((k, v) for k, v in (s.get("packages") or {}).items())
+    for stack in s.get("backends") or []:  # each stack's environment, ITEX's own among them
+        packages = ", ".join(f"{k} {v}" for k, v in stack.get("packages", {}).items())
+        facts.append((f"{stack.get('stack')} environment",
+                      f"{packages} ({stack.get('python')})" if stack.get("status") == "installed"
+                      else f"missing: {stack.get('reason')}"))
     return [(k, "—" if v is None else str(v)) for k, v in facts]
 
 

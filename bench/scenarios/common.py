@@ -25,7 +25,10 @@ class Split:
         return {"root": str(self.root), "identities": len(self.train.names),
                 "train_images": len(self.train.paths), "test_images": len(self.test.paths),
                 "prepare_s": self.prepare_s,
-                "pairs": self.pairs.summary() if self.pairs else None}
+                "pairs": self.pairs.summary() if self.pairs else None,
+                **({"skipped_images": [{"path": p, "problem": why}
+                                       for p, why in self.train.skipped]}
+                   if self.train.skipped else {})}
 
 
 def _pairs(root: Path, synthetic_set: bool, seed: int) -> pairs_mod.PairSet | None:
@@ -53,7 +56,8 @@ def load_split(data: dict[str, Any]) -> Split:
     else:
         root = Path(data["path"]).expanduser()
     holdout = data["holdout_per_identity"]
-    index = lfw.scan(root, min_images_per_identity=holdout + 1)
+    index = lfw.scan(root, min_images_per_identity=holdout + 1,
+                     on_bad_image=data.get("on_bad_image", "error"))
     train, test = lfw.split(index, holdout_per_identity=holdout, seed=data["seed"])
     pairs = _pairs(root, data["source"] == "synthetic", data["seed"])
     return Split(root, train, test, time.perf_counter() - t0, pairs)
