@@ -63,6 +63,10 @@ def _preflight(suite: suite_mod.Suite, out: Console) -> None:
             out.print(f"[yellow]on_bad_image = \"skip\"[/]: {len(index.skipped)} bad image(s) "
                       f"left out and listed in the result, e.g. {index.skipped[0][0]} "
                       f"({index.skipped[0][1]})")
+        if (index.root / "pairs.txt").is_file():  # a broken pairs file would fail every run
+            from bench.data import pairs
+
+            pairs.read_pairs(index.root / "pairs.txt", index.root)
     given = suite.model.weights
     if given and not (Path(given).expanduser().is_file() or is_tf1_checkpoint(given)):
         raise DataError(f"weights {given} do not exist; pass a .npz written by tlbench (e.g. by "

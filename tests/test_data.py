@@ -334,8 +334,9 @@ def faulty_lfw(root: Path) -> dict[str, Path]:
     for stray in ("ds_store", "thumbs", "readme"):
         faults[stray].write_bytes(b"\x00junk")
     _write(root / "Dave" / "Dave_0001.jpg", rng.integers(0, 256, (40, 40, 3), np.uint8), "jpeg")
-    (root / "pairs.txt").write_text("1\t2\nAlice\t1\t3\nBob\t1\t9\nAlice\t1\tCarol\t1\n"
-                                    "Bob\t3\tEve\t1\n")
+    (root / "pairs.txt").write_text(  # 2 folds of 2 + 2; Bob_0009 and Eve do not exist
+        "2\t2\nAlice\t1\t3\nCarol\t1\t2\nAlice\t1\tCarol\t1\nBob\t1\tCarol\t2\n"
+        "Bob\t1\t9\nBob\t3\t4\nAlice\t3\tBob\t1\nBob\t3\tEve\t1\n")
     return faults
 
 
@@ -349,7 +350,7 @@ def test_audit_finds_every_problem_in_one_pass_grouped_by_kind(tmp_path: Path) -
         str(faults[k]) for k in ("ds_store", "thumbs", "readme")}
     assert [p.path for p in found.of("small identity")] == [str(faults["single"])]
     assert [name for name, _ in found.identities] == ["Alice", "Bob", "Carol"]
-    assert found.images == 13 and not found.usable  # 3 x 3 + 2 PNGs + Dave's; bad ones: unusable
+    assert found.images == 12 and not found.usable  # 3 x 3 + 2 PNGs + Dave's; bad ones: unusable
 
 
 def test_scan_names_every_bad_image_at_once_or_skips_and_lists_them(tmp_path: Path) -> None:
@@ -357,12 +358,12 @@ def test_scan_names_every_bad_image_at_once_or_skips_and_lists_them(tmp_path: Pa
     with pytest.raises(DataError) as err:
         lfw.scan(tmp_path, min_images_per_identity=2)
     message = str(err.value)
-    assert "2 bad image(s) of 13" in message and 'on_bad_image = "skip"' in message
+    assert "2 bad image(s) of 12" in message and 'on_bad_image = "skip"' in message
     assert str(faults["truncated"]) in message and str(faults["empty"]) in message
     index = lfw.scan(tmp_path, min_images_per_identity=2, on_bad_image="skip")
     assert sorted(p for p, _ in index.skipped) == sorted([str(faults["truncated"]),
                                                          str(faults["empty"])])
-    assert len(index) == 10 and index.dropped == 1  # Dave, with one image
+    assert len(index) == 9 and index.dropped == 1  # Dave, with one image
     assert not {p for p, _ in index.skipped} & set(index.paths)
 
 
@@ -373,13 +374,13 @@ def test_data_check_lists_every_fault_and_says_the_directory_is_not_usable(
     faults = faulty_lfw(tmp_path)
     assert cli.main(["data", "check", str(tmp_path)]) == 2
     out = " ".join(capsys.readouterr().out.split())
-    assert "13 image files; 3 identities with 2 or more usable images (10 images)" in out
+    assert "12 image files; 3 identities with 2 or more usable images (9 images)" in out
     assert "2 unreadable, empty, truncated or corrupt images" in out
     assert "3 files that are not JPEG or PNG images (ignored)" in out
     assert "1 identities with too few images (left out)" in out
     for path in faults.values():
         assert str(path) in out, path
-    assert "2 pair(s) lack an image" in out and "pairs.txt:3: Bob 1 / Bob 9" in out
+    assert "2 pair(s) lack an image" in out and "pairs.txt:6: Bob 1 / Bob 9" in out
     assert "not usable as is: 2 bad image(s)" in out and "--skip-bad" in out
     faults["truncated"].unlink()
     faults["empty"].unlink()

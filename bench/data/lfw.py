@@ -182,8 +182,8 @@ def scan(root: Path, min_images_per_identity: int = 1, *, check_files: bool = Tr
                         f"{listing(bad)}; replace or remove them, or leave them out with "
                         f"[data] on_bad_image = \"skip\" (tlbench run --skip-bad)")
     if not found.identities:
-        raise _fail(found.root, f"no identity has {min_images_per_identity} or more usable "
-                                f"images (the most is {found.most}); lower "
+        raise _fail(found.root, f"no identity has {min_images_per_identity} or more images "
+                                f"(the most is {found.most}, usable); lower "
                                 f"min_images_per_identity")
     paths, labels = [], []
     for label, (_, images) in enumerate(found.identities):

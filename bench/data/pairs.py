@@ -33,7 +33,7 @@ import math
 import os
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -124,6 +124,14 @@ class PairSet:
     @property
     def fold_ids(self) -> np.ndarray:
         return np.array([p.fold for p in self.usable], dtype=np.int64)
+
+    def without(self, images: set[str]) -> PairSet:
+        """The same pairs, those naming one of `images` (bad images left out) made missing."""
+        if not images:
+            return self
+        pairs = tuple(replace(p, path1=None if p.path1 in images else p.path1,
+                              path2=None if p.path2 in images else p.path2) for p in self.pairs)
+        return replace(self, pairs=pairs)
 
     def summary(self, examples: int = 5) -> dict:
         """JSON-safe counts for results and `tlbench data check`."""

@@ -54,19 +54,19 @@ def read(path: Path) -> dict[str, np.ndarray]:
         raise WeightsError(f"{path}: cannot be read ({exc.strerror})") from None
     if not zipfile.is_zipfile(path):
         what = "an empty file" if not head else f"not a .npz archive (it starts {head!r})"
-        raise WeightsError(f"{path}: not a weights file: {what}; {_HOW}")
+        raise WeightsError(f"{path}: not a tlbench weights file: {what}; {_HOW}")
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}
     except ValueError:  # an object array: pickled Python objects, which tlbench never writes
-        raise WeightsError(f"{path}: not a weights file: it holds pickled objects, which "
-                           f"tlbench never writes and will not load; {_HOW}") from None
+        raise WeightsError(f"{path}: not a tlbench weights file: it holds pickled objects, "
+                           f"which tlbench never writes and will not load; {_HOW}") from None
     except (OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise WeightsError(f"{path}: a damaged .npz archive ({type(exc).__name__}); "
-                           f"{_HOW}") from None
+        raise WeightsError(f"{path}: not a tlbench weights file: a damaged .npz archive "
+                           f"({type(exc).__name__}); {_HOW}") from None
     odd = [k for k in arrays if not _KEY.match(k)]
     if not arrays or odd:
-        raise WeightsError(f"{path}: a .npz, but not of tlbench's weights: "
+        raise WeightsError(f"{path}: not a tlbench weights file: a .npz, but not of its weights: "
                            + (f"its arrays are named e.g. {odd[0]!r}, not 'Layer_name/0'" if odd
                               else "it holds no arrays") + f"; {_HOW}")
     return arrays

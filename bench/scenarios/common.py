@@ -31,11 +31,13 @@ class Split:
                    if self.train.skipped else {})}
 
 
-def _pairs(root: Path, synthetic_set: bool, seed: int) -> pairs_mod.PairSet | None:
-    """<root>/pairs.txt; the synthetic set gets one written (once) in LFW's format."""
+def _pairs(root: Path, synthetic_set: bool, seed: int,
+           skipped: set[str]) -> pairs_mod.PairSet | None:
+    """<root>/pairs.txt (a pair naming a bad image left out is missing); the synthetic set gets
+    one written (once) in LFW's format."""
     path = root / "pairs.txt"
     if path.is_file():
-        return pairs_mod.read_pairs(path, root)
+        return pairs_mod.read_pairs(path, root).without(skipped)
     if not synthetic_set:
         return None  # a user's directory without pairs.txt: no verification figures
     identities = len(lfw.scan(root).names)
@@ -59,7 +61,8 @@ def load_split(data: dict[str, Any]) -> Split:
     index = lfw.scan(root, min_images_per_identity=holdout + 1,
                      on_bad_image=data.get("on_bad_image", "error"))
     train, test = lfw.split(index, holdout_per_identity=holdout, seed=data["seed"])
-    pairs = _pairs(root, data["source"] == "synthetic", data["seed"])
+    pairs = _pairs(root, data["source"] == "synthetic", data["seed"],
+                   {path for path, _ in index.skipped})
     return Split(root, train, test, time.perf_counter() - t0, pairs)
 
 

@@ -80,4 +80,5 @@ def test_weights_of_another_configuration_are_refused_saying_what_each_is(tmp_pa
     np.savez(tmp_path / "other.npz", kernel=np.zeros(3))
     assert main(["run", str(suite), "--weights", str(tmp_path / "other.npz"),
                  "--out", str(tmp_path / "r")]) == 2
-    assert "not of tlbench's weights" in capsys.readouterr().err
+    assert "a .npz, but not of its weights: its arrays are named e.g. 'kernel'" in \
+        capsys.readouterr().err

@@ -76,8 +76,19 @@ def test_a_worker_over_its_memory_cap_is_failed_with_the_cause(
 
 
 def test_a_failing_run_is_recorded_and_the_next_still_runs(tmp_path: Path) -> None:
+    """Weights that pass the parent's check (format, depth, embedding size) but lack one
+    variable: only the worker that loads them finds out, and fails."""
+    import numpy as np
+
+    from bench.models import weights
+    from bench.models.store import build_base
+
+    saved = weights.save(build_base({"variant": "small", "image_size": 96, "embedding_size": 64}),
+                         tmp_path / "whole.npz")
+    arrays = weights.read(saved)
+    del arrays["block35_1_Conv2d_1x1/1"]
     bad = tmp_path / "bad.npz"
-    bad.write_bytes(b"not an h5 file")
+    np.savez(bad, **arrays)
     suite = write_suite(tmp_path, backends=("tf-onednn",), scenarios=("inference",
                         "full_training"), weights=str(bad))
     assert main(["run", str(suite), "--out", str(tmp_path / "r")]) == 1
