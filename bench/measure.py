@@ -34,8 +34,8 @@ def batch_means_interval(samples: Sequence[float], confidence: float = 0.95
     """Interval of the mean of autocorrelated samples (consecutive steps of one process), by
     batch means: b = ⌊√n⌋ consecutive batches (2 to 30), whose means are close to independent,
     and Student's t with b - 1 degrees of freedom. Below 4 samples each is its own batch (too
-    few to batch; the method says so). Returns (low, high, the method in words); one sample
-    has no interval (None, None, why)."""
+    few to batch; the method says so). The samples are durations: a low bound under 0 is 0.
+    Returns (low, high, the method in words); one sample has no interval (None, None, why)."""
     from scipy.stats import t as student_t  # here: ITEX's environment (workers) has no scipy
 
     x = np.asarray(samples, dtype=float)
@@ -48,7 +48,7 @@ def batch_means_interval(samples: Sequence[float], confidence: float = 0.95
     center = float(x.mean())
     method = (f"batch means, {b} batches of {size}" if size > 1
               else f"{b} samples, too few to batch")
-    return center - half, center + half, f"{method}, Student's t with {b - 1} df"
+    return max(0.0, center - half), center + half, f"{method}, Student's t with {b - 1} df"
 
 
 def time_calls(fn: Callable[[], object], *, warmup_s: float, duration_s: float,

@@ -54,3 +54,8 @@ def test_time_calls_keeps_warmup_apart_and_reaches_min_samples() -> None:
     warm, timed = time_calls(lambda: calls.append(1), warmup_s=0.0, duration_s=0.0,
                              min_samples=7)
     assert len(warm) == 1 and len(timed) == 7 and len(calls) == 8
+
+
+def test_a_duration_s_interval_never_goes_below_zero() -> None:
+    lo, hi, _ = batch_means_interval([0.01, 0.01, 0.01, 0.01, 5.0, 5.0, 5.0, 5.0])
+    assert lo == 0.0 and hi > 2.5
