@@ -123,11 +123,12 @@ def cmd_run(args: argparse.Namespace, out: Console) -> int:
     _preflight(suite, out)
     runs = plan(suite)
     now = dt.datetime.now(dt.UTC)
-    path = results.new_path(Path(args.out), machine.machine_id(), suite.name, now)
+    facts = machine.describe()
+    path = results.new_path(Path(args.out), facts["id"], suite.name, now)
     header = {
         "tool": {"name": "tlbench", "version": __version__},
         "created": now.isoformat(timespec="seconds"),
-        "machine": machine.describe(),
+        "machine": facts,
         "software": machine.software(),
         "project": machine.project_commit(),
         "suite": suite.to_dict(),
@@ -246,7 +247,7 @@ def cmd_report(args: argparse.Namespace, out: Console) -> int:
                   file=sys.stderr)
             return EXIT_BAD_INPUT
         try:
-            entries, problems = history.collect(args.history)
+            entries, problems = history.collect(args.history, args.across_machines)
         except history.HistoryError as exc:
             print(f"tlbench: error: {exc}", file=sys.stderr)
             return EXIT_BAD_INPUT
@@ -276,6 +277,10 @@ def cmd_report(args: argparse.Namespace, out: Console) -> int:
     extra: dict[str, Any] = {}
     if args.baseline:
         base = results.load(args.baseline)
+        other = compare.other_hardware(base, doc)
+        if other and not args.across_machines:
+            print(f"tlbench: error: {args.baseline} vs {args.result}: {other}", file=sys.stderr)
+            return EXIT_BAD_INPUT
         try:
             rows = compare.compare(base, doc, args.max_slowdown)
         except compare.CompareError as exc:
@@ -299,6 +304,10 @@ def cmd_compare(args: argparse.Namespace, out: Console) -> int:
               f"(write e.g. --max-slowdown 5)", file=sys.stderr)
         return EXIT_BAD_INPUT
     base, new = results.load(args.base), results.load(args.new)
+    other = compare.other_hardware(base, new)
+    if other and not args.across_machines:
+        print(f"tlbench: error: {args.base} vs {args.new}: {other}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     try:
         rows = compare.compare(base, new, args.max_slowdown)
     except compare.CompareError as exc:
@@ -492,6 +501,9 @@ def parser() -> argparse.ArgumentParser:
                      help="the trend of every result file in DIR (results/<machine>/)")
     rep.add_argument("--max-slowdown", type=float, default=5.0, metavar="PCT",
                      help="with --baseline: the slowdown beyond which a change is worse")
+    rep.add_argument("--across-machines", action="store_true",
+                     help="a --history or --baseline over different hardware (refused by "
+                     "default)")
     rep.add_argument("--json", action="store_true",
                      help="every run's figures as JSON on stdout (no tables, no page)")
     rep.set_defaults(func=cmd_report)
@@ -504,6 +516,8 @@ def parser() -> argparse.ArgumentParser:
                       help="slowdown (%%) beyond which a significant change is a regression "
                       "(default 5)")
     cmp_.add_argument("--json", action="store_true", help="rows as JSON on stdout")
+    cmp_.add_argument("--across-machines", action="store_true",
+                      help="compare results of different hardware (refused by default)")
     cmp_.set_defaults(func=cmd_compare)
 
     mach = sub.add_parser("machine", help="CPU, topology, ISA, peak GFLOP/s, installed "

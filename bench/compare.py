@@ -246,6 +246,20 @@ def compare(base_doc: dict[str, Any], new_doc: dict[str, Any],
     return rows
 
 
+def other_hardware(base_doc: dict[str, Any], new_doc: dict[str, Any]) -> str | None:
+    """Why two results are not of one machine's hardware (a regression is judged on one), or
+    None when they are."""
+    from bench.machine import hardware_id
+
+    ids = [hardware_id(doc.get("machine") or {}) for doc in (base_doc, new_doc)]
+    if ids[0] == ids[1]:
+        return None
+    models = [(doc.get("machine") or {}).get("cpu_model") for doc in (base_doc, new_doc)]
+    return (f"different machines: {ids[0]} ({models[0]}) vs {ids[1]} ({models[1]}); a "
+            f"regression is judged on one machine's hardware — pass --across-machines to "
+            f"compare them anyway")
+
+
 def context_notes(base_doc: dict[str, Any], new_doc: dict[str, Any]) -> list[str]:
     """What a reader should know before trusting the rows: other machine, other software."""
     notes = []

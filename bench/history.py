@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bench import record, results, summary
+from bench import machine, record, results, summary
 
 
 class HistoryError(ValueError):
@@ -51,8 +51,10 @@ def entries_of(doc: dict[str, Any], file: str) -> list[dict[str, Any]]:
     return out
 
 
-def collect(folder: str | Path) -> tuple[list[dict[str, Any]], list[str]]:
-    """Entries of every result file in `folder`, oldest first, and the files that failed."""
+def collect(folder: str | Path, across_machines: bool = False
+            ) -> tuple[list[dict[str, Any]], list[str]]:
+    """Entries of every result file in `folder`, oldest first, and the files that failed.
+    Files of different hardware make no trend: refused unless `across_machines`."""
     path = Path(folder)
     if not path.is_dir():
         raise HistoryError(f"{path}: not a folder; give results/<machine>/")
@@ -63,6 +65,15 @@ def collect(folder: str | Path) -> tuple[list[dict[str, Any]], list[str]]:
         except results.ResultError as exc:
             problems.append(str(exc))
     docs.sort(key=lambda d: (d[0].get("created", ""), d[1]))
+    hardware = {}
+    for doc, name in docs:
+        hardware.setdefault(machine.hardware_id(doc.get("machine") or {}), (name, doc))
+    if len(hardware) > 1 and not across_machines:
+        named = "; ".join(f"{hw} ({(doc.get('machine') or {}).get('cpu_model')}, e.g. {name})"
+                          for hw, (name, doc) in hardware.items())
+        raise HistoryError(f"{path}: results of {len(hardware)} different machines ({named}): "
+                           f"a trend is drawn on one machine's hardware; pass "
+                           f"--across-machines to draw them together")
     entries = [e for doc, name in docs for e in entries_of(doc, name)]
     if not entries:
         raise HistoryError(f"{path}: no result file with a successful training or transfer run"

@@ -8,8 +8,11 @@ measurement: physical cores x base frequency x FLOP per cycle per core, with the
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import hashlib
 import importlib.metadata
+import json
 import os
 import platform
 import re
@@ -48,6 +51,14 @@ FMA_RULES = (
 FMA_DEFAULT = (2, "not a Xeon Scalable name known here (a VM often hides the model): assumed 2 "
                   "AVX-512 FMA units per core, as on Xeon Gold 6xxx / Platinum; a part with 1 "
                   "has half the AVX-512 peak")
+# AMD has no model-name rule to read: the family tells the AVX-512 datapath (assumed per family).
+AMD_FMA = {
+    25: (1, "AMD family 25 (Zen 3/4): Zen 4 runs each 512-bit FMA as two 256-bit halves, as 1 "
+            "full-width unit per core (assumed from the family)"),
+    26: (2, "AMD family 26 (Zen 5): server parts have a full 512-bit datapath, 2 AVX-512 FMA "
+            "units per core (assumed from the family)"),
+}
+CPU_MHZ_SOURCE = "/proc/cpuinfo cpu MHz (the clock the guest is told: a floor, not the base)"
 PEAK_CAVEAT = ("nominal: at base frequency; sustained AVX-512 and AMX clocks are lower on many "
                "Xeons (the AVX-512 frequency licence) and turbo is higher; in a VM the "
                "frequency is the one the guest is told")
@@ -66,10 +77,30 @@ def cpuinfo(path: str | Path = "/proc/cpuinfo") -> dict[str, str]:
     return fields
 
 
-def machine_id() -> str:
-    """Directory name for this machine's results: $TLBENCH_MACHINE_ID or the host name."""
-    raw = os.environ.get("TLBENCH_MACHINE_ID") or platform.node() or "unknown-host"
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", raw).strip("-.") or "unknown-host"
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-.")
+
+
+def hardware_id(machine: dict[str, Any]) -> str:
+    """Which hardware a machine block describes, from the facts every result records (so old
+    results get one too): CPU model and cpuid, sockets, cores, logical CPUs, the ISA flags
+    present and the memory in GiB. Host names do not count: every VM here is called `vm`."""
+    cpu = machine.get("cpuid") or {}
+    facts = [machine.get("cpu_model"), cpu.get("vendor"), cpu.get("family"), cpu.get("model"),
+             cpu.get("stepping"), machine.get("sockets"), machine.get("physical_cores"),
+             machine.get("logical_cpus"),
+             sorted(k for k, v in (machine.get("isa") or {}).items() if v),
+             round(machine.get("memory_gib") or 0)]
+    digest = hashlib.sha256(json.dumps(facts).encode()).hexdigest()[:6]
+    name = re.sub(r"\((R|TM)\)|\bCPU\b|\bProcessor\b|@", " ", machine.get("cpu_model") or "cpu",
+                  flags=re.IGNORECASE)
+    return (f"{_slug('-'.join(name.lower().split()))[:32]}-{machine.get('sockets')}s"
+            f"{machine.get('physical_cores')}c-{digest}")
+
+
+def machine_id(hardware: dict[str, Any]) -> str:
+    """Directory name for this machine's results: $TLBENCH_MACHINE_ID, else its hardware id."""
+    return _slug(os.environ.get("TLBENCH_MACHINE_ID", "")) or hardware_id(hardware)
 
 
 def cpuid(info: dict[str, str]) -> dict[str, Any]:
@@ -126,8 +157,10 @@ def base_frequency(sys_root: str | Path = SYS, info: dict[str, str] | None = Non
     """The base (nominal) frequency in GHz, and where it came from.
 
     Preferred: intel_pstate's cpufreq/base_frequency; then the "@ 2.50GHz" of the model name
-    (Intel's nominal frequency; absent from Sapphire Rapids names); last cpuinfo_max_freq, which
-    under intel_pstate is the turbo maximum, so it is labelled as such.
+    (Intel's nominal frequency; absent from Sapphire Rapids names); then cpuinfo_max_freq, which
+    under intel_pstate is the turbo maximum, so it is labelled as such; last /proc/cpuinfo's
+    "cpu MHz", all a VM without cpufreq shows (the clock the guest is told: the cores may run
+    faster, so a run can exceed the peak it gives, and is then shown as above it).
     """
     info = cpuinfo() if info is None else info
     cpufreq = Path(sys_root) / "devices/system/cpu/cpu0/cpufreq"
@@ -138,15 +171,24 @@ def base_frequency(sys_root: str | Path = SYS, info: dict[str, str] | None = Non
         found["cpuinfo model name"] = float(m.group(1))
     if (ghz := _read_khz_as_ghz(cpufreq / "cpuinfo_max_freq")) is not None:
         found["cpufreq cpuinfo_max_freq (may be the turbo maximum)"] = ghz
+    with contextlib.suppress(KeyError, ValueError):
+        found[CPU_MHZ_SOURCE] = round(float(info["cpu MHz"]) / 1e3, 3)
     source = next(iter(found), None)
     return {"ghz": found.get(source) if source else None, "source": source, "found": found}
 
 
-def fma_units(model_name: str) -> tuple[int, str]:
-    """AVX-512 FMA units per core, and why that number (a rule on the model name, or assumed)."""
+def fma_units(model_name: str, cpu: dict[str, Any] | None = None) -> tuple[int, str]:
+    """AVX-512 FMA units per core, and why that number (a rule on the model name or the AMD
+    family, or assumed)."""
     for pattern, units, why in FMA_RULES:
         if "Xeon" in model_name and re.search(pattern, model_name):
             return units, why
+    if (cpu or {}).get("vendor") == "AuthenticAMD":
+        family = cpu.get("family")
+        if family in AMD_FMA:
+            return AMD_FMA[family]
+        return 1, (f"AMD family {family}: not known here; assumed 1 full-width AVX-512 FMA unit "
+                   f"per core (as Zen 4)")
     return FMA_DEFAULT
 
 
@@ -174,10 +216,10 @@ def flop_per_cycle(flags: set[str], fma: int) -> dict[str, tuple[int | None, str
 
 
 def peak(cores: int | None, frequency: dict[str, Any], flags: set[str],
-         model_name: str) -> dict[str, Any]:
+         model_name: str, cpu: dict[str, Any] | None = None) -> dict[str, Any]:
     """Peak GFLOP/s per precision = physical cores x base GHz x FLOP per cycle per core."""
     ghz = frequency.get("ghz")
-    fma, fma_why = fma_units(model_name)
+    fma, fma_why = fma_units(model_name, cpu)
     out: dict[str, Any] = {
         "formula": "physical cores x base frequency (GHz) x FLOP per cycle per core",
         "cores": cores, "ghz": ghz, "frequency_source": frequency.get("source"),
@@ -208,7 +250,7 @@ def current_peak() -> dict[str, Any]:
     info = cpuinfo(CPUINFO)
     topology = _whole_topology(SYS, None)
     return peak(len(topology.physical()) if topology else None, base_frequency(SYS, info),
-                set(info.get("flags", "").split()), info.get("model name", ""))
+                set(info.get("flags", "").split()), info.get("model name", ""), cpuid(info))
 
 
 def describe(sys_root: str | Path = SYS, cpuinfo_path: str | Path = CPUINFO,
@@ -224,8 +266,7 @@ def describe(sys_root: str | Path = SYS, cpuinfo_path: str | Path = CPUINFO,
     whole = _whole_topology(sys_root, allowed) or topology
     model_name = info.get("model name", platform.processor() or "unknown")
     frequency = base_frequency(sys_root, info)
-    return {
-        "id": machine_id(),
+    out = {
         "hostname": platform.node(),
         "cpu_model": model_name,
         "isa": {flag: flag in flags for flag in ISA_FLAGS},
@@ -244,9 +285,10 @@ def describe(sys_root: str | Path = SYS, cpuinfo_path: str | Path = CPUINFO,
             "cores": whole.cores(),
             "numa": numa_nodes(sys_root),
         },
-        "peak": peak(len(whole.physical()), frequency, flags, model_name),
+        "peak": peak(len(whole.physical()), frequency, flags, model_name, cpuid(info)),
         "energy": rapl_status(Path(sys_root) / "class/powercap"),
     }
+    return {"id": machine_id(out), "hardware_id": hardware_id(out), **out}
 
 
 # The software stacks the backends run on: which environment, which packages say the version.

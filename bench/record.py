@@ -326,8 +326,11 @@ def _efficiency(record: Record, gflops: float | None) -> Figure:
     if gflops is None or not peak:
         reason = (record.peak or {}).get("reason", "no peak recorded")
         return Figure("fraction of peak", None, "", NEITHER, note=reason)
-    return Figure("fraction of peak", gflops / peak, "", NEITHER,
-                  note=(record.peak or {}).get("basis", ""))
+    fraction, basis = gflops / peak, (record.peak or {}).get("basis", "")
+    if fraction > 1:  # the stated clock is a floor (a VM's "cpu MHz"): never shown as if not
+        basis = (f"above 100% of the stated peak: its clock is a floor, the cores ran faster "
+                 f"than it says; {basis}")
+    return Figure("fraction of peak", fraction, "", NEITHER, note=basis)
 
 
 def projection(micro: Series, update: Series | None, spec: dict[str, Any], fixed_s: float,

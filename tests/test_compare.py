@@ -272,3 +272,13 @@ def test_the_reference_machine_s_openvino_runs_compare_with_themselves(capsys) -
     bf16 = [r for r in rows if r["run_id"] == "inference/openvino-bf16"]
     assert [r["metric"] for r in bf16] == ["latency bs1 p50 ms"]
     assert bf16[0]["n_base"] == 1493 and bf16[0]["status"] == SAME
+
+
+def test_results_of_different_hardware_are_refused_unless_asked(capsys) -> None:
+    quick, spr = str(FIXTURES / "quick_vm.json"), str(FIXTURES / "contract_vm.json")
+    assert cli.main(["compare", quick, spr]) == 2
+    err = capsys.readouterr().err
+    assert "different machines: intel-xeon-2.50ghz-1s2c-" in err and "--across-machines" in err
+    assert "Intel(R) Xeon(R) Processor @ 2.50GHz" in err and "Intel(R) Xeon(R) Processor)" in err
+    assert cli.main(["compare", quick, spr, "--across-machines"]) == 2  # judged: none in common
+    assert "different machines" not in capsys.readouterr().err

@@ -211,3 +211,67 @@ def test_machine_command_prints_tables_and_json(capsys: pytest.CaptureFixture[st
     for heading in ("CPU", "Topology", "NUMA nodes", "Peak (theoretical)", "Backends installed",
                     "Energy (RAPL"):
         assert heading in out
+
+
+# --- a machine identity that tells machines apart; a peak on every machine ---------------------
+
+REFERENCE = Path(__file__).resolve().parents[2] / "shared/reference-results"
+
+
+def _machine_of(name: str) -> dict:
+    import json
+
+    path = (Path(__file__).parent / "fixtures" / name if not name.startswith("epyc")
+            else REFERENCE / name)
+    if not path.is_file():
+        pytest.skip(f"{path} is not beside the repository")
+    return json.loads(path.read_text())["machine"]
+
+
+def test_the_hardware_id_tells_apart_machines_of_one_host_name() -> None:
+    clx = [_machine_of(n) for n in ("default_vm.json", "quick_vm.json", "mixed_vm.json")]
+    spr = _machine_of("contract_vm.json")
+    epyc = _machine_of("epyc-zen5-2vcpu_20261202T055054Z_quick.json")
+    assert {m["hostname"] for m in (*clx, spr, epyc)} == {"vm"}
+    ids = {machine.hardware_id(m) for m in clx}
+    assert len(ids) == 1 and next(iter(ids)).startswith("intel-xeon-2.50ghz-1s2c-")
+    assert len({next(iter(ids)), machine.hardware_id(spr), machine.hardware_id(epyc)}) == 3
+    assert machine.hardware_id(epyc).startswith("amd-epyc-1s2c-")
+
+
+def test_the_results_folder_is_the_hardware_id_unless_the_user_names_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    facts = machine.describe(SYS, CPUINFO)
+    assert facts["id"] == facts["hardware_id"] == machine.hardware_id(facts)
+    monkeypatch.setenv("TLBENCH_MACHINE_ID", "lab box/7")
+    assert machine.machine_id(facts) == "lab-box-7"
+
+
+def test_a_vm_without_cpufreq_or_a_clock_in_its_name_takes_cpu_mhz_labelled(
+        tmp_path: Path) -> None:
+    freq = machine.base_frequency(tmp_path, {"model name": "AMD EPYC", "cpu MHz": "2596.000"})
+    assert freq["ghz"] == 2.596 and freq["source"] == machine.CPU_MHZ_SOURCE
+    assert "a floor" in freq["source"]
+
+
+def test_the_epyc_reference_gets_a_peak_and_its_fast_bf16_run_is_shown_above_it() -> None:
+    """The reference VM says only "AMD EPYC" and 2596 MHz: Zen 5 (family 26), 2 full-width
+    AVX-512 FMA units assumed; its OpenVINO bf16 extraction then ran above the stated peak."""
+    from bench import efficiency, record
+    from bench.results import load
+
+    epyc = _machine_of("epyc-zen5-2vcpu_20261202T055705Z_default.json")
+    units, why = machine.fma_units(epyc["cpu_model"], epyc["cpuid"])
+    assert units == 2 and "family 26" in why and "assumed" in why
+    flags = {k for k, v in epyc["isa"].items() if v} | {"fma"}
+    freq = machine.base_frequency(Path("/nonexistent"), {"cpu MHz": "2596.000"})
+    peak = machine.peak(2, freq, flags, epyc["cpu_model"], epyc["cpuid"])
+    assert peak["bf16"]["gflops"] == pytest.approx(2 * 2.596 * 128)  # 665 GFLOP/s
+    doc = load(REFERENCE / "epyc-zen5-2vcpu_20261202T055705Z_default.json")
+    run = next(r for r in doc["runs"] if r["run_id"] == "transfer/openvino-bf16")
+    run["peak"] = efficiency.run_peak("bf16", peak, cores=2)
+    share = record.figures(run)["fraction of peak"]
+    assert share.value > 1 and share.note.startswith("above 100% of the stated peak")
+    from bench.report.console import share_of_peak
+
+    assert share_of_peak(share.value).endswith("(above the stated peak)")

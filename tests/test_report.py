@@ -330,3 +330,16 @@ def test_report_compare_and_history_give_the_same_number_for_every_figure(
             total = reported[f"full_training/{entry['backend']}"]["figures"]["train total s"]
             assert total["value"] / 3600 == entry["train_total_h"]
             assert total["kind"] == entry["train_kind"]
+
+
+def test_history_over_mixed_hardware_exits_2_naming_both(tmp_path: Path, capsys) -> None:
+    folder = tmp_path / "results/vm"  # one host name, `vm`, for two machines
+    folder.mkdir(parents=True)
+    for name in ("quick_vm.json", "contract_vm.json"):
+        shutil.copy(FIXTURES / name, folder / name)
+    assert cli.main(["report", "--history", str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert "results of 2 different machines" in err and "--across-machines" in err
+    assert "e.g. quick_vm.json" in err and "e.g. contract_vm.json" in err
+    assert cli.main(["report", "--history", str(folder), "--across-machines",
+                     "--html", str(tmp_path / "h.html")]) == 0

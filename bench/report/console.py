@@ -75,8 +75,15 @@ def _acc(run: dict[str, Any]) -> str:
     return "—" if acc is None else f"{acc:.1%}" + ("*" if run.get("accuracy_note") else "")
 
 
+def share_of_peak(value: float | None) -> str:
+    """A share of peak; above 100% says so (the stated clock was a floor)."""
+    if value is None:
+        return "—"
+    return f"{value:.1%}" + (" (above the stated peak)" if value > 1 else "")
+
+
 def _fraction(figure: record.Figure | None) -> str:
-    return "—" if figure is None or figure.value is None else f"{figure.value:.1%}"
+    return share_of_peak(None if figure is None else figure.value)
 
 
 def _rss(run: dict[str, Any]) -> str:
