@@ -263,6 +263,9 @@ def cmd_report(args: argparse.Namespace, out: Console) -> int:
         print("tlbench: error: give a RESULT file, or --history results/<machine>/",
               file=sys.stderr)
         return EXIT_BAD_INPUT
+    if len(args.result) > 1 or args.reference:
+        return _fleet(args, out)
+    args.result = args.result[0]
     doc = results.load(args.result)
     if args.json:  # the figures every table shows, for scripts (bench.record defines them)
         from bench import record
@@ -291,6 +294,32 @@ def cmd_report(args: argparse.Namespace, out: Console) -> int:
                  "max_slowdown_pct": args.max_slowdown}
     page = html.render(doc, args.result, **extra)
     path = html.write(page, args.html or html.default_path(args.result))
+    out.print(f"HTML report: {path}")
+    return 0
+
+
+def _fleet(args: argparse.Namespace, out: Console) -> int:
+    """`tlbench report R1 R2 ...`: the fleet view (bench.fleet) in tables, JSON and a page."""
+    from bench import fleet
+    from bench.report import html
+
+    if args.baseline:
+        print("tlbench: error: several RESULT files make a fleet view; --baseline compares one "
+              "with one (use tlbench compare)", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    files = list(dict.fromkeys([*([args.reference] if args.reference else []), *args.result]))
+    docs = [(results.load(f), f) for f in files]
+    try:
+        view = fleet.fleet(docs, reference=0)
+    except fleet.FleetError as exc:
+        print(f"tlbench: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if args.json:
+        print(json.dumps(view, indent=1, default=str))
+        return 0
+    for table in console_report.fleet_tables(view):
+        out.print(table)
+    path = html.write(html.render_fleet(view), args.html or Path("reports") / "fleet.html")
     out.print(f"HTML report: {path}")
     return 0
 
@@ -493,7 +522,10 @@ def parser() -> argparse.ArgumentParser:
     pre.set_defaults(func=cmd_pretrain)
 
     rep = sub.add_parser("report", help="a result file's tables and its self-contained HTML page")
-    rep.add_argument("result", nargs="?", help="a result file (results/<machine>/*.json)")
+    rep.add_argument("result", nargs="*", help="a result file (results/<machine>/*.json); "
+                     "several: the fleet view, machines side by side")
+    rep.add_argument("--reference", metavar="RESULT",
+                     help="the fleet view's reference machine (default: the first RESULT)")
     rep.add_argument("--baseline", metavar="RESULT", help="compare against this result file")
     rep.add_argument("--html", metavar="PATH",
                      help="where to write the page (default: reports/<result file stem>.html)")

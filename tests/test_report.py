@@ -343,3 +343,78 @@ def test_history_over_mixed_hardware_exits_2_naming_both(tmp_path: Path, capsys)
     assert "e.g. quick_vm.json" in err and "e.g. contract_vm.json" in err
     assert cli.main(["report", "--history", str(folder), "--across-machines",
                      "--html", str(tmp_path / "h.html")]) == 0
+
+
+# --- the fleet view ---------------------------------------------------------------------------
+
+def _faster(doc: dict[str, Any], factor: float) -> dict[str, Any]:
+    """The same result with every timed sample `factor` times shorter (another, faster box)."""
+    doc = copy.deepcopy(doc)
+    for run in doc["runs"]:
+        for series in run.get("series", {}).values():
+            series["samples"] = [x / factor for x in series["samples"]]
+    doc["machine"] = {**doc["machine"], "cpu_model": "Faster Xeon", "physical_cores": 2}
+    return doc
+
+
+def test_the_fleet_ratios_like_with_like_to_the_reference_and_takes_geometric_means() -> None:
+    from bench import fleet, record
+
+    base = fixture("default_vm.json")
+    view = fleet.fleet([(base, "a.json"), (_faster(base, 1.25), "b.json")])
+    assert view["machines"][0]["hardware_id"] != view["machines"][1]["hardware_id"]
+    for row in view["rows"]:
+        ref, other = row["cells"]
+        assert ref["ratio"] == 1.0
+        run = next(r for r in base["runs"] if r["run_id"] == f"{row['scenario']}/{row['backend']}")
+        assert ref["value"] == record.headline(run).value  # the contract's figure, as is
+        assert other["ratio"] == pytest.approx(1.25, rel=0.02), row
+        assert ref["per_core"] == ref["value"] / 2
+    for g in view["geomeans"]:
+        assert g["cells"][0] == {"value": 1.0, "scenarios": 3}
+        assert g["cells"][1]["value"] == pytest.approx(1.25, rel=0.02)
+    assert view["paper"]["kind"] == "reported" and view["paper"]["speedup"] == 80.0
+    assert view["paper"]["peak_fp32_gflops"] == 40 * 2.4 * 64
+
+
+def test_the_fleet_shows_other_configurations_side_by_side_without_a_ratio() -> None:
+    from bench import fleet
+
+    view = fleet.fleet([(fixture("default_vm.json"), "d"), (fixture("quick_vm.json"), "q")])
+    train = next(r for r in view["rows"] if r["scenario"] == "full_training")
+    quick = train["cells"][1]
+    assert quick["status"] == "ok" and quick["value"] and quick["ratio"] is None
+    assert "model.image_size: 160 → 96" in quick["why"]
+
+
+def test_cli_fleet_prints_writes_the_page_and_json_with_the_paper_s_row(tmp_path: Path,
+                                                                      capsys) -> None:
+    files = [str(FIXTURES / "default_vm.json"), str(FIXTURES / "contract_vm.json")]
+    page = tmp_path / "fleet.html"
+    assert cli.main(["report", *files, "--html", str(page)]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "white paper: 2S Intel Xeon Gold 6148 (reported)" in out and "geometric mean" in out
+    assert "not ratioed: other configuration" in out and "~80x" in out
+    text = page.read_text()
+    assert "Machines side by side" in text and external_references(text) == []
+    assert cli.main(["report", *files, "--reference", files[1], "--json"]) == 0
+    view = json.loads(capsys.readouterr().out)
+    assert view["machines"][0]["source"] == files[1]  # the reference first
+    assert cli.main(["report", files[0], "--reference", files[0]]) == 2
+    assert "two or more result files" in capsys.readouterr().err
+
+
+def test_chromium_opens_the_fleet_page_offline_and_screenshots_it(tmp_path: Path) -> None:
+    from bench import fleet
+
+    docs = [(fixture("default_vm.json"), "default_vm.json")]
+    docs += [(results.load(p), p.name) for p in _documents() if p.name.startswith("epyc")
+             and p.name.endswith("_default.json")] or [(fixture("contract_vm.json"), "c.json")]
+    page = html.write(html.render_fleet(fleet.fleet(docs)), tmp_path / "fleet.html")
+    shot, net_log = tmp_path / "fleet.png", tmp_path / "net.json"
+    run = open_in_chromium(page, tmp_path, "--window-size=1280,2400", f"--screenshot={shot}",
+                           f"--log-net-log={net_log}")
+    assert shot.is_file() and shot.stat().st_size > 50_000, run.stderr[-2000:]
+    assert page_requests(net_log) == []
+    dom = open_in_chromium(page, tmp_path, "--dump-dom").stdout
+    assert "Machines side by side" in dom and 'id="fleet"' in dom and "<svg" in dom

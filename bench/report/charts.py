@@ -181,3 +181,29 @@ def history(entries: list[dict[str, Any]]) -> str | None:
         axes[0].legend(fontsize=8, frameon=False, loc="upper left",
                        bbox_to_anchor=(1.0, 1.0))
         return to_svg(fig)
+
+
+def fleet(view: dict[str, Any]) -> str | None:
+    """Machines x backends: each machine's geometric mean over scenarios, relative to the
+    reference machine (= 1), where one could be formed."""
+    names = [f"{m['hostname']} · {m['hardware_id']}" for m in view["machines"]]
+    groups = [g for g in view["geomeans"] if any(c["value"] for c in g["cells"])]
+    if not groups:
+        return None
+    width = 0.8 / len(names)
+    with _figure("fleet", figsize=(2.0 + 1.2 * len(groups) * len(names) ** 0.5, 4.2)) as fig:
+        ax = fig.add_subplot()
+        colours = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
+        for i, name in enumerate(names):
+            xs = [g_i + (i - (len(names) - 1) / 2) * width for g_i in range(len(groups))]
+            values = [g["cells"][i]["value"] or 0 for g in groups]
+            ax.bar(xs, values, width * 0.92, color=colours[i % len(colours)], label=name)
+            for x, v in zip(xs, values, strict=True):
+                ax.text(x, v, f"{v:.2f}x" if v else "—", ha="center", va="bottom", fontsize=7.5)
+        ax.axhline(1.0, color=INK, linewidth=0.8)
+        ax.set_xticks(range(len(groups)), [g["backend"] for g in groups], fontsize=9)
+        ax.set_ylabel("relative to the reference machine (geometric mean)", fontsize=9)
+        ax.yaxis.grid(True, color=GRID, linewidth=0.6)
+        ax.legend(fontsize=8, frameon=False, loc="lower center", bbox_to_anchor=(0.5, 1.0),
+                  ncol=min(3, len(names)))
+        return to_svg(fig)

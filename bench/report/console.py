@@ -288,3 +288,48 @@ def history_table(entries: list[dict[str, Any]], folder: str) -> Table:
                       e["train_kind"] or "", _num(e["extract_img_s"]),
                       duration(e["transfer_total_s"]))
     return table
+
+
+def fleet_tables(view: dict[str, Any]) -> list[Table]:
+    """The fleet view: machines, each run's headline per machine with its ratio to the
+    reference, the geometric means, and the transfer-vs-full speed-up beside the paper's."""
+    names = [f"{m['hostname']} · {m['hardware_id']}" for m in view["machines"]]
+    ref = view["reference"]
+    machines = _table("Machines", "machine", "CPU", "cores", "GHz (from)", "peak fp32",
+                      "peak bf16", left=2)
+    p = view["paper"]
+    machines.add_row(f"{p['label']} (reported)", p["cpu_model"], str(p["physical_cores"]),
+                     f"{p['ghz']} (base)", f"{p['peak_fp32_gflops']:.0f}", "—")
+    for i, m in enumerate(view["machines"]):
+        machines.add_row(names[i] + (" (reference)" if i == ref else ""), m["cpu_model"] or "?",
+                         str(m["physical_cores"]),
+                         f"{_num(m['ghz'], '.2f')} ({m['frequency_source'] or 'unknown'})",
+                         _num(m["peak_gflops"]["fp32"], ".0f"),
+                         _num(m["peak_gflops"]["bf16"], ".0f"))
+    figures = _table(f"Headline figures (ratio to {names[ref]}; /core, /core-GHz, % peak)",
+                     "scenario", "backend", *names, left=2)
+    for row in view["rows"]:
+        cells = []
+        for c in row["cells"]:
+            if c["status"] != "ok":
+                cells.append(c["status"])
+                continue
+            ratio = (f"{c['ratio']:.2f}x" if c.get("ratio") is not None
+                     else f"not ratioed: {c.get('why')}")
+            cells.append(f"{c['value']:.2f} {c['figure']}\n{_num(c['per_core'], '.2f')} /core, "
+                         f"{_num(c['per_core_ghz'], '.2f')} /core-GHz, "
+                         f"{share_of_peak(c['share_of_peak'])}\n{ratio}")
+        figures.add_row(row["scenario"], row["backend"], *cells)
+    for g in view["geomeans"]:
+        figures.add_row("geometric mean", g["backend"], *[
+            "—" if c["value"] is None else f"{c['value']:.2f}x over {c['scenarios']}"
+            for c in g["cells"]])
+    speedups = _table("Transfer vs full training at the paper's scale (projected per machine)",
+                      "backend", "white paper (reported)", *names)
+    for n, s in enumerate(view["speedups"]):
+        speedups.add_row(s["backend"], f"~20 h / ~15 min: ~{p['speedup']:.0f}x" if n == 0 else "",
+                         *[
+            "—" if c is None else f"{duration(c['paper_scale']['full_training_s'])} / "
+            f"{duration(c['paper_scale']['transfer_s'])}: {c['paper_scale']['speedup']:,.0f}x"
+            for c in s["cells"]])
+    return [machines, figures, speedups]

@@ -186,6 +186,12 @@ def render_history(entries: list[dict[str, Any]], folder: str, problems: list[st
         chart=_svg(charts.history(entries)))
 
 
+def render_fleet(view: dict[str, Any]) -> str:
+    return _ENV.get_template("fleet.html").render(
+        view=view, ref=view["machines"][view["reference"]], tool_version=__version__,
+        chart=_svg(charts.fleet(view)))
+
+
 def write(html: str, path: str | Path) -> Path:
     """Write the page (its folder created); the caller names the path."""
     out = Path(path)
