@@ -33,7 +33,7 @@ from bench.data.lfw import DataError
 from bench.models.checkpoint import is_tf1_checkpoint
 from bench.models.weights import WeightsError
 from bench.pinning import PlacementError, read_topology, resolve
-from bench.plan import expand, plan
+from bench.plan import expand, interleaved, plan
 from bench.report import console as console_report
 
 EXIT_FAILED_RUN, EXIT_BAD_INPUT = 1, 2  # interrupted: 128 + the signal (130 for SIGINT)
@@ -83,7 +83,8 @@ def _clock(seconds: float) -> str:
     return f"{minutes // 60}:{minutes % 60:02d}:{s:02d}"
 
 
-def _run_line(run: dict[str, Any], index: int, total: int, started: float) -> str:
+def _run_line(run: dict[str, Any], index: int, total: int, started: float,
+              round_: str = "") -> str:
     """`[3/28] transfer/tf-stock ok: extract img/s 66.0 (6 s); elapsed 0:02:13, ETA 0:10:01`:
     what a log shows of each finished run (the ETA: the mean run so far, times the runs left)."""
     from bench import record
@@ -96,7 +97,7 @@ def _run_line(run: dict[str, Any], index: int, total: int, started: float) -> st
                 .splitlines() or [""])[0][:120]
     elapsed = time.monotonic() - started
     eta = elapsed / index * (total - index)
-    return (f"[{index}/{total}] {run['run_id']} {run['status']}: {what} "
+    return (f"[{index}/{total}] {run['run_id']}{round_} {run['status']}: {what} "
             f"({run.get('wall_s', 0):.0f} s); elapsed {_clock(elapsed)}, ETA {_clock(eta)}")
 
 
@@ -117,7 +118,8 @@ def cmd_run(args: argparse.Namespace, out: Console) -> int:
     suite = suite_mod.override(base, backends=args.backend,
                                scenarios=args.scenario, data=args.data, weights=args.weights,
                                placement=args.placement, workers=workers,
-                               pass_env=args.pass_env, skip_bad=args.skip_bad)
+                               pass_env=args.pass_env, skip_bad=args.skip_bad,
+                               repeats=args.repeats)
     topology = read_topology()
     placement = resolve(suite.placement, topology, suite.use_logical_cores)
     _preflight(suite, out)
@@ -158,11 +160,15 @@ def cmd_run(args: argparse.Namespace, out: Console) -> int:
         started = time.monotonic()
         with Progress(*_COLUMNS, console=out, disable=not out.is_terminal) as bars:
             overall = bars.add_task("suite", total=len(runs))
-            for index, run in enumerate(runs, start=1):
+            order = interleaved(runs, suite.repeats)
+            bars.update(overall, total=len(order))
+            for index, (round_, run) in enumerate(order, start=1):
                 if run.run_id in carried:
-                    result.add_run(carried[run.run_id])
+                    if round_ == 1:
+                        result.add_run(carried[run.run_id])
                     bars.advance(overall)
                     continue
+                launcher.log_suffix = f".r{round_}" if round_ > 1 else ""
                 phase = bars.add_task(f"  {run.run_id}: starting", total=None)
 
                 def on_event(event: dict[str, Any], phase: int = phase, run_id: str = run.run_id):
@@ -170,12 +176,17 @@ def cmd_run(args: argparse.Namespace, out: Console) -> int:
                                 completed=event.get("done") or 0, total=event.get("total"))
 
                 record = launcher.run(planned[run.run_id], limits, on_event)
-                result.add_run(record)
+                if round_ == 1:
+                    result.add_run(record)
+                else:
+                    result.add_repeat(run.run_id, round_, record)
                 bars.update(phase, description=f"  {run.run_id}: {record['status']} "
                             f"({record['wall_s']:.0f} s)", completed=1, total=1)
                 bars.advance(overall)
                 if not out.is_terminal:  # a CI log: one plain line per finished run
-                    out.print(_run_line(record, index, len(runs), started), markup=False,
+                    out.print(_run_line(record, index, len(order), started,
+                                        f" (round {round_}/{suite.repeats})"
+                                        if suite.repeats > 1 else ""), markup=False,
                               highlight=False, soft_wrap=True)
     except Interrupted as exc:  # the launcher has killed the running worker
         _annotate_parity(result.doc)
@@ -498,6 +509,10 @@ def parser() -> argparse.ArgumentParser:
                      "host; this host runs only its own worker (see README)")
     run.add_argument("--task-index", type=int, default=0, metavar="I",
                      help="with --cluster: this host's position in the worker list (0 = chief)")
+    run.add_argument("--repeats", type=int, default=0, metavar="N",
+                     help="N fresh worker processes per run, interleaved round by round "
+                     "([suite] repeats); figures are the median over them, compare judges the "
+                     "spread between them")
     run.add_argument("--skip-bad", action="store_true",
                      help='leave unreadable or corrupt images of --data out, listed in the '
                      'result ([data] on_bad_image = "skip"); default: stop before any run')

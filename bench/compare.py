@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
-from scipy.stats import mannwhitneyu
+from scipy.stats import mannwhitneyu, ttest_ind
 
 from bench import record
 
@@ -60,6 +60,9 @@ class Row:
     total_ratio: float | None = None   # new/base of the run's total time, informative only
     total_kind: str | None = None      # "measured" or "projected" (projected if either is)
     note: str = ""
+    # what n counts: the processes of each side (repeats: the verdict sees the drift between
+    # them), or the samples of one process a side (it does not)
+    judged_on: str = "samples"
 
     @property
     def comparable(self) -> bool:
@@ -143,21 +146,41 @@ def holm(p_values: list[float]) -> list[float]:
     return adjusted
 
 
+ONE_PROCESS = ("one process a side: the drift between runs is not accounted for (run with "
+               "--repeats 3 or more)")
+
+
 def measure(run_id: str, base: dict[str, Any], new: dict[str, Any],
             figure_b: record.Figure, figure_n: record.Figure) -> Row:
     """A row with the ratio and the raw p-value of one judged figure; `decide` gives it its
-    status. The samples are the figure's own per-sample values (bench.record.samples)."""
-    base_s = record.samples(base, figure_b.series)
-    new_s = record.samples(new, figure_n.series)
+    status. With two or more processes a side the verdict is on the processes' own figures —
+    the ratio their Hodges–Lehmann estimate, the p-value Welch's t on their logarithms — so the
+    drift between processes is in it; with one a side, on that process's per-sample values
+    (bench.record.samples) and Mann–Whitney U, which cannot see drift between runs."""
+    if figure_b.processes > 1 and figure_n.processes > 1:
+        base_s = _process_values(base, figure_b.name)
+        new_s = _process_values(new, figure_n.name)
+        logs_b, logs_n = np.log(base_s), np.log(new_s)
+        p = float(ttest_ind(logs_n, logs_b, equal_var=False).pvalue)
+        judged_on = "processes"
+    else:
+        base_s = record.samples(base, figure_b.series)
+        new_s = record.samples(new, figure_n.series)
+        p = float(mannwhitneyu(new_s, base_s, alternative="two-sided").pvalue)
+        judged_on = "samples"
     ratio = hodges_lehmann_ratio(base_s, new_s)
-    p = float(mannwhitneyu(new_s, base_s, alternative="two-sided").pvalue)
-    if math.isnan(p):  # every sample tied: no evidence of a difference
+    if math.isnan(p):  # every value tied: no evidence of a difference
         p = 1.0
     time_ratio = 1 / ratio if figure_b.better == record.HIGHER else ratio
     return Row(run_id=run_id, metric=figure_b.name, unit=figure_b.unit, status=SAME,
                base=figure_b.value, new=figure_n.value, ratio=ratio,
                time_change_pct=(time_ratio - 1) * 100, p_value=p,
-               n_base=len(base_s), n_new=len(new_s))
+               n_base=len(base_s), n_new=len(new_s), judged_on=judged_on)
+
+
+def _process_values(run: dict[str, Any], name: str) -> np.ndarray:
+    return np.asarray([f[name].value for f in record.process_figures(run)
+                       if name in f and f[name].value is not None], dtype=float)
 
 
 def decide(row: Row, p_adjusted: float, max_slowdown_pct: float, alpha: float,
@@ -174,10 +197,15 @@ def decide(row: Row, p_adjusted: float, max_slowdown_pct: float, alpha: float,
         status = SAME
         if significant:
             note = f"significant, within ±{max_slowdown_pct:g}%"
-        elif family * min_p_value(row.n_base, row.n_new) >= alpha:
+        elif row.judged_on == "samples" and family * min_p_value(row.n_base,
+                                                                 row.n_new) >= alpha:
             note = f"too few samples ({row.n_base}/{row.n_new}): inconclusive"
         else:
             note = "not significant"
+    if row.judged_on == "processes":
+        note += f"; between {row.n_base}/{row.n_new} processes"
+    else:
+        note += f"; {ONE_PROCESS}"
     return replace(row, status=status, p_value=p_adjusted, significant=significant, note=note)
 
 

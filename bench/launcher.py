@@ -102,6 +102,7 @@ class Launcher:
         self.log_dir = log_dir
         self.python = python  # overrides every backend's interpreter (tests)
         self.pass_env = pass_env  # the suite's extra variables passed through to workers
+        self.log_suffix = ""  # ".r2", ... for the processes of a run's later rounds
         self.running: set[subprocess.Popen] = set()
 
     def run(self, planned: RunPlan, limits: Limits,
@@ -179,7 +180,8 @@ class Launcher:
             "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         }
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        log_path = self.log_dir / (process.process_id.replace("/", "--") + ".log")
+        log_path = self.log_dir / (process.process_id.replace("/", "--") + self.log_suffix
+                                   + ".log")
         out["log"] = str(log_path)
         with tempfile.TemporaryDirectory(prefix="tlbench-") as tmp:
             task_path, out_path = Path(tmp) / "task.json", Path(tmp) / "out.json"

@@ -43,6 +43,13 @@ def plan(suite: Suite) -> list[Run]:
     ]
 
 
+def interleaved(runs: list[Run], repeats: int) -> list[tuple[int, Run]]:
+    """(round, run) in the order they are measured: round 1 of every run, then round 2, ...
+    (as asv's --interleave-rounds): never a run's repeats in a row, so the drift of the
+    machine falls on every run alike."""
+    return [(k, run) for k in range(1, repeats + 1) for run in runs]
+
+
 @dataclass(frozen=True)
 class Process:
     """One worker process of a run: a stable id, its role, its parameters and its cores."""

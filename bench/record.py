@@ -143,6 +143,9 @@ class Record:
     # runs of several processes: each process kept, and the scaling references
     processes: tuple[Json, ...] = ()
     references: Json | None = None
+    # `repeats`: rounds 2..N of the run, each a whole record of one fresh worker process
+    # (round 1 is this record itself); the run's figures are over all of them
+    repeats: tuple[Json, ...] = ()
     cluster: Json | None = None
     note: str | None = None
 
@@ -267,9 +270,14 @@ class Figure:
     high: float | None = None
     headline: bool = False  # the one figure a run's scenario is summarised by
     note: str = ""
+    processes: int = 1  # worker processes the value is the median over (repeats)
+    spread: tuple[float, float] | None = None  # their lowest and highest value
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in dataclasses.asdict(self).items() if v not in (None, "")}
+        out = {k: v for k, v in dataclasses.asdict(self).items() if v not in (None, "")}
+        if self.spread is not None:
+            out["spread"] = list(self.spread)
+        return out
 
 
 def _median(x: np.ndarray) -> float:
@@ -501,12 +509,43 @@ _FIGURES = {"full_training": _training, "transfer": _transfer, "fine_tune": _fin
             "inference": _inference}
 
 
+def rounds(run: Record | dict[str, Any]) -> list[Record]:
+    """The worker processes of a run, round by round (one unless the suite had repeats)."""
+    record = _record(run)
+    return [dataclasses.replace(record, repeats=()),
+            *(parse_run(r, f"{record.run_id} repeat") for r in record.repeats)]
+
+
+def _figures_of(record: Record) -> dict[str, Figure]:
+    return {f.name: f for f in _FIGURES[record.scenario](record)}
+
+
+def process_figures(run: Record | dict[str, Any]) -> list[dict[str, Figure]]:
+    """Each ok process's own figures, round by round."""
+    return [_figures_of(r) for r in rounds(run) if r.status == "ok"]
+
+
 def figures(run: Record | dict[str, Any]) -> dict[str, Figure]:
-    """Every figure of an ok run, by name ({} for a run that did not succeed)."""
+    """Every figure of an ok run, by name ({} for a run that did not succeed). With repeats,
+    each figure is the median of the processes' own (one definition: the per-process figure),
+    with their spread; a projected interval is then the processes' spread, not one's window."""
     record = _record(run)
     if record.status != "ok":
         return {}
-    return {f.name: f for f in _FIGURES[record.scenario](record)}
+    if not record.repeats:
+        return _figures_of(record)
+    per = process_figures(record)
+    out = {}
+    for name, first in per[0].items():
+        values = [p[name].value for p in per if name in p and p[name].value is not None]
+        if not values:
+            out[name] = first
+            continue
+        out[name] = dataclasses.replace(
+            first, value=float(np.median(values)), low=None, high=None,
+            processes=len(values), spread=(min(values), max(values)),
+            note=f"median of {len(values)} processes; {first.note}".rstrip("; "))
+    return out
 
 
 def value(run: Record | dict[str, Any], name: str) -> float | None:

@@ -71,17 +71,18 @@ class ResultFile:
         self.save()
 
     def add_run(self, run: dict[str, Any]) -> None:
-        """Append a run, checked against the contract first: a record that breaks it is kept
-        as a failed run naming the break (with its log), never written half-valid."""
-        try:
-            record.parse_run(run)
-        except record.RecordError as exc:
-            run = {**{k: run[k] for k in ("run_id", "backend", "scenario", "params", "model",
-                                          "data", "placement", "env", "log", "wall_s")
-                      if k in run},
-                   "status": "failed", "error": f"the run's record breaks the result contract: "
-                                                f"{exc}"}
-        self.doc["runs"].append(run)
+        """Append a run, checked against the contract first (see `_checked`)."""
+        self.doc["runs"].append(_checked(run))
+        self.save()
+
+    def add_repeat(self, run_id: str, round_: int, run: dict[str, Any]) -> None:
+        """A later round's process of a run already added: kept under its `repeats`. A failed
+        process fails the run (naming its round); every process stays in the file."""
+        target = next(r for r in self.doc["runs"] if r["run_id"] == run_id)
+        process = _checked(run)
+        target.setdefault("repeats", []).append(process)
+        if process["status"] != "ok" and target["status"] == "ok":
+            target.update(status="failed", error=f"round {round_}: {process.get('error')}")
         self.save()
 
     def finish(self, **fields: Any) -> None:
@@ -91,6 +92,19 @@ class ResultFile:
 
     def save(self) -> None:
         write_atomic(self.path, self.doc)
+
+
+def _checked(run: dict[str, Any]) -> dict[str, Any]:
+    """The run if it fits the contract; else a failed run naming the break (with its log),
+    never a record written half-valid."""
+    try:
+        record.parse_run(run)
+    except record.RecordError as exc:
+        return {**{k: run[k] for k in ("run_id", "backend", "scenario", "params", "model",
+                                       "data", "placement", "env", "log", "wall_s") if k in run},
+                "status": "failed", "error": f"the run's record breaks the result contract: "
+                                             f"{exc}"}
+    return run
 
 
 def load(path: str | Path) -> dict[str, Any]:

@@ -245,6 +245,9 @@ class Suite:
     max_memory_gb: float = 0.0  # per worker (resident, whole process tree); 0 = no cap
     # variables of the shell a worker gets besides the few it always gets (launcher.PASS_ENV)
     pass_env: tuple[str, ...] = ()
+    # fresh worker processes per run, interleaved round by round (round 1 of every run, then
+    # round 2, ...): the spread between processes is what a regression verdict must see
+    repeats: int = 1
     model: ModelSpec = field(default_factory=ModelSpec)
     data: DataSpec = field(default_factory=DataSpec)
     full_training: FullTrainingSpec = field(default_factory=FullTrainingSpec)
@@ -260,7 +263,7 @@ class Suite:
 
 
 _SUITE_KEYS = ("name", "description", "backends", "scenarios", "placement", "use_logical_cores",
-               "timeout_s", "max_memory_gb", "pass_env")
+               "timeout_s", "max_memory_gb", "pass_env", "repeats")
 _SECTIONS: dict[str, type] = {"model": ModelSpec, "data": DataSpec, **SCENARIO_SPECS}
 
 
@@ -362,6 +365,9 @@ def _check_suite(suite: Suite, where: str) -> None:
         _fail(f"{where}.timeout_s", "must be > 0 seconds")
     if suite.max_memory_gb < 0:
         _fail(f"{where}.max_memory_gb", "must be >= 0 (0 means no cap)")
+    if suite.repeats < 1:
+        _fail(f"{where}.repeats", f"must be 1 or more worker processes per run; got "
+              f"{suite.repeats}")
     for name in suite.pass_env:
         if not name or "=" in name or not name.replace("_", "").isalnum():
             _fail(f"{where}.pass_env", f"{name!r} is not a variable name; write e.g. "
@@ -383,7 +389,7 @@ def load(path: str | Path) -> Suite:
 def override(suite: Suite, *, backends: typing.Sequence[str] = (),
              scenarios: typing.Sequence[str] = (), data: str = "", weights: str = "",
              placement: str = "", workers: int = 0, pass_env: typing.Sequence[str] = (),
-             skip_bad: bool = False) -> Suite:
+             skip_bad: bool = False, repeats: int = 0) -> Suite:
     """Apply command-line choices (`--backend`, `--scenario`, `--data`, ...) and re-validate."""
     changes: dict[str, Any] = {}
     if workers:
@@ -397,6 +403,8 @@ def override(suite: Suite, *, backends: typing.Sequence[str] = (),
         changes["placement"] = placement
     if pass_env:
         changes["pass_env"] = tuple(dict.fromkeys([*suite.pass_env, *pass_env]))
+    if repeats:
+        changes["repeats"] = repeats
     if data or skip_bad:
         changes["data"] = dataclasses.replace(
             suite.data, **({"source": "lfw", "path": data} if data else {}),

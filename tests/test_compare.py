@@ -282,3 +282,76 @@ def test_results_of_different_hardware_are_refused_unless_asked(capsys) -> None:
     assert "Intel(R) Xeon(R) Processor @ 2.50GHz" in err and "Intel(R) Xeon(R) Processor)" in err
     assert cli.main(["compare", quick, spr, "--across-machines"]) == 2  # judged: none in common
     assert "different machines" not in capsys.readouterr().err
+
+
+# --- repeats: the verdict on the variation between processes ----------------------------------
+
+BASE_DRIFT = [1.0, 1.08, 0.95, 1.03, 0.97]  # each process of one run a few % off the others
+NEW_DRIFT = [1.06, 0.93, 1.0, 1.04, 0.98]
+
+
+def with_processes(doc: dict[str, Any], drifts: list[float], factor: float = 1.0,
+                   seed: int = 0) -> dict[str, Any]:
+    """Each ok run as len(drifts) processes: the fixture's samples redrawn, every sample of
+    process k slower by drifts[k] (the machine's drift between processes) x factor."""
+    rng = np.random.default_rng(seed)
+    doc = copy.deepcopy(doc)
+    for run in doc["runs"]:
+        if run.get("status") != "ok":
+            continue
+        copies = []
+        for drift in drifts:
+            one = redraw({"runs": [copy.deepcopy(run)]}, rng, drift * factor)["runs"][0]
+            copies.append(one)
+        run.clear()
+        run.update({**copies[0], "repeats": copies[1:]})
+    return doc
+
+
+def test_a_process_that_drifted_is_a_regression_to_a_one_process_verdict_only() -> None:
+    base = fixture("default_vm.json")
+    one_base, one_drifted = with_processes(base, [1.0], seed=1), with_processes(base, [1.08],
+                                                                                seed=2)
+    rows = compare.compare(one_base, one_drifted)
+    assert WORSE in statuses(rows)  # one process a side: the drift looks like a slowdown
+    assert all(compare.ONE_PROCESS in r.note for r in rows)
+    five = compare.compare(with_processes(base, BASE_DRIFT, seed=1),
+                           with_processes(base, NEW_DRIFT, seed=2))
+    assert statuses(five) == [SAME] * 8, [(r.run_id, r.metric, r.note) for r in five]
+    assert all(r.judged_on == "processes" and (r.n_base, r.n_new) == (5, 5) for r in five)
+    assert all("between 5/5 processes" in r.note for r in five)
+
+
+def test_a_25_percent_slowdown_is_worse_through_the_drift_between_processes() -> None:
+    base = fixture("default_vm.json")
+    rows = compare.compare(with_processes(base, BASE_DRIFT, seed=3),
+                           with_processes(base, NEW_DRIFT, factor=1.25, seed=4))
+    assert statuses(rows) == [WORSE] * 8, [(r.run_id, r.metric, r.p_value) for r in rows]
+    assert all(18 < r.time_change_pct < 32 for r in rows)
+
+
+def test_a_run_s_figure_over_processes_is_their_median_with_its_spread() -> None:
+    doc = with_processes(fixture("default_vm.json"), BASE_DRIFT, seed=5)
+    run = doc["runs"][0]
+    per = [f["train img/s"].value for f in record.process_figures(run)]
+    figure = record.figures(run)["train img/s"]
+    assert len(per) == 5 and figure.processes == 5
+    assert figure.value == pytest.approx(float(np.median(per)))
+    assert figure.spread == (min(per), max(per))
+
+
+def test_the_reports_show_the_spread_between_processes_beside_each_figure() -> None:
+    from rich.console import Console
+
+    from bench.report import html
+    from bench.report.console import scenario_tables
+
+    doc = with_processes(fixture("default_vm.json"), BASE_DRIFT, seed=6)
+    console = Console(width=250, record=True)
+    for table in scenario_tables(doc):
+        console.print(table)
+    text = console.export_text()
+    train = record.figures(doc["runs"][0])["train img/s"]
+    low, high = train.spread
+    assert f"{train.value:.2f} (5 processes: {low:.2f}–{high:.2f})" in text
+    assert "(5 processes:" in html.render(doc, "x.json")

@@ -1,7 +1,7 @@
 from pathlib import Path
 
 from bench.pinning import read_topology, resolve
-from bench.plan import expand, plan
+from bench.plan import expand, interleaved, plan
 from bench.suite import parse
 
 from .conftest import fake_sysfs
@@ -70,3 +70,12 @@ def test_a_skipped_run_starts_no_process() -> None:
     [run] = plan(parse('[suite]\nbackends = ["openvino"]\nscenarios = ["full_training"]\n'))
     planned = expand(run, None, None, skip_reason="does not train")
     assert planned.skip_reason == "does not train" and planned.group == ()
+
+
+def test_repeats_are_interleaved_round_by_round_never_in_a_row() -> None:
+    runs = plan(parse('[suite]\nbackends = ["tf-stock", "tf-onednn"]\nscenarios = ["inference"]\n'
+                      'repeats = 3\n'))
+    order = [(k, r.run_id) for k, r in interleaved(runs, 3)]
+    assert order == [(1, "inference/tf-stock"), (1, "inference/tf-onednn"),
+                     (2, "inference/tf-stock"), (2, "inference/tf-onednn"),
+                     (3, "inference/tf-stock"), (3, "inference/tf-onednn")]

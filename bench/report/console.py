@@ -82,6 +82,17 @@ def share_of_peak(value: float | None) -> str:
     return f"{value:.1%}" + (" (above the stated peak)" if value > 1 else "")
 
 
+def with_spread(figure: record.Figure | None, fmt: str = ".2f") -> str:
+    """A figure's value, and over several processes (repeats) their range beside it."""
+    if figure is None or figure.value is None:
+        return "—"
+    text = format(figure.value, fmt)
+    if figure.spread is not None:
+        low, high = figure.spread
+        text += f" ({figure.processes} processes: {low:{fmt}}–{high:{fmt}})"
+    return text
+
+
 def _fraction(figure: record.Figure | None) -> str:
     return share_of_peak(None if figure is None else figure.value)
 
@@ -107,7 +118,7 @@ def scenario_tables(doc: dict[str, Any]) -> list[Table]:
             f = record.figures(r)
             workers = r["params"].get("workers", 1)
             t.add_row(r["backend"] + (f" ({workers} workers)" if workers > 1 else ""),
-                      _num(f["train img/s"].value, ".2f"),
+                      with_spread(f["train img/s"]),
                       _num(f["input pipeline img/s"].value, ".0f"),
                       duration(f["data fill s"].value), duration(f["first step s"].value),
                       _total(f["train total s"]), _num(f["train GFLOP/s"].value),
@@ -124,7 +135,7 @@ def scenario_tables(doc: dict[str, Any]) -> list[Table]:
         for r in transfer:
             f = record.figures(r)
             rand = r.get("accuracy_random_weights")
-            t.add_row(r["backend"], _num(f["extract img/s"].value),
+            t.add_row(r["backend"], with_spread(f["extract img/s"], ".1f"),
                       _fraction(f["fraction of peak"]), duration(f["decode s"].value),
                       duration(f["extraction s"].value),
                       f"{duration(f['head s'].value)} ({duration(f['head trace s'].value)}) "
@@ -141,7 +152,7 @@ def scenario_tables(doc: dict[str, Any]) -> list[Table]:
             f = record.figures(r)
             for k, st in enumerate(r["stages"], start=1):
                 t.add_row(r["backend"], " + ".join(st["unfrozen"]),
-                          f"{st['trainable_weights']:,}", _num(f[f"stage {k} img/s"].value, ".2f"),
+                          f"{st['trainable_weights']:,}", with_spread(f[f"stage {k} img/s"]),
                           duration(st["series"].get("first")), duration(st["stage_s"]),
                           duration(st["elapsed_s"]),
                           f"{st['accuracy']:.1%}" + ("*" if r.get("accuracy_note") else ""))
@@ -153,9 +164,10 @@ def scenario_tables(doc: dict[str, Any]) -> list[Table]:
         for r in infer:
             f = record.figures(r)
             batch = r["params"]["batch_size"]
-            t.add_row(r["backend"], _num(f["latency bs1 p50 ms"].value),
+            t.add_row(r["backend"], with_spread(f["latency bs1 p50 ms"], ".1f"),
                       _num(f["latency bs1 p90 ms"].value), _num(f["latency bs1 p99 ms"].value),
-                      _num(f["bs1 img/s"].value), _num(f[f"throughput bs{batch} img/s"].value),
+                      _num(f["bs1 img/s"].value),
+                      with_spread(f[f"throughput bs{batch} img/s"], ".1f"),
                       str(batch), _num(f["infer GFLOP/s"].value),
                       _fraction(f["fraction of peak"]), _rss(r))
         tables.append(t)

@@ -18,7 +18,7 @@ from markupsafe import Markup
 from bench import __version__, record, summary
 from bench.compare import Row
 from bench.report import charts
-from bench.report.console import duration, quality_lines, share_of_peak
+from bench.report.console import duration, quality_lines, share_of_peak, with_spread
 
 _ENV = jinja2.Environment(
     loader=jinja2.PackageLoader("bench.report", "templates"),
@@ -33,7 +33,7 @@ def _num(value: float | None, fmt: str = ".1f") -> str:
     return "—" if value is None else format(value, fmt)
 
 
-_ENV.filters.update(duration=duration, num=_num, pct=share_of_peak)
+_ENV.filters.update(duration=duration, num=_num, pct=share_of_peak, spread=with_spread)
 
 
 def default_path(result_path: str | Path, reports_dir: str | Path = "reports") -> Path:

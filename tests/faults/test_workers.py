@@ -159,3 +159,31 @@ def _processes_mentioning(text: str) -> list[int]:
         if text in cmdline:
             found.append(int(pid))
     return found
+
+
+RECORDING_WORKER = """\
+import json, sys
+from pathlib import Path
+task = json.loads(Path(sys.argv[-2]).read_text())
+with open({order!r}, "a") as order:
+    order.write(task["run"]["run_id"] + "\\n")
+series = {{"latency_bs1": {{"work": 1, "first": 0.5, "samples": [0.01, 0.012, 0.011]}},
+          "throughput_bs4": {{"work": 4, "first": 0.5, "samples": [0.1, 0.11, 0.12]}}}}
+Path(sys.argv[-1]).write_text(json.dumps({{"status": "ok", "series": series}}))
+"""
+
+
+def test_repeats_run_fresh_processes_round_by_round_and_keep_each(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    order = tmp_path / "order.txt"
+    _fake_worker(tmp_path, monkeypatch, RECORDING_WORKER.format(order=str(order)))
+    suite = write_suite(tmp_path, backends=("tf-stock", "tf-onednn"), scenarios=("inference",))
+    assert main(["run", str(suite), "--repeats", "3", "--out", str(tmp_path / "r")]) == 0
+    assert order.read_text().split() == ["inference/tf-stock", "inference/tf-onednn"] * 3
+    doc = only_result(tmp_path / "r")
+    assert doc["suite"]["repeats"] == 3
+    for run in doc["runs"]:
+        assert len(run["repeats"]) == 2 and all(r["status"] == "ok" for r in run["repeats"])
+        logs = {Path(run["log"]).name, *(Path(r["log"]).name for r in run["repeats"])}
+        stem = run["run_id"].replace("/", "--")
+        assert logs == {f"{stem}.log", f"{stem}.r2.log", f"{stem}.r3.log"}
