@@ -418,3 +418,16 @@ def test_chromium_opens_the_fleet_page_offline_and_screenshots_it(tmp_path: Path
     assert page_requests(net_log) == []
     dom = open_in_chromium(page, tmp_path, "--dump-dom").stdout
     assert "Machines side by side" in dom and 'id="fleet"' in dom and "<svg" in dom
+
+
+def test_the_fleet_does_not_ratio_extraction_across_schema_versions() -> None:
+    from bench import fleet
+
+    v2 = fixture("default_vm.json")
+    v2 = {**v2, "schema_version": 2}
+    v2.pop("migrated_from")
+    view = fleet.fleet([(fixture("default_vm.json"), "v1"), (_faster(v2, 1.25), "v2")])
+    transfer = next(r for r in view["rows"] if r["scenario"] == "transfer")["cells"][1]
+    assert transfer["ratio"] is None and "schema 1 vs 2" in transfer["why"]
+    train = next(r for r in view["rows"] if r["scenario"] == "full_training")["cells"][1]
+    assert train["ratio"] == pytest.approx(1.25, rel=0.02)
