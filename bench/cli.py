@@ -107,6 +107,24 @@ def _annotate_parity(doc: dict[str, Any]) -> None:
     parity.annotate(doc["runs"], lambda name: backends.get(name).precision)
 
 
+@dataclasses.dataclass
+class _Side:
+    """One stack a suite is measured on: its label, interpreter, result file and launcher."""
+
+    label: str  # "" for a plain run; "A" / "B" for an interleaved A/B comparison
+    python: str | None  # None: each backend's own interpreter
+    path: Path | None = None
+    result: Any = None
+    launcher: Any = None
+
+
+def _suite_of(args: argparse.Namespace, base: suite_mod.Suite, workers: int) -> suite_mod.Suite:
+    return suite_mod.override(base, backends=args.backend, scenarios=args.scenario,
+                              data=args.data, weights=args.weights, placement=args.placement,
+                              workers=workers, pass_env=args.pass_env, skip_bad=args.skip_bad,
+                              repeats=args.repeats)
+
+
 def cmd_run(args: argparse.Namespace, out: Console) -> int:
     previous = results.load(args.resume) if args.resume else None
     base = (suite_mod.from_dict(previous["suite"], args.resume) if previous
@@ -114,104 +132,148 @@ def cmd_run(args: argparse.Namespace, out: Console) -> int:
     cluster = distributed.load_cluster(args.cluster, args.task_index) if args.cluster else None
     if cluster is None and args.task_index:
         raise distributed.ClusterError("--task-index needs --cluster FILE (the hosts' list)")
-    workers = len(cluster.workers) if cluster else args.workers
-    suite = suite_mod.override(base, backends=args.backend,
-                               scenarios=args.scenario, data=args.data, weights=args.weights,
-                               placement=args.placement, workers=workers,
-                               pass_env=args.pass_env, skip_bad=args.skip_bad,
-                               repeats=args.repeats)
+    suite = _suite_of(args, base, len(cluster.workers) if cluster else args.workers)
+    # Resuming: runs that finished (ok or skipped) are carried over, marked, not measured again.
+    carried = {r["run_id"]: {**r, "carried_from": args.resume} for r in previous["runs"]
+               if r.get("status") in ("ok", "skipped")} if previous else {}
+    code, _ = _measure(suite, [_Side("", None)], args, out, carried, cluster)
+    return code
+
+
+def cmd_ab(args: argparse.Namespace, out: Console) -> int:
+    """The same suite on two stacks in one job, alternating A B, then B A, round by round (as
+    asv continuous does), so the machine's drift falls on both alike; then A vs B compared."""
+    from bench import compare
+
+    for label, python in (("A", args.a), ("B", args.b)):
+        if not Path(python).is_file():
+            raise DataError(f"--{label.lower()} {python}: no such interpreter; give the python "
+                            f"of the environment to measure (e.g. .venv/bin/python)")
+    suite = _suite_of(args, suite_mod.load(args.suite), args.workers)
+    code, docs = _measure(suite, [_Side("A", args.a), _Side("B", args.b)], args, out, {}, None)
+    if code not in (0, EXIT_FAILED_RUN):
+        return code
+    (doc_a, path_a), (doc_b, path_b) = docs
+    try:
+        rows = compare.compare(doc_a, doc_b, args.max_slowdown)
+    except compare.CompareError as exc:
+        print(f"tlbench: error: {path_a} vs {path_b}: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    out.print(console_report.compare_table(rows, args.max_slowdown, compare.ALPHA))
+    worse = compare.regressions(rows)
+    if worse:
+        out.print(f"[bold red]B is slower[/] in {len(worse)} row(s): "
+                  + ", ".join(f"{r.run_id} {r.metric} {r.time_change_pct:+.1f}%" for r in worse))
+        return 1
+    return code
+
+
+def _measure(suite: suite_mod.Suite, sides: list[_Side], args: argparse.Namespace,
+             out: Console, carried: dict[str, dict[str, Any]],
+             cluster: distributed.Cluster | None) -> tuple[int, list[tuple[dict, Path]]]:
+    """Every run of `suite` on every side, interleaved round by round; one result file a side.
+    Returns the exit code and each side's (document, path)."""
     topology = read_topology()
     placement = resolve(suite.placement, topology, suite.use_logical_cores)
     _preflight(suite, out)
     runs = plan(suite)
     now = dt.datetime.now(dt.UTC)
     facts = machine.describe()
-    path = results.new_path(Path(args.out), facts["id"], suite.name, now)
-    header = {
-        "tool": {"name": "tlbench", "version": __version__},
-        "created": now.isoformat(timespec="seconds"),
-        "machine": facts,
-        "software": machine.software(),
-        "project": machine.project_commit(),
-        "suite": suite.to_dict(),
-        "resumed_from": args.resume or None,
-        "cluster": dataclasses.asdict(cluster) if cluster else None,
-    }
-    # Resuming: runs that finished (ok or skipped) are carried over, marked, not measured again.
-    carried = {r["run_id"]: {**r, "carried_from": args.resume} for r in previous["runs"]
-               if r.get("status") in ("ok", "skipped")} if previous else {}
     from bench import backends
+    from bench.launcher import Launcher, Limits
 
-    isa = header["machine"]["isa"]  # every process of every run planned before any starts
+    isa = facts["isa"]  # every process of every run planned before any starts
     planned = {run.run_id: expand(run, placement, topology,
                                   backends.get(run.backend).skip_reason(run.scenario, isa),
                                   cluster.workers if cluster else None,
                                   cluster.task_index if cluster else 0) for run in runs}
-    result = results.ResultFile(path, header)
-    from bench.launcher import Launcher, Limits
-
-    launcher = Launcher(topology, log_dir=path.with_suffix(".logs"), pass_env=suite.pass_env)
+    for side in sides:
+        name = f"{suite.name}-{side.label}" if side.label else suite.name
+        side.path = results.new_path(Path(args.out), facts["id"], name, now)
+        software = machine.software()
+        if side.python:  # the packages of the environment this side's workers run in
+            software["workers"] = {"python": side.python, "packages": machine.env_versions(
+                machine.site_packages(side.python))}
+        side.result = results.ResultFile(side.path, {
+            "tool": {"name": "tlbench", "version": __version__},
+            "created": now.isoformat(timespec="seconds"), "machine": facts,
+            "software": software, "project": machine.project_commit(),
+            "suite": suite.to_dict(), "resumed_from": getattr(args, "resume", "") or None,
+            "cluster": dataclasses.asdict(cluster) if cluster else None,
+            **({"ab": {"side": side.label, "python": side.python}} if side.label else {})})
+        side.launcher = Launcher(topology, log_dir=side.path.with_suffix(".logs"),
+                                 pass_env=suite.pass_env,
+                                 **({"python": side.python} if side.python else {}))
     limits = Limits(timeout_s=suite.timeout_s, max_memory_gb=suite.max_memory_gb)
     resuming = f", {len(carried)} carried over from {args.resume}" if carried else ""
     out.print(f"tlbench {__version__}: suite [bold]{suite.name}[/] ({len(runs)} runs{resuming}) on "
-              f"{header['machine']['cpu_model']}, CPUs {list(placement.cpus)} → {path}")
+              f"{facts['cpu_model']}, CPUs {list(placement.cpus)} → "
+              + ", ".join(str(s.path) for s in sides))
     previous = {s: signal.signal(s, _interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
+    order = [(k, run, side) for k, run in interleaved(runs, suite.repeats)
+             for side in (sides if k % 2 else sides[::-1])]
     try:
         started = time.monotonic()
         with Progress(*_COLUMNS, console=out, disable=not out.is_terminal) as bars:
-            overall = bars.add_task("suite", total=len(runs))
-            order = interleaved(runs, suite.repeats)
-            bars.update(overall, total=len(order))
-            for index, (round_, run) in enumerate(order, start=1):
+            overall = bars.add_task("suite", total=len(order))
+            for index, (round_, run, side) in enumerate(order, start=1):
                 if run.run_id in carried:
                     if round_ == 1:
-                        result.add_run(carried[run.run_id])
+                        side.result.add_run(carried[run.run_id])
                     bars.advance(overall)
                     continue
-                launcher.log_suffix = f".r{round_}" if round_ > 1 else ""
-                phase = bars.add_task(f"  {run.run_id}: starting", total=None)
+                side.launcher.log_suffix = f".r{round_}" if round_ > 1 else ""
+                label = run.run_id + (f" [{side.label}]" if side.label else "")
+                phase = bars.add_task(f"  {label}: starting", total=None)
 
-                def on_event(event: dict[str, Any], phase: int = phase, run_id: str = run.run_id):
-                    bars.update(phase, description=f"  {run_id}: {event['phase']}",
+                def on_event(event: dict[str, Any], phase: int = phase, label: str = label):
+                    bars.update(phase, description=f"  {label}: {event['phase']}",
                                 completed=event.get("done") or 0, total=event.get("total"))
 
-                record = launcher.run(planned[run.run_id], limits, on_event)
+                record = side.launcher.run(planned[run.run_id], limits, on_event)
                 if round_ == 1:
-                    result.add_run(record)
+                    side.result.add_run(record)
                 else:
-                    result.add_repeat(run.run_id, round_, record)
-                bars.update(phase, description=f"  {run.run_id}: {record['status']} "
+                    side.result.add_repeat(run.run_id, round_, record)
+                bars.update(phase, description=f"  {label}: {record['status']} "
                             f"({record['wall_s']:.0f} s)", completed=1, total=1)
                 bars.advance(overall)
                 if not out.is_terminal:  # a CI log: one plain line per finished run
+                    where = " ".join(filter(None, [
+                        f"round {round_}/{suite.repeats}" if suite.repeats > 1 else "",
+                        f"side {side.label}" if side.label else ""]))
                     out.print(_run_line(record, index, len(order), started,
-                                        f" (round {round_}/{suite.repeats})"
-                                        if suite.repeats > 1 else ""), markup=False,
+                                        f" ({where})" if where else ""), markup=False,
                               highlight=False, soft_wrap=True)
     except Interrupted as exc:  # the launcher has killed the running worker
-        _annotate_parity(result.doc)
-        result.finish(interrupted=str(exc))
-        out.print(f"[red]interrupted ({exc})[/]: {len(result.doc['runs'])} finished run(s) kept "
-                  f"in {path}")
-        return 128 + signal.Signals[str(exc)].value
+        for side in sides:
+            _annotate_parity(side.result.doc)
+            side.result.finish(interrupted=str(exc))
+            out.print(f"[red]interrupted ({exc})[/]: {len(side.result.doc['runs'])} finished "
+                      f"run(s) kept in {side.path}")
+        return 128 + signal.Signals[str(exc)].value, []
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
-    _annotate_parity(result.doc)
-    result.finish(interrupted=None)
-    console_report.show(result.doc, out)
     from bench.report import html
 
-    # reports/ beside the results folder: ./reports for the default ./results
-    page = html.write(html.render(result.doc, str(path)),
-                      html.default_path(path, Path(args.out).parent / "reports"))
-    out.print(f"result: {path}\nHTML report: {page}")
-    failed = [r["run_id"] for r in result.doc["runs"] if r["status"] == "failed"]
+    failed = []
+    for side in sides:
+        _annotate_parity(side.result.doc)
+        side.result.finish(interrupted=None)
+        console_report.show(side.result.doc, out)
+        # reports/ beside the results folder: ./reports for the default ./results
+        page = html.write(html.render(side.result.doc, str(side.path)),
+                          html.default_path(side.path, Path(args.out).parent / "reports"))
+        out.print(f"result: {side.path}\nHTML report: {page}")
+        failed += [f"{r['run_id']}{f' [{side.label}]' if side.label else ''}"
+                   for r in side.result.doc["runs"] if r["status"] == "failed"]
+    docs = [(side.result.doc, side.path) for side in sides]
     if failed:
         out.print(f"[red]{len(failed)} run(s) failed[/]: {', '.join(failed)} (logs in "
-                  f"{launcher.log_dir})")
-        return EXIT_FAILED_RUN
-    return 0
+                  + ", ".join(str(s.launcher.log_dir) for s in sides) + ")")
+        return EXIT_FAILED_RUN, docs
+    return 0, docs
 
 
 def cmd_pretrain(args: argparse.Namespace, out: Console) -> int:
@@ -524,6 +586,25 @@ def parser() -> argparse.ArgumentParser:
                      help="run only what RESULT (an interrupted or failed suite run) is missing, "
                      "into a new result file that carries its finished runs over")
     run.set_defaults(func=cmd_run)
+
+    ab = sub.add_parser("ab", help="the same suite on two stacks (two interpreters) in one "
+                        "job, alternating round by round, then B compared with A; exit 1 when B "
+                        "is significantly slower")
+    ab.add_argument("suite", nargs="?", default="suites/ci.toml")
+    ab.add_argument("--a", required=True, metavar="PYTHON",
+                    help="the interpreter of stack A (e.g. an old TensorFlow's .venv/bin/python)")
+    ab.add_argument("--b", required=True, metavar="PYTHON", help="the interpreter of stack B")
+    for flag, kwargs in (("--backend", {"action": "append", "default": []}),
+                         ("--scenario", {"action": "append", "default": []}),
+                         ("--out", {"default": "results"}), ("--data", {"default": ""}),
+                         ("--weights", {"default": ""}), ("--placement", {"default": ""}),
+                         ("--workers", {"type": int, "default": 0}),
+                         ("--pass-env", {"action": "append", "default": []}),
+                         ("--skip-bad", {"action": "store_true"}),
+                         ("--repeats", {"type": int, "default": 0}),
+                         ("--max-slowdown", {"type": float, "default": 5.0})):
+        ab.add_argument(flag, **kwargs, help="as for tlbench run / compare")
+    ab.set_defaults(func=cmd_ab)
 
     pre = sub.add_parser("pretrain", help="train on the synthetic source identities; cache the "
                          "weights that transfer and inference then start from")

@@ -187,3 +187,39 @@ def test_repeats_run_fresh_processes_round_by_round_and_keep_each(
         logs = {Path(run["log"]).name, *(Path(r["log"]).name for r in run["repeats"])}
         stem = run["run_id"].replace("/", "--")
         assert logs == {f"{stem}.log", f"{stem}.r2.log", f"{stem}.r3.log"}
+
+
+SIDE_WORKER = """#!{python}
+import json, os, sys
+from pathlib import Path
+task = json.loads(Path(sys.argv[-2]).read_text())
+with open({order!r}, "a") as order:
+    order.write({side!r} + " " + task["run"]["run_id"] + "\\n")
+s = {seconds} * (1 + (os.getpid() % 7) / 200)  # each process a little off the others
+series = {{"latency_bs1": {{"work": 1, "first": 0.5, "samples": [s, s * 1.01, s * 0.99]}},
+          "throughput_bs4": {{"work": 4, "first": 0.5, "samples": [4 * s, 4.1 * s, 3.9 * s]}}}}
+Path(sys.argv[-1]).write_text(json.dumps({{"status": "ok", "series": series}}))
+"""
+
+
+def test_ab_alternates_the_two_stacks_round_by_round_and_judges_b_against_a(
+        tmp_path: Path, capsys) -> None:
+    order = tmp_path / "order.txt"
+    sides = {}
+    for side, seconds in (("A", 0.010), ("B", 0.013)):  # B 30% slower
+        script = tmp_path / f"python-{side}"
+        script.write_text(SIDE_WORKER.format(python=sys.executable, order=str(order),
+                                             side=side, seconds=seconds))
+        script.chmod(0o755)
+        sides[side] = str(script)
+    suite = write_suite(tmp_path, backends=("tf-stock",), scenarios=("inference",))
+    code = main(["ab", str(suite), "--a", sides["A"], "--b", sides["B"], "--repeats", "4",
+                 "--out", str(tmp_path / "r")])
+    assert order.read_text().split("\n")[:-1] == [
+        "A inference/tf-stock", "B inference/tf-stock", "B inference/tf-stock",
+        "A inference/tf-stock"] * 2
+    files = sorted((tmp_path / "r").glob("*/*.json"))
+    assert [load(f)["ab"]["side"] for f in files] == ["A", "B"]
+    assert all(len(load(f)["runs"][0]["repeats"]) == 3 for f in files)
+    out = " ".join(capsys.readouterr().out.split())
+    assert code == 1 and "B is slower" in out and "between 4/4 processes" in out
