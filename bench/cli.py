@@ -154,10 +154,8 @@ def cmd_ab(args: argparse.Namespace, out: Console) -> int:
     if code not in (0, EXIT_FAILED_RUN):
         return code
     (doc_a, path_a), (doc_b, path_b) = docs
-    try:
-        rows = compare.compare(doc_a, doc_b, args.max_slowdown)
-    except compare.CompareError as exc:
-        print(f"tlbench: error: {path_a} vs {path_b}: {exc}", file=sys.stderr)
+    rows = _rows(doc_a, doc_b, f"{path_a} vs {path_b}", args.max_slowdown)
+    if rows is None:
         return EXIT_BAD_INPUT
     out.print(console_report.compare_table(rows, args.max_slowdown, compare.ALPHA))
     worse = compare.regressions(rows)
@@ -353,14 +351,9 @@ def cmd_report(args: argparse.Namespace, out: Console) -> int:
     extra: dict[str, Any] = {}
     if args.baseline:
         base = results.load(args.baseline)
-        other = compare.other_hardware(base, doc)
-        if other and not args.across_machines:
-            print(f"tlbench: error: {args.baseline} vs {args.result}: {other}", file=sys.stderr)
-            return EXIT_BAD_INPUT
-        try:
-            rows = compare.compare(base, doc, args.max_slowdown)
-        except compare.CompareError as exc:
-            print(f"tlbench: error: {args.baseline} vs {args.result}: {exc}", file=sys.stderr)
+        rows = _rows(base, doc, f"{args.baseline} vs {args.result}", args.max_slowdown,
+                     args.across_machines)
+        if rows is None:
             return EXIT_BAD_INPUT
         out.print(console_report.compare_table(rows, args.max_slowdown, compare.ALPHA))
         extra = {"baseline": base, "baseline_source": args.baseline, "rows": rows,
@@ -369,6 +362,23 @@ def cmd_report(args: argparse.Namespace, out: Console) -> int:
     path = html.write(page, args.html or html.default_path(args.result))
     out.print(f"HTML report: {path}")
     return 0
+
+
+def _rows(base: dict[str, Any], new: dict[str, Any], which: str, max_slowdown: float,
+          across_machines: bool = False) -> list[Any] | None:
+    """bench.compare's rows of `new` against `base`, or None once the reason they cannot be
+    compared (other hardware, unless `across_machines`; nothing in common) is on stderr."""
+    from bench import compare
+
+    other = compare.other_hardware(base, new)
+    if other and not across_machines:
+        print(f"tlbench: error: {which}: {other}", file=sys.stderr)
+        return None
+    try:
+        return compare.compare(base, new, max_slowdown)
+    except compare.CompareError as exc:
+        print(f"tlbench: error: {which}: {exc}", file=sys.stderr)
+        return None
 
 
 def _fleet(args: argparse.Namespace, out: Console) -> int:
@@ -406,14 +416,9 @@ def cmd_compare(args: argparse.Namespace, out: Console) -> int:
               f"(write e.g. --max-slowdown 5)", file=sys.stderr)
         return EXIT_BAD_INPUT
     base, new = results.load(args.base), results.load(args.new)
-    other = compare.other_hardware(base, new)
-    if other and not args.across_machines:
-        print(f"tlbench: error: {args.base} vs {args.new}: {other}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    try:
-        rows = compare.compare(base, new, args.max_slowdown)
-    except compare.CompareError as exc:
-        print(f"tlbench: error: {args.base} vs {args.new}: {exc}", file=sys.stderr)
+    rows = _rows(base, new, f"{args.base} vs {args.new}", args.max_slowdown,
+                 args.across_machines)
+    if rows is None:
         return EXIT_BAD_INPUT
     notes = compare.context_notes(base, new)
     worse = compare.regressions(rows)

@@ -1,4 +1,5 @@
-"""Raw samples → statistics. Pure numpy; warm-up is sliced off by the caller and kept apart."""
+"""Timing and interval helpers: timed calls, an asynchronous queue's completions in
+sub-windows, and the batch-means interval of autocorrelated samples. Pure numpy (and scipy)."""
 
 from __future__ import annotations
 
@@ -6,27 +7,6 @@ import time
 from collections.abc import Callable, Sequence
 
 import numpy as np
-
-
-def summarize(samples: Sequence[float]) -> dict[str, float | int]:
-    """Median, IQR, spread and percentiles of raw samples (seconds or any unit)."""
-    x = np.asarray(samples, dtype=float)
-    if x.size == 0:
-        raise ValueError("no samples to summarise")
-    q1, median, q3, p90, p99 = np.percentile(x, [25, 50, 75, 90, 99])
-    return {
-        "n": int(x.size),
-        "median": float(median),
-        "mean": float(x.mean()),
-        "stdev": float(x.std(ddof=1)) if x.size > 1 else 0.0,
-        "q1": float(q1),
-        "q3": float(q3),
-        "iqr": float(q3 - q1),
-        "p90": float(p90),
-        "p99": float(p99),
-        "min": float(x.min()),
-        "max": float(x.max()),
-    }
 
 
 def batch_means_interval(samples: Sequence[float], confidence: float = 0.95

@@ -1,19 +1,7 @@
 import numpy as np
 import pytest
 
-from bench.measure import batch_means_interval, completion_bins, summarize, time_calls
-
-
-def test_summary_matches_hand_computed_figures() -> None:
-    s = summarize([4.0, 1.0, 3.0, 2.0, 5.0])
-    assert (s["n"], s["median"], s["mean"], s["min"], s["max"]) == (5, 3.0, 3.0, 1.0, 5.0)
-    assert (s["q1"], s["q3"], s["iqr"]) == (2.0, 4.0, 2.0)
-    assert s["stdev"] == pytest.approx(1.5811388, rel=1e-6)
-
-
-def test_summary_refuses_no_samples() -> None:
-    with pytest.raises(ValueError, match="no samples"):
-        summarize([])
+from bench.measure import batch_means_interval, completion_bins, time_calls
 
 
 def test_batch_means_interval_brackets_the_mean_names_its_method_and_is_repeatable() -> None:

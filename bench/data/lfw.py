@@ -125,21 +125,21 @@ def audit(root: Path, min_images_per_identity: int = 1, *, check_files: bool = T
                                         "a hidden file" if sub.name.startswith(".")
                                         else "a file beside the identity directories"))
             continue
-        good = []
+        good, bad = [], 0
         for path in sorted(sub.iterdir()):
             if path in _images([path]):
                 seen += 1
                 problem = _file_problem(path) if check_files else None
                 if problem:
                     problems.append(Problem("bad image", str(path), problem))
+                    bad += 1
                 else:
                     good.append(path)
             else:
                 problems.append(Problem("not an image", str(path),
                                         "a directory" if path.is_dir() else "not a .jpg, "
                                         ".jpeg or .png file"))
-        if good or any(p.path.startswith(str(sub) + "/") and p.kind == "bad image"
-                       for p in problems):
+        if good or bad:
             per_identity.append((sub.name, good))
     if not per_identity:
         flat = _images(entries)
@@ -217,13 +217,6 @@ def _file_problem(path: Path) -> str | None:
     except OSError as e:
         return f"cannot read ({e.strerror}): fix its permissions or remove it"
     return f"corrupt image ({problem})" if problem else None
-
-
-def check_image_file(path: Path) -> None:
-    """Raise DataError naming `path` unless it is a structurally sound JPEG or PNG."""
-    problem = _file_problem(path)
-    if problem:
-        raise DataError(f"{path}: {problem}; replace or remove the file")
 
 
 def _check_jpeg(f) -> str | None:
