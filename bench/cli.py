@@ -113,6 +113,7 @@ class _Side:
 
     label: str  # "" for a plain run; "A" / "B" for an interleaved A/B comparison
     python: str | None  # None: each backend's own interpreter
+    env: dict[str, str] = dataclasses.field(default_factory=dict)  # set in its every worker
     path: Path | None = None
     result: Any = None
     launcher: Any = None
@@ -150,7 +151,9 @@ def cmd_ab(args: argparse.Namespace, out: Console) -> int:
             raise DataError(f"--{label.lower()} {python}: no such interpreter; give the python "
                             f"of the environment to measure (e.g. .venv/bin/python)")
     suite = _suite_of(args, suite_mod.load(args.suite), args.workers)
-    code, docs = _measure(suite, [_Side("A", args.a), _Side("B", args.b)], args, out, {}, None)
+    sides = [_Side("A", args.a, _assignments(args.a_env, "--a-env")),
+             _Side("B", args.b, _assignments(args.b_env, "--b-env"))]
+    code, docs = _measure(suite, sides, args, out, {}, None)
     if code not in (0, EXIT_FAILED_RUN):
         return code
     (doc_a, path_a), (doc_b, path_b) = docs
@@ -164,6 +167,18 @@ def cmd_ab(args: argparse.Namespace, out: Console) -> int:
                   + ", ".join(f"{r.run_id} {r.metric} {r.time_change_pct:+.1f}%" for r in worse))
         return 1
     return code
+
+
+def _assignments(items: list[str], flag: str) -> dict[str, str]:
+    """NAME=VALUE arguments as a dict; a malformed one is refused, naming it."""
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise DataError(f"{flag} {item!r}: give NAME=VALUE (e.g. {flag} "
+                            f"TLBENCH_INJECT_SLOWDOWN=0.10)")
+        out[name.strip()] = value
+    return out
 
 
 def _measure(suite: suite_mod.Suite, sides: list[_Side], args: argparse.Namespace,
@@ -198,9 +213,10 @@ def _measure(suite: suite_mod.Suite, sides: list[_Side], args: argparse.Namespac
             "software": software, "project": machine.project_commit(),
             "suite": suite.to_dict(), "resumed_from": getattr(args, "resume", "") or None,
             "cluster": dataclasses.asdict(cluster) if cluster else None,
-            **({"ab": {"side": side.label, "python": side.python}} if side.label else {})})
+            **({"ab": {"side": side.label, "python": side.python, "env": side.env}}
+               if side.label else {})})
         side.launcher = Launcher(topology, log_dir=side.path.with_suffix(".logs"),
-                                 pass_env=suite.pass_env,
+                                 pass_env=suite.pass_env, env=side.env,
                                  **({"python": side.python} if side.python else {}))
     limits = Limits(timeout_s=suite.timeout_s, max_memory_gb=suite.max_memory_gb)
     resuming = f", {len(carried)} carried over from {args.resume}" if carried else ""
@@ -444,6 +460,24 @@ def cmd_compare(args: argparse.Namespace, out: Console) -> int:
     return 0
 
 
+def cmd_rates(args: argparse.Namespace, out: Console) -> int:
+    """compare's false-alarm and detection rates from one `tlbench ab` job (bench.rates)."""
+    from bench import rates
+
+    a, b = results.load(args.a), results.load(args.b)
+    try:
+        view = rates.measure(a, b, args.half, args.trials, args.seed, args.max_slowdown)
+    except rates.RatesError as exc:
+        print(f"tlbench: error: {args.a} vs {args.b}: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if args.json:
+        print(json.dumps({"a": args.a, "b": args.b, **view}, indent=1))
+    else:
+        for table in console_report.rates_tables(view):
+            out.print(table)
+    return 0
+
+
 def cmd_machine(args: argparse.Namespace, out: Console) -> int:
     """What a result file's header records, as tables (or JSON): topology, ISA, peak, backends."""
     facts = {"machine": machine.describe(), "software": machine.software()}
@@ -599,6 +633,11 @@ def parser() -> argparse.ArgumentParser:
     ab.add_argument("--a", required=True, metavar="PYTHON",
                     help="the interpreter of stack A (e.g. an old TensorFlow's .venv/bin/python)")
     ab.add_argument("--b", required=True, metavar="PYTHON", help="the interpreter of stack B")
+    for side in ("a", "b"):
+        ab.add_argument(f"--{side}-env", action="append", default=[], metavar="NAME=VALUE",
+                        help=f"a variable set in every worker of side {side.upper()}, over the "
+                        f"backend's own (recorded); e.g. TF_ENABLE_ONEDNN_OPTS=0, or the "
+                        f"test-only TLBENCH_INJECT_SLOWDOWN=0.10")
     for flag, kwargs in (("--backend", {"action": "append", "default": []}),
                          ("--scenario", {"action": "append", "default": []}),
                          ("--out", {"default": "results"}), ("--data", {"default": ""}),
@@ -652,6 +691,20 @@ def parser() -> argparse.ArgumentParser:
     cmp_.add_argument("--across-machines", action="store_true",
                       help="compare results of different hardware (refused by default)")
     cmp_.set_defaults(func=cmd_compare)
+
+    rat = sub.add_parser("rates", help="compare's false-alarm and detection rates, measured: "
+                         "the A and B results of one `tlbench ab --repeats 2N` job, B slowed "
+                         "by TLBENCH_INJECT_SLOWDOWN, judged N processes against N many ways")
+    rat.add_argument("a", help="side A's result (the stack as it is)")
+    rat.add_argument("b", help="side B's result (the same stack, slowed on purpose)")
+    rat.add_argument("--half", type=int, default=4, metavar="N",
+                     help="processes a side in each trial, as a CI run would have (default 4)")
+    rat.add_argument("--trials", type=int, default=10, help="A/A and A/B trials (default 10)")
+    rat.add_argument("--seed", type=int, default=0, help="of the trials' draws (default 0)")
+    rat.add_argument("--max-slowdown", type=float, default=5.0, metavar="PCT",
+                     help="as for tlbench compare")
+    rat.add_argument("--json", action="store_true", help="the trials and rates as JSON")
+    rat.set_defaults(func=cmd_rates)
 
     mach = sub.add_parser("machine", help="CPU, topology, ISA, peak GFLOP/s, installed "
                           "backends and RAPL energy, as a result file records them")

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 from scipy.stats import mannwhitneyu, ttest_ind
 
-from bench import record
+from bench import record, summary
 
 # Family-wise, two-sided: exit 1 is one decision over every row of a comparison, so the rows'
 # p-values are adjusted together (Holm) — eight rows at 0.01 each would raise a false alarm in
@@ -301,6 +301,10 @@ def context_notes(base_doc: dict[str, Any], new_doc: dict[str, Any]) -> list[str
                if bp.get(k) != np_.get(k)]
     if changed:
         notes.append("software changed: " + ", ".join(changed))
+    stolen = [summary.steal(doc) for doc in (base_doc, new_doc)]
+    if any(stolen):
+        notes.append(f"CPU steal (the hypervisor's other work on these vCPUs): base "
+                     f"{stolen[0] or 'none notable'}, new {stolen[1] or 'none notable'}")
     return notes
 
 

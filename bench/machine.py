@@ -244,6 +244,37 @@ def _whole_topology(sys_root: str | Path, allowed: set[int] | None) -> Topology 
         return None
 
 
+STAT = "/proc/stat"
+STEAL_SOURCE = ("/proc/stat steal ticks of the run's CPUs over its scenario: time the "
+                "hypervisor gave those vCPUs' turn to something else")
+
+
+def cpu_ticks(cpus: tuple[int, ...], path: str | Path = STAT) -> tuple[int, int] | None:
+    """(steal, all) clock ticks so far of these CPUs, or None where /proc/stat has no steal
+    column (bare metal has one, always near 0) or cannot be read."""
+    wanted = {f"cpu{c}" for c in cpus}
+    steal = total = 0
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        fields = line.split()
+        if fields and fields[0] in wanted:
+            if len(fields) < 9:
+                return None
+            ticks = [int(x) for x in fields[1:9]]  # user nice system idle iowait irq softirq steal
+            steal, total = steal + ticks[7], total + sum(ticks)
+    return (steal, total) if total else None
+
+
+def steal(before: tuple[int, int] | None, after: tuple[int, int] | None) -> dict[str, Any] | None:
+    """The share of the CPUs' time stolen between two `cpu_ticks` readings."""
+    if before is None or after is None or after[1] <= before[1]:
+        return None
+    return {"share": (after[0] - before[0]) / (after[1] - before[1]), "source": STEAL_SOURCE}
+
+
 @functools.cache
 def current_peak() -> dict[str, Any]:
     """This machine's peak, read once per process (the launcher's efficiency figures use it)."""

@@ -3,10 +3,42 @@ sub-windows, and the batch-means interval of autocorrelated samples. Pure numpy 
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Sequence
 
 import numpy as np
+
+# A test-only slowdown, off unless set: TLBENCH_INJECT_SLOWDOWN=0.10 makes every timed training
+# step (full training's micro-steps and updates) 10% longer, by sleeping a tenth of the step's
+# own time inside the timed window. It exists to measure whether `compare` catches a known
+# slowdown (`make drift-rates`); a run it touched records it (`injected_slowdown`).
+INJECT_VAR = "TLBENCH_INJECT_SLOWDOWN"
+
+
+def injected_slowdown() -> float:
+    """The fraction TLBENCH_INJECT_SLOWDOWN asks for (0 when unset)."""
+    text = os.environ.get(INJECT_VAR, "").strip()
+    try:
+        fraction = float(text or 0)
+    except ValueError:
+        fraction = -1.0
+    if not 0 <= fraction <= 10:
+        raise ValueError(f"{INJECT_VAR}={text!r}: give a fraction between 0 and 10 "
+                         f"(0.10 for a 10% slowdown), or unset it")
+    return fraction
+
+
+def timed(fn: Callable[[], object], slowdown: float = 0.0) -> tuple[object, float]:
+    """`fn()`'s result (waited for: a tensor is turned into a float) and its seconds, made
+    `slowdown` longer by a sleep inside the window (the injected slowdown; 0: none)."""
+    t0 = time.perf_counter()
+    out = fn()
+    if out is not None:
+        out = float(out)  # wait for the result, not only the dispatch
+    if slowdown:
+        time.sleep((time.perf_counter() - t0) * slowdown)
+    return out, time.perf_counter() - t0
 
 
 def batch_means_interval(samples: Sequence[float], confidence: float = 0.95

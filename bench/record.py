@@ -118,6 +118,7 @@ class Record:
     energy: Json | None = None
     onednn: Json | None = None
     peak: Json | None = None  # the peak of the run's cores at its precision (efficiency)
+    steal: Json | None = None  # the CPUs' time the hypervisor gave away during the scenario
     reason: str | None = None
     error: str | None = None
     traceback: str | None = None
@@ -140,6 +141,8 @@ class Record:
     head: str | None = None
     head_final_loss: float | None = None
     distributed: Json | None = None
+    # a test-only slowdown made this run's training steps that much longer (bench.measure)
+    injected_slowdown: float | None = None
     # runs of several processes: each process kept, and the scaling references
     processes: tuple[Json, ...] = ()
     references: Json | None = None
@@ -516,6 +519,13 @@ def rounds(run: Record | dict[str, Any]) -> list[Record]:
             *(parse_run(r, f"{record.run_id} repeat") for r in record.repeats)]
 
 
+def steal_shares(run: Record | dict[str, Any]) -> list[float]:
+    """The CPU steal share of each worker process of a run: its rounds, and their processes
+    side by side (instances, data-parallel workers)."""
+    return [s["share"] for rec in rounds(run)
+            for s in (rec.steal, *(p.get("steal") for p in rec.processes)) if s]
+
+
 def _figures_of(record: Record) -> dict[str, Figure]:
     return {f.name: f for f in _FIGURES[record.scenario](record)}
 
@@ -646,7 +656,7 @@ def pooled(series: list[Series]) -> Series:
 
 
 _KEEP = ("status", "error", "placement", "placement_obtained", "log", "wall_s", "peak_rss_mb",
-         "series", "distributed", "measured")
+         "series", "distributed", "measured", "steal")
 
 
 def _processes(records: list[Record]) -> tuple[Json, ...]:

@@ -10,6 +10,7 @@ speed-up are kept apart and labelled:
 
 from __future__ import annotations
 
+import statistics
 from typing import Any
 
 from bench import record
@@ -84,3 +85,17 @@ def scaling_rows(doc: dict[str, Any]) -> list[dict[str, Any]]:
 
 def not_ok(doc: dict[str, Any]) -> list[dict[str, Any]]:
     return [r for r in doc["runs"] if r.get("status") != "ok"]
+
+
+STEAL_NOTABLE = 0.02  # below, a VM's steal is within what bare metal's interrupts cost
+
+
+def steal(doc: dict[str, Any]) -> str | None:
+    """The median and range of the steal share over a result's processes, when notable."""
+    shares = sorted(x for r in doc["runs"] if r.get("status") == "ok"
+                    for x in record.steal_shares(r))
+    if not shares or shares[-1] < STEAL_NOTABLE:
+        return None
+    return (f"median {statistics.median(shares):.0%}, {shares[0]:.0%}–{shares[-1]:.0%} over "
+            f"{len(shares)} "
+            f"worker process(es)")

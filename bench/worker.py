@@ -107,7 +107,9 @@ def execute(task: dict[str, Any]) -> dict[str, Any]:
     doc["runtime_start_s"] = time.perf_counter() - t0
     doc["peak"] = efficiency.run_peak(backend.precision, machine.current_peak(),
                                       efficiency.cores_used(read_topology(), cpus))
+    ticks = machine.cpu_ticks(cpus)
     doc.update(scenarios.run(run, backend, progress))
+    doc["steal"] = machine.steal(ticks, machine.cpu_ticks(cpus))
     doc = record.to_dict(doc)
     record.parse_run({**run, **doc, "status": "ok"}, "the worker's record")  # the contract
     return {**doc, "status": "ok"}

@@ -355,3 +355,76 @@ def test_the_reports_show_the_spread_between_processes_beside_each_figure() -> N
     low, high = train.spread
     assert f"{train.value:.2f} (5 processes: {low:.2f}–{high:.2f})" in text
     assert "(5 processes:" in html.render(doc, "x.json")
+
+
+# --- bench.rates: compare's false-alarm and detection rates from one interleaved A/B job ------
+
+DRIFT_8 = [1.0, 1.04, 0.97, 1.02, 0.99, 1.05, 0.96, 1.01]
+
+
+def _slowed_side(base: dict[str, Any], factor: float, seed: int) -> dict[str, Any]:
+    """Side B of a rates job: full training `factor` slower (and recording it), the rest not."""
+    slowed = with_processes(base, DRIFT_8[::-1], factor=factor, seed=seed)
+    plain = with_processes(base, DRIFT_8[::-1], seed=seed + 1)
+    runs = []
+    for s, p in zip(slowed["runs"], plain["runs"], strict=True):
+        if s["scenario"] == "full_training" and s["status"] == "ok":
+            for process in (s, *s["repeats"]):
+                process["injected_slowdown"] = factor - 1
+            runs.append(s)
+        else:
+            runs.append(p)
+    return {**slowed, "runs": runs}
+
+
+def test_rates_count_false_alarms_of_a_a_halves_and_catch_the_slowed_training() -> None:
+    from bench import rates
+
+    base = fixture("default_vm.json")
+    a = with_processes(base, DRIFT_8, seed=11)
+    view = rates.measure(a, _slowed_side(base, 1.25, seed=12), half=4, trials=10)
+    assert view["processes"] == {"A": 8, "B": 8} and len(view["aa"]["trials"]) == 10
+    assert view["aa"]["false_alarms"] == 0
+    assert set(view["detection"]["caught"]) == {"full_training/tf-stock",
+                                                "full_training/tf-onednn"}
+    assert view["detection"]["all_caught"] == 10
+    assert view["detection"]["false_alarms_elsewhere"] == 0
+    for trial in view["aa"]["trials"] + view["detection"]["trials"]:
+        assert not set(trial["base_rounds"]) & set(trial["new_rounds"])  # disjoint halves
+        assert len(trial["base_rounds"]) == len(trial["new_rounds"]) == 4
+        judged = [r for r in trial["rows"] if r["status"] != NOT_COMPARABLE]
+        assert judged and all("between 4/4" not in r for r in judged)  # rows, not notes
+    first = view["aa"]["trials"][0]
+    assert len({tuple(t["base_rounds"] + t["new_rounds"]) for t in view["aa"]["trials"]}) == 10
+    assert first["rows"][0]["p_value"] is not None
+
+
+def test_a_drift_as_large_as_the_slowdown_is_reported_as_missed_not_hidden() -> None:
+    from bench import rates
+
+    base = fixture("default_vm.json")
+    a = with_processes(base, [1.0, 1.3, 0.8, 1.2, 0.85, 1.25, 0.9, 1.15], seed=13)
+    view = rates.measure(a, _slowed_side(base, 1.06, seed=14), half=4, trials=10)
+    assert view["detection"]["all_caught"] < 10  # 6% inside 30% of drift: not always caught
+
+
+def test_rates_refuse_too_few_processes_and_an_unslowed_b(tmp_path: Path, capsys) -> None:
+    from bench import rates
+
+    base = fixture("default_vm.json")
+    a = with_processes(base, DRIFT_8[:5], seed=15)
+    with pytest.raises(rates.RatesError, match="--repeats 8"):
+        rates.measure(a, _slowed_side(base, 1.1, seed=16), half=4)
+    with pytest.raises(rates.RatesError, match="TLBENCH_INJECT_SLOWDOWN"):
+        rates.measure(a, a, half=2)
+    paths = []
+    for name, doc in (("a", with_processes(base, DRIFT_8, seed=17)),
+                      ("b", _slowed_side(base, 1.25, seed=18))):
+        paths.append(tmp_path / f"{name}.json")
+        paths[-1].write_text(json.dumps(doc))
+    assert cli.main(["rates", str(paths[1]), str(paths[0])]) == 2
+    assert "side A was slowed" in capsys.readouterr().err
+    assert cli.main(["rates", *map(str, paths), "--half", "4"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "A/A: 0 of 10 trials raised a false alarm" in out
+    assert "full_training/tf-onednn slowed 25%: caught in 10 of 10" in out

@@ -275,3 +275,30 @@ def test_the_epyc_reference_gets_a_peak_and_its_fast_bf16_run_is_shown_above_it(
     from bench.report.console import share_of_peak
 
     assert share_of_peak(share.value).endswith("(above the stated peak)")
+
+
+STAT_TEXT = """cpu  300 0 100 1000 0 0 0 90 0 0
+cpu0 100 0 50 500 0 0 0 50 0 0
+cpu1 200 0 50 500 0 0 0 40 0 0
+intr 12345
+"""
+
+
+def test_steal_is_the_share_of_the_runs_cpus_ticks_the_hypervisor_took(tmp_path: Path) -> None:
+    stat = tmp_path / "stat"
+    stat.write_text(STAT_TEXT)
+    before = machine.cpu_ticks((0,), stat)
+    assert before == (50, 700) and machine.cpu_ticks((0, 1), stat) == (90, 1490)
+    stat.write_text(STAT_TEXT.replace("cpu0 100 0 50 500 0 0 0 50", "cpu0 160 0 50 500 0 0 0 90"))
+    stolen = machine.steal(before, machine.cpu_ticks((0,), stat))
+    assert stolen["share"] == pytest.approx(40 / 100) and "steal" in stolen["source"]
+    assert machine.steal(before, before) is None  # no time passed: no share
+
+
+def test_no_steal_column_or_no_stat_file_means_unknown_steal(tmp_path: Path) -> None:
+    old = tmp_path / "stat"
+    old.write_text("cpu0 100 0 50 500 0 0 0\n")  # a kernel before steal accounting
+    assert machine.cpu_ticks((0,), old) is None
+    assert machine.cpu_ticks((0,), tmp_path / "absent") is None
+    assert machine.cpu_ticks((7,), old) is None  # a CPU the file does not list
+    assert machine.steal(None, (1, 2)) is None

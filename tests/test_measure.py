@@ -1,7 +1,16 @@
+import time
+
 import numpy as np
 import pytest
 
-from bench.measure import batch_means_interval, completion_bins, time_calls
+from bench.measure import (
+    INJECT_VAR,
+    batch_means_interval,
+    completion_bins,
+    injected_slowdown,
+    time_calls,
+    timed,
+)
 
 
 def test_batch_means_interval_brackets_the_mean_names_its_method_and_is_repeatable() -> None:
@@ -47,3 +56,27 @@ def test_time_calls_keeps_warmup_apart_and_reaches_min_samples() -> None:
 def test_a_duration_s_interval_never_goes_below_zero() -> None:
     lo, hi, _ = batch_means_interval([0.01, 0.01, 0.01, 0.01, 5.0, 5.0, 5.0, 5.0])
     assert lo == 0.0 and hi > 2.5
+
+
+def test_the_injected_slowdown_is_off_unless_set_and_a_bad_value_is_refused_by_name(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(INJECT_VAR, raising=False)
+    assert injected_slowdown() == 0
+    monkeypatch.setenv(INJECT_VAR, "0.10")
+    assert injected_slowdown() == pytest.approx(0.10)
+    for bad in ("ten percent", "-0.1", "11"):
+        monkeypatch.setenv(INJECT_VAR, bad)
+        with pytest.raises(ValueError, match=f"{INJECT_VAR}='{bad}'"):
+            injected_slowdown()
+
+
+def test_timed_waits_for_the_result_and_the_slowdown_lengthens_the_timed_window() -> None:
+    def work() -> np.float32:
+        time.sleep(0.05)
+        return np.float32(2.5)
+
+    out, plain = timed(work)
+    assert out == 2.5 and isinstance(out, float) and plain >= 0.05
+    out, slowed = timed(work, 1.0)  # twice as long: the sleep is inside the window
+    assert out == 2.5 and slowed >= 0.1
+    assert timed(lambda: None)[0] is None

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from bench import cli, results, summary
-from bench.report import charts, html
+from bench.report import charts, console, html
 
 FIXTURES = Path(__file__).parent / "fixtures"
 HOSTILE = "<script>alert(1)</script>"
@@ -431,3 +431,20 @@ def test_the_fleet_does_not_ratio_extraction_across_schema_versions() -> None:
     assert transfer["ratio"] is None and "schema 1 vs 2" in transfer["why"]
     train = next(r for r in view["rows"] if r["scenario"] == "full_training")["cells"][1]
     assert train["ratio"] == pytest.approx(1.25, rel=0.02)
+
+
+def test_steal_and_an_injected_slowdown_are_said_on_the_page_and_in_the_terminal() -> None:
+    doc = copy.deepcopy(fixture("mixed_vm.json"))
+    ok = [r for r in doc["runs"] if r["status"] == "ok"]
+    for share, run in zip((0.05, 0.31, 0.12), ok, strict=False):
+        run["steal"] = {"share": share, "source": "/proc/stat"}
+    training = next(r for r in ok if r["scenario"] == "full_training")
+    training["injected_slowdown"] = 0.1
+    page = " ".join(html.render(doc, "x.json").split())
+    text = " ".join(str(line) for line in console.quality_lines(doc))
+    for shown in (page, text):
+        assert "CPU steal: median 12%, 5%–31% over 3 worker process(es)" in shown
+        assert (f"{training['run_id']}: NOT A MEASUREMENT of the stack — its training steps "
+                f"were made 10% slower on purpose") in shown
+    plain = fixture("mixed_vm.json")
+    assert not any("steal" in line or "NOT A" in line for line in console.quality_lines(plain))

@@ -8,7 +8,7 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from bench import record, summary
+from bench import measure, record, summary
 
 
 def duration(seconds: float | None) -> str:
@@ -31,7 +31,15 @@ def quality_lines(doc: dict[str, Any]) -> list[str]:
         shown = "; ".join(f"{s['path']} ({s['problem']})" for s in skipped[:5])
         lines.append(f"data: {len(skipped)} bad image(s) left out (on_bad_image = \"skip\"): "
                      f"{shown}" + (f"; and {len(skipped) - 5} more" if len(skipped) > 5 else ""))
+    stolen = summary.steal(doc)
+    if stolen:
+        lines.append(f"CPU steal: {stolen} — the hypervisor gave these vCPUs' time to other "
+                     f"work: figures are slower and noisier than this hardware alone")
     for r in doc["runs"]:
+        if r.get("injected_slowdown"):
+            lines.append(f"{r['run_id']}: NOT A MEASUREMENT of the stack — its training steps "
+                         f"were made {r['injected_slowdown']:.0%} slower on purpose "
+                         f"({measure.INJECT_VAR}, a test of compare)")
         lfw = r.get("lfw_verification")
         if lfw:
             e, a = lfw["euclidean"], lfw["angular"]
@@ -285,6 +293,31 @@ def compare_table(rows: list[Any], max_slowdown_pct: float, alpha: float) -> Tab
         table.add_row(r.run_id, r.metric, _num(r.base, ".2f"), _num(r.new, ".2f"), ratio, change,
                       p, n, Text(r.status, style=_STATUS_STYLE.get(r.status, "")), note)
     return table
+
+
+def rates_tables(view: dict[str, Any]) -> list[Any]:
+    """bench.rates' trials, one row each, and the rates they add up to."""
+    table = _table(f"compare on {view['half']} vs {view['half']} processes (of "
+                   f"{view['processes']['A']} A, {view['processes']['B']} B; threshold "
+                   f"{view['max_slowdown_pct']:g}%, alpha {view['alpha']:g} family-wise)",
+                   "trial", "rounds", "worse", "improved", "changes (time, + slower)")
+    for kind, label in (("aa", "A/A"), ("detection", "A/B")):
+        for i, trial in enumerate(view[kind]["trials"], start=1):
+            rows = [r for r in trial["rows"] if r["status"] != "not comparable"]
+            table.add_row(f"{label} {i}", f"{trial['base_rounds']} vs {trial['new_rounds']}",
+                          str(sum(r["status"] == "worse" for r in rows)),
+                          str(sum(r["status"] == "improved" for r in rows)),
+                          ", ".join(f"{r['run_id']} {r['metric']} "
+                                    f"{r['time_change_pct']:+.1f}%" for r in rows))
+    aa, det = view["aa"], view["detection"]
+    n_aa, n_det = len(aa["trials"]), len(det["trials"])
+    lines = [f"A/A: {aa['false_alarms']} of {n_aa} trials raised a false alarm (a row worse); "
+             f"{aa['improved']} had a row improved",
+             *(f"A/B: {run_id} slowed {view['injected'][run_id]:.0%}: caught in "
+               f"{caught} of {n_det}" for run_id, caught in det["caught"].items()),
+             f"A/B: every slowed training run caught in {det['all_caught']} of {n_det}; "
+             f"{det['false_alarms_elsewhere']} trial(s) flagged a run that was not slowed"]
+    return [table, *(Text(line) for line in lines)]
 
 
 def history_table(entries: list[dict[str, Any]], folder: str) -> Table:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from bench import distributed
+from bench import distributed, measure
 from bench.backends import Backend
 from bench.data import lfw
 from bench.models import facenet
@@ -26,14 +26,6 @@ from bench.scenarios import Progress
 from bench.scenarios.common import load_split, model_facts
 from bench.suite import FullTrainingSpec
 from bench.training import accuracy, make_trainer
-
-
-def _timed(fn, *args) -> float:
-    t0 = time.perf_counter()
-    out = fn(*args)
-    if out is not None:
-        float(out)  # wait for the result, not only the dispatch
-    return time.perf_counter() - t0
 
 
 def run(run: dict[str, Any], backend: Backend, progress: Progress) -> dict[str, Any]:
@@ -66,9 +58,10 @@ def run(run: dict[str, Any], backend: Backend, progress: Progress) -> dict[str, 
         images, labels = pending.pop() if pending else next(batches)
         return micro_step(images, labels)
 
+    slowdown = measure.injected_slowdown()  # test-only, 0 unless its variable is set
     progress("trace first step")
     t_begin = time.perf_counter()
-    first_micro = _timed(step)  # micro-step 0 traces and optimises the graph
+    _, first_micro = measure.timed(step)  # micro-step 0 traces and optimises the graph
     micro_total = spec.total_steps * spec.accumulation
     planned = micro_total - 1 if spec.measure == "full" else spec.warmup_steps + spec.window_steps
     micro: list[float] = []
@@ -79,12 +72,12 @@ def run(run: dict[str, Any], backend: Backend, progress: Progress) -> dict[str, 
     epoch_micro = spec.accumulation * spec.steps_per_epoch
     for i in range(planned + 1):
         if i:
-            t0 = time.perf_counter()
-            losses.append(float(step()))
-            micro.append(time.perf_counter() - t0)
+            loss, seconds = measure.timed(step, slowdown)
+            losses.append(loss)
+            micro.append(seconds)
             progress("warm-up" if i <= spec.warmup_steps else "train", i, planned)
         if (i + 1) % spec.accumulation == 0:
-            updates.append(_timed(update))
+            updates.append(measure.timed(update, slowdown)[1])
         if spec.target_accuracy and reached is None and (i + 1) % epoch_micro == 0:
             t0 = time.perf_counter()
             acc = accuracy(model, split.test, size, spec.micro_batch)
@@ -95,7 +88,7 @@ def run(run: dict[str, Any], backend: Backend, progress: Progress) -> dict[str, 
     wall_s = time.perf_counter() - t_begin - eval_s
     if spec.measure == "projected":
         while len(updates) < 4:  # the tracing one and 3 timed; these weights are not used
-            updates.append(_timed(update))
+            updates.append(measure.timed(update, slowdown)[1])
     progress("time the input pipeline alone")
     epoch_batches = max(1, len(shard.paths) // spec.micro_batch)
     pipeline_img_s = lfw.pipeline_throughput(
@@ -115,6 +108,7 @@ def run(run: dict[str, Any], backend: Backend, progress: Progress) -> dict[str, 
         },
         "measured": {"data_fill_s": data_fill_s, "input_pipeline_images_per_s": pipeline_img_s},
         "loss": {"first": losses[0], "last": losses[-1]},
+        **({"injected_slowdown": slowdown} if slowdown else {}),
     }
     if workers > 1:
         out["distributed"] = {

@@ -194,7 +194,8 @@ import json, os, sys
 from pathlib import Path
 task = json.loads(Path(sys.argv[-2]).read_text())
 with open({order!r}, "a") as order:
-    order.write({side!r} + " " + task["run"]["run_id"] + "\\n")
+    order.write({side!r} + " " + task["run"]["run_id"]
+                + os.environ.get("TLBENCH_INJECT_SLOWDOWN", "") + "\\n")
 s = {seconds} * (1 + (os.getpid() % 7) / 200)  # each process a little off the others
 series = {{"latency_bs1": {{"work": 1, "first": 0.5, "samples": [s, s * 1.01, s * 0.99]}},
           "throughput_bs4": {{"work": 4, "first": 0.5, "samples": [4 * s, 4.1 * s, 3.9 * s]}}}}
@@ -214,12 +215,22 @@ def test_ab_alternates_the_two_stacks_round_by_round_and_judges_b_against_a(
         sides[side] = str(script)
     suite = write_suite(tmp_path, backends=("tf-stock",), scenarios=("inference",))
     code = main(["ab", str(suite), "--a", sides["A"], "--b", sides["B"], "--repeats", "4",
-                 "--out", str(tmp_path / "r")])
-    assert order.read_text().split("\n")[:-1] == [
-        "A inference/tf-stock", "B inference/tf-stock", "B inference/tf-stock",
+                 "--b-env", "TLBENCH_INJECT_SLOWDOWN= 0.2", "--out", str(tmp_path / "r")])
+    assert order.read_text().split("\n")[:-1] == [  # B's variable reaches B's workers only
+        "A inference/tf-stock", "B inference/tf-stock 0.2", "B inference/tf-stock 0.2",
         "A inference/tf-stock"] * 2
     files = sorted((tmp_path / "r").glob("*/*.json"))
     assert [load(f)["ab"]["side"] for f in files] == ["A", "B"]
+    assert [load(f)["ab"]["env"] for f in files] == [{}, {"TLBENCH_INJECT_SLOWDOWN": " 0.2"}]
     assert all(len(load(f)["runs"][0]["repeats"]) == 3 for f in files)
     out = " ".join(capsys.readouterr().out.split())
     assert code == 1 and "B is slower" in out and "between 4/4 processes" in out
+
+
+def test_ab_refuses_a_side_variable_that_is_not_name_equals_value(tmp_path: Path, capsys) -> None:
+    suite = write_suite(tmp_path, backends=("tf-stock",), scenarios=("inference",))
+    code = main(["ab", str(suite), "--a", sys.executable, "--b", sys.executable,
+                 "--a-env", "TF_ENABLE_ONEDNN_OPTS", "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert code == 2 and "--a-env 'TF_ENABLE_ONEDNN_OPTS': give NAME=VALUE" in err
+    assert not (tmp_path / "r").exists()  # refused before anything ran

@@ -1,0 +1,126 @@
+"""How often `compare` cries wolf, and how often it catches a known slowdown, on real processes.
+
+Input: the two result files of one interleaved `tlbench ab` job with many processes a run (its
+repeats), side A as it is and side B with the test-only slowdown (TLBENCH_INJECT_SLOWDOWN). Each
+trial draws two disjoint sets of `half` rounds, keeps only those rounds' processes of every run
+and judges them with `bench.compare`, exactly as `tlbench compare` would two results of `half`
+processes a run:
+
+- A/A: rounds of A against other rounds of A — any `worse` row is a false alarm;
+- detection: rounds of A against other rounds of B — a run B slowed (it records
+  `injected_slowdown`) is caught when its judged training figure is `worse`; B's other runs,
+  not slowed, should come out `same`.
+
+Different trials share processes (there are only so many), so the trials are not independent:
+read the rates as what this machine's noise allows at that many processes, not as a precise
+probability. Pure: no runtime is imported.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from typing import Any
+
+from bench import compare, record
+
+TRAINING = record.headline_name("full_training", {})  # the figure the slowdown should move
+
+
+class RatesError(ValueError):
+    """Results that cannot give the rates (too few processes, a failed run)."""
+
+
+def processes(doc: dict[str, Any]) -> int:
+    """The processes every ok run of a result has (its rounds)."""
+    counts = {r["run_id"]: len(record.rounds(r)) for r in doc["runs"] if r["status"] == "ok"}
+    if not counts:
+        raise RatesError("no run finished ok")
+    return min(counts.values())
+
+
+def keep_rounds(doc: dict[str, Any], rounds: tuple[int, ...]) -> dict[str, Any]:
+    """The result as if only these rounds (0-based) had been run; runs not ok are left out."""
+    runs = []
+    for run in doc["runs"]:
+        if run["status"] != "ok":
+            continue
+        procs = record.rounds(run)
+        chosen = [procs[i] for i in rounds]
+        runs.append(record.to_dict(dataclasses.replace(
+            chosen[0], repeats=tuple(record.to_dict(p) for p in chosen[1:]))))
+    return {**doc, "runs": runs}
+
+
+def draws(n: int, half: int, trials: int, seed: int) -> list[tuple[tuple[int, ...], ...]]:
+    """`trials` distinct ways to draw two disjoint sets of `half` of `n` rounds."""
+    if 2 * half > n:
+        raise RatesError(f"two disjoint halves of {half} processes need {2 * half}; the results "
+                         f"have {n} a run: rerun with --repeats {2 * half} or lower --half")
+    rng = random.Random(seed)
+    seen: list[tuple[tuple[int, ...], ...]] = []
+    for _ in range(trials * 100):
+        order = rng.sample(range(n), 2 * half)
+        pair = (tuple(sorted(order[:half])), tuple(sorted(order[half:])))
+        if pair not in seen:
+            seen.append(pair)
+        if len(seen) == trials:
+            break
+    return seen
+
+
+def _trial(base: dict[str, Any], new: dict[str, Any], pair: tuple[tuple[int, ...], ...],
+           max_slowdown_pct: float) -> dict[str, Any]:
+    rows = compare.compare(keep_rounds(base, pair[0]), keep_rounds(new, pair[1]),
+                           max_slowdown_pct)
+    return {"base_rounds": [i + 1 for i in pair[0]], "new_rounds": [i + 1 for i in pair[1]],
+            "rows": [{"run_id": r.run_id, "metric": r.metric, "status": r.status,
+                      "time_change_pct": r.time_change_pct, "p_value": r.p_value}
+                     for r in rows]}
+
+
+def slowed(doc: dict[str, Any]) -> dict[str, float]:
+    """The runs of a result that the test-only slowdown touched, with its fraction."""
+    return {r["run_id"]: r["injected_slowdown"] for r in doc["runs"]
+            if r.get("injected_slowdown")}
+
+
+def measure(a: dict[str, Any], b: dict[str, Any], half: int, trials: int = 10, seed: int = 0,
+            max_slowdown_pct: float = compare.DEFAULT_MAX_SLOWDOWN_PCT) -> dict[str, Any]:
+    """The A/A and detection trials and their rates (see the module's docstring)."""
+    if slowed(a):
+        raise RatesError(f"side A was slowed ({', '.join(slowed(a))}): A must be the stack as "
+                         f"it is, B the one with TLBENCH_INJECT_SLOWDOWN")
+    injected = slowed(b)
+    if not injected:
+        raise RatesError("side B has no run with an injected slowdown: run B's workers with "
+                         "TLBENCH_INJECT_SLOWDOWN=0.10 (tlbench ab --b-env)")
+    n = min(processes(a), processes(b))
+    aa = [_trial(a, a, pair, max_slowdown_pct) for pair in draws(processes(a), half, trials,
+                                                                 seed)]
+    ab = [_trial(a, b, pair, max_slowdown_pct) for pair in draws(n, half, trials, seed + 1)]
+    training = [run_id for run_id in injected if run_id.startswith("full_training")]
+
+    def caught(trial: dict[str, Any], run_id: str) -> bool:
+        return any(r["run_id"] == run_id and r["metric"] == TRAINING
+                   and r["status"] == compare.WORSE for r in trial["rows"])
+
+    def untouched_worse(trial: dict[str, Any]) -> int:
+        return sum(r["status"] == compare.WORSE for r in trial["rows"]
+                   if r["run_id"] not in injected)
+
+    return {
+        "half": half, "processes": {"A": processes(a), "B": processes(b)},
+        "max_slowdown_pct": max_slowdown_pct, "alpha": compare.ALPHA,
+        "injected": injected,
+        "aa": {"trials": aa, "false_alarms": sum(any(r["status"] == compare.WORSE
+                                                     for r in t["rows"]) for t in aa),
+               "improved": sum(any(r["status"] == compare.IMPROVED for r in t["rows"])
+                               for t in aa)},
+        "detection": {"trials": ab,
+                      "caught": {run_id: sum(caught(t, run_id) for t in ab)
+                                 for run_id in training},
+                      "all_caught": sum(all(caught(t, run_id) for run_id in training)
+                                        for t in ab),
+                      "false_alarms_elsewhere": sum(untouched_worse(t) > 0 for t in ab)},
+    }
