@@ -12,7 +12,8 @@ ITEX_STAMP := $(ITEX_VENV)/.installed
 RESULTS  ?= results
 BASELINE ?=
 
-.PHONY: install itex bench quick test lint clean validate-projection bench-ci microbench chromium
+.PHONY: install itex bench quick test lint clean validate-projection bench-ci drift-rates microbench \
+	chromium
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -68,6 +69,24 @@ bench-ci: install itex
 	cmp=$$?; \
 	if [ $$cmp -ne 0 ]; then echo "bench-ci: tlbench compare exited $$cmp (1: regression, 2: unusable input)" >&2; exit $$cmp; fi; \
 	exit $$run
+
+# How often `tlbench compare` raises a false alarm on this machine, and how often it catches a
+# known slowdown (issue 16): one interleaved `tlbench ab` job of the CI suite, both sides on this
+# environment, side B's training made SLOWDOWN slower on purpose (the test-only
+# TLBENCH_INJECT_SLOWDOWN), REPEATS processes a run; then `tlbench rates` draws disjoint halves
+# of HALF processes: A/A pairs and A/B pairs, each judged as `tlbench compare` would.
+# About 6 minutes a round on the 2-core dev VM (both sides).
+SLOWDOWN ?= 0.10
+REPEATS ?= 8
+HALF ?= 4
+drift-rates: install
+	@stamp=$$(mktemp); \
+	$(BIN)/tlbench ab suites/ci.toml --a $(BIN)/python --b $(BIN)/python \
+	  --b-env TLBENCH_INJECT_SLOWDOWN=$(SLOWDOWN) --repeats $(REPEATS) --out $(RESULTS)/drift $(ARGS); \
+	a=$$(find $(RESULTS)/drift -name '*_ci-A.json' -newer "$$stamp" | sort | tail -n 1); \
+	b=$$(find $(RESULTS)/drift -name '*_ci-B.json' -newer "$$stamp" | sort | tail -n 1); rm -f "$$stamp"; \
+	if [ -z "$$a" ] || [ -z "$$b" ]; then echo "drift-rates: the ab job wrote no result pair" >&2; exit 2; fi; \
+	$(BIN)/tlbench rates "$$a" "$$b" --half $(HALF)
 
 # pytest-benchmark micro-benchmarks of the small model (tests/benchmarks; `make test` only runs
 # them once each, untimed).

@@ -87,6 +87,7 @@ def configuration(run: dict[str, Any]) -> dict[str, Any]:
                   if k in model},
         "data": {k: data[k] for k in ("identities", "train_images", "test_images") if k in data},
         "threads": run.get("placement", {}).get("threads"),
+        "backend_params": run.get("backend_params", {}),
     }
 
 

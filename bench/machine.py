@@ -30,7 +30,7 @@ from bench.pinning import PlacementError, Topology, read_cpu_list, read_list, re
 # ISA features that decide which oneDNN kernels (and so which speed) a run gets.
 ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
 PACKAGES = ("tensorflow-cpu", "tensorflow", "keras", "intel-extension-for-tensorflow", "openvino",
-            "numpy", "psutil", "rich")
+            "nncf", "numpy", "psutil", "rich")
 SYS, CPUINFO = "/sys", "/proc/cpuinfo"
 
 # Xeon server parts by (cpu family, model): what a VM's anonymous "Intel Xeon Processor" is.
@@ -328,7 +328,8 @@ STACKS = (
      ("tensorflow-cpu", "tensorflow"), ("keras", "numpy")),
     ("ITEX", ("itex", "itex-bf16"), "itex",
      ("intel-extension-for-tensorflow",), ("tensorflow", "keras", "numpy")),
-    ("OpenVINO", ("openvino", "openvino-bf16"), "main", ("openvino",), ("numpy",)),
+    ("OpenVINO", ("openvino", "openvino-bf16", "openvino-int8"), "main", ("openvino",),
+     ("nncf", "numpy")),
 )
 
 

@@ -23,6 +23,7 @@ class Run:
     params: dict[str, Any]
     model: dict[str, Any]
     data: dict[str, Any]
+    backend_params: dict[str, Any] = dataclasses.field(default_factory=dict)  # [openvino]
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -37,7 +38,9 @@ def plan(suite: Suite) -> list[Run]:
     data = dataclasses.asdict(suite.data)
     return [
         Run(run_id=run_id(scenario, backend), backend=backend, scenario=scenario,
-            params=dataclasses.asdict(suite.scenario_spec(scenario)), model=model, data=data)
+            params=dataclasses.asdict(suite.scenario_spec(scenario)), model=model, data=data,
+            backend_params=(dataclasses.asdict(suite.openvino)
+                            if backend.startswith("openvino") else {}))
         for scenario in suite.scenarios
         for backend in suite.backends
     ]

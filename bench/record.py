@@ -104,6 +104,7 @@ class Record:
     params: Json = field(default_factory=dict)
     model: Json = field(default_factory=dict)
     data: Json = field(default_factory=dict)
+    backend_params: Json = field(default_factory=dict)  # the suite's [openvino] for OpenVINO
     # the process: where it ran and what it got
     placement: Json = field(default_factory=dict)
     placement_obtained: Json | None = None
@@ -117,6 +118,7 @@ class Record:
     peak_rss_mb: float | None = None
     energy: Json | None = None
     onednn: Json | None = None
+    kernels: Json | None = None  # OpenVINO: the profiled pass's kernels and precisions
     peak: Json | None = None  # the peak of the run's cores at its precision (efficiency)
     steal: Json | None = None  # the CPUs' time the hypervisor gave away during the scenario
     reason: str | None = None
@@ -465,7 +467,60 @@ def _transfer(record: Record) -> list[Figure]:
         Figure("transfer total s", total, "s", LOWER,
                note=" + ".join(k.removesuffix("_s") for k in TRANSFER_TOTAL)),
         Figure("accuracy", record.accuracy, "", HIGHER),
+        *_lfw(record),
     ]
+
+
+def _lfw(record: Record) -> list[Figure]:
+    lfw = (record.lfw_verification or {}).get("euclidean")
+    if not lfw:
+        return []
+    return [Figure("LFW accuracy", lfw["accuracy"], "", HIGHER,
+                   note="10-fold LFW protocol, squared Euclidean distance"),
+            Figure("LFW AUC", lfw["auc"], "", HIGHER)]
+
+
+# The runtime precisions (OpenVINO's runtimePrecision) that count as the precision a run asked
+# for; a run whose profiled pass spent less than MIN_KERNEL_SHARE of its time in them is flagged:
+# it measured other kernels than it is labelled with (e.g. f32 where int8 was asked).
+KERNEL_PRECISIONS = {"fp32": ("f32",), "bf16": ("bf16",), "int8": ("i8", "u8")}
+MIN_KERNEL_SHARE = 0.5
+KERNEL_SHARE = "time in precision asked"
+
+
+def _kernels(record: Record) -> list[Figure]:
+    kernels = record.kernels or {}
+    spent = kernels.get("precision_s")
+    if not spent or kernels.get("asked") not in KERNEL_PRECISIONS:
+        return []
+    asked = KERNEL_PRECISIONS[kernels["asked"]]
+    total = sum(spent.values())
+    share = sum(s for p, s in spent.items() if p.lower() in asked) / total if total else None
+    return [Figure(KERNEL_SHARE, share, "", NEITHER,
+                   note=f"share of the profiled pass's node time in {'/'.join(asked)} nodes "
+                        f"({kernels['asked']} asked)")]
+
+
+def relative_speed(new: Figure, base: Figure) -> float | None:
+    """How many times faster `new` is than `base` (>1: faster), whichever way the figure goes."""
+    if not (new.value and base.value) or new.better == NEITHER:
+        return None
+    return new.value / base.value if new.better == HIGHER else base.value / new.value
+
+
+def kernel_mismatch(run: Record | dict[str, Any]) -> str | None:
+    """Why a run's kernels do not match the precision it asked for (None when they do, or when
+    its runtime did not profile them)."""
+    share = figures(run).get(KERNEL_SHARE)
+    if share is None or share.value is None or share.value >= MIN_KERNEL_SHARE:
+        return None
+    record = _record(run)
+    spent = record.kernels["precision_s"]
+    total = sum(spent.values()) or 1.0
+    top = ", ".join(f"{p} {s / total:.0%}" for p, s in
+                    sorted(spent.items(), key=lambda kv: -kv[1])[:3])
+    return (f"asked for {record.kernels['asked']} but spent {share.value:.0%} of its profiled "
+            f"time in {record.kernels['asked']} kernels ({top})")
 
 
 TRANSFER_TOTAL = ("decode_s", "extraction_s", "head_trace_s", "head_s")
@@ -527,7 +582,7 @@ def steal_shares(run: Record | dict[str, Any]) -> list[float]:
 
 
 def _figures_of(record: Record) -> dict[str, Figure]:
-    return {f.name: f for f in _FIGURES[record.scenario](record)}
+    return {f.name: f for f in (*_FIGURES[record.scenario](record), *_kernels(record))}
 
 
 def process_figures(run: Record | dict[str, Any]) -> list[dict[str, Figure]]:

@@ -17,7 +17,7 @@ from typing import Any
 # Every backend (bench.backends has one class per stack); kept here so that parsing a suite
 # imports no runtime. A test checks the two lists agree.
 BACKENDS = ("tf-stock", "tf-onednn", "tf-onednn-bf16", "itex", "itex-bf16", "openvino",
-            "openvino-bf16")
+            "openvino-bf16", "openvino-int8")
 SCENARIOS = ("full_training", "transfer", "fine_tune", "inference")
 # Stages of progressive fine-tuning, top of the network first (bench.scenarios.fine_tune).
 FINE_TUNE_STAGES = ("Block8", "block8", "Mixed_7a", "block17", "Mixed_6a", "block35", "stem")
@@ -224,6 +224,20 @@ class InferenceSpec:
             _fail(f"{where}.duration_s", "must be > 0, e.g. duration_s = 10")
 
 
+@dataclass(frozen=True)
+class OpenVinoSpec:
+    """OpenVINO's settings (the openvino* backends): NNCF post-training quantisation of the
+    `openvino-int8` IR. Calibration images come from the training split only."""
+
+    calibration_images: int = 300  # NNCF's default subset_size; the split's size if smaller
+    preset: str = "performance"  # NNCF QuantizationPreset: symmetric, or "mixed" activations
+    fast_bias_correction: bool = True  # NNCF's default; false: the slower full bias correction
+
+    def check(self, where: str) -> None:
+        _at_least(f"{where}.calibration_images", self.calibration_images, 1)
+        _one_of(f"{where}.preset", self.preset, ("performance", "mixed"))
+
+
 SCENARIO_SPECS: dict[str, type] = {
     "full_training": FullTrainingSpec,
     "transfer": TransferSpec,
@@ -254,6 +268,7 @@ class Suite:
     transfer: TransferSpec = field(default_factory=TransferSpec)
     fine_tune: FineTuneSpec = field(default_factory=FineTuneSpec)
     inference: InferenceSpec = field(default_factory=InferenceSpec)
+    openvino: OpenVinoSpec = field(default_factory=OpenVinoSpec)
 
     def scenario_spec(self, scenario: str) -> Any:
         return getattr(self, scenario)
@@ -264,7 +279,8 @@ class Suite:
 
 _SUITE_KEYS = ("name", "description", "backends", "scenarios", "placement", "use_logical_cores",
                "timeout_s", "max_memory_gb", "pass_env", "repeats")
-_SECTIONS: dict[str, type] = {"model": ModelSpec, "data": DataSpec, **SCENARIO_SPECS}
+_SECTIONS: dict[str, type] = {"model": ModelSpec, "data": DataSpec, **SCENARIO_SPECS,
+                              "openvino": OpenVinoSpec}
 
 
 def _type_name(tp: Any) -> str:

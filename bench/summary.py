@@ -13,7 +13,7 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
-from bench import record
+from bench import backends, record
 
 BASELINE_BACKEND = "tf-stock"
 
@@ -99,3 +99,88 @@ def steal(doc: dict[str, Any]) -> str | None:
     return (f"median {statistics.median(shares):.0%}, {shares[0]:.0%}–{shares[-1]:.0%} over "
             f"{len(shares)} "
             f"worker process(es)")
+
+
+LOWER_PRECISIONS = ("-bf16", "-int8")  # a stack's backend at a lower precision: name + suffix
+ACCURACY_FIGURES = ("accuracy", "LFW accuracy", "LFW AUC")
+
+
+def fp32_of(backend: str) -> str | None:
+    """The same stack's fp32 backend of a lower-precision one (None for an fp32 backend)."""
+    return next((backend.removesuffix(s) for s in LOWER_PRECISIONS if backend.endswith(s)), None)
+
+
+def precision_rows(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each lower-precision backend against its stack's fp32 in the same result: the speed of
+    every judged inference and transfer figure relative to fp32 (>1: faster), the accuracy
+    deltas on the same split, and the share of its kernels' time in the precision it asked."""
+    ok = runs_by(doc)
+    rows = []
+    for backend in dict.fromkeys(r["backend"] for r in doc["runs"]):
+        base = fp32_of(backend)
+        if base is None:
+            continue
+        row: dict[str, Any] = {"backend": backend, "fp32": base, "speed": {}, "accuracy": {},
+                               "kernel_share": None, "note": None}
+        for scenario in ("inference", "transfer"):
+            run, ref = ok.get((scenario, backend)), ok.get((scenario, base))
+            if run is None:
+                continue
+            new = record.figures(run)
+            share = new.get(record.KERNEL_SHARE)
+            if share is not None and row["kernel_share"] is None:
+                row["kernel_share"] = share.value
+            if ref is None:
+                continue
+            old = record.figures(ref)
+            for fig in record.judged(run):
+                if fig.name in old:
+                    row["speed"][fig.name] = record.relative_speed(fig, old[fig.name])
+            for name in ACCURACY_FIGURES:
+                if new.get(name) and old.get(name) and None not in (new[name].value,
+                                                                   old[name].value):
+                    row["accuracy"][name] = new[name].value - old[name].value
+            if run.get("accuracy_note"):
+                row["note"] = "random weights: the accuracy deltas say little (tlbench pretrain)"
+        if row["speed"] or row["accuracy"] or row["kernel_share"] is not None:
+            rows.append(row)
+    return rows
+
+
+def speed_figures(rows: list[dict[str, Any]]) -> list[str]:
+    """The speed figures of precision rows, in order (the precision table's columns)."""
+    return list(dict.fromkeys(name for r in rows for name in r["speed"]))
+
+
+def kernel_rows(doc: dict[str, Any], top: int = 3) -> list[dict[str, Any]]:
+    """The kernels that ran, per ok run that recorded them: OpenVINO's profiled pass (the
+    implementations with the most node time, and the share in the precision asked) and oneDNN's
+    primitives as TensorFlow created them (the most created)."""
+    rows = []
+    for run in doc["runs"]:
+        if run.get("status") != "ok":
+            continue
+        kernels, onednn = run.get("kernels"), run.get("onednn")
+        if kernels:
+            spent: dict[str, float] = {}
+            for impls in kernels["node_types"].values():
+                for impl, facts in impls.items():
+                    spent[impl] = spent.get(impl, 0.0) + facts["seconds"]
+            total = sum(spent.values()) or 1.0
+            share = record.figures(run).get(record.KERNEL_SHARE)
+            rows.append({"run_id": run["run_id"], "source": kernels["source"],
+                         "asked": kernels["asked"],
+                         "top": [f"{impl} {s / total:.0%}" for impl, s in
+                                 sorted(spent.items(), key=lambda kv: -kv[1])[:top]],
+                         "share": share.value if share else None,
+                         "mismatch": record.kernel_mismatch(run)})
+        elif onednn and onednn.get("implementations"):
+            impls = onednn["implementations"]
+            rows.append({"run_id": run["run_id"],
+                         "source": f"oneDNN primitives created ({onednn.get('isa', 'isa ?')})",
+                         "asked": (backends.get(run["backend"]).precision
+                                   if run["backend"] in backends.names() else "?"),
+                         "top": [f"{impl} ×{n}" for impl, n in
+                                 sorted(impls.items(), key=lambda kv: -kv[1])[:top]],
+                         "share": None, "mismatch": None})
+    return rows

@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench import backends, parity
-from bench.backends.openvino import ir_path
+from bench import backends, parity, record
+from bench.backends import Calibration
+from bench.backends.openvino import int8_key, int8_path, ir_path
 from bench.models import facenet
 from bench.scenarios.common import build_pretrained
 
@@ -60,3 +61,86 @@ def test_throughput_counts_completions_inside_the_window(converted) -> None:
     assert driven["asynchronous"] is True and driven["requests"] >= 1
     assert ov.obtained["throughput_bs4"]["optimal_requests"] >= 1
     assert "async queue" in driven["mode"]
+
+
+def _calibration(n: int = 8, seed: int = 2) -> Calibration:
+    images = np.random.default_rng(seed).normal(size=(n, 80, 80, 3)).astype("float32")
+    return Calibration(images, asked=300, preset="performance", fast_bias_correction=True)
+
+
+@pytest.fixture(scope="module")
+def quantized(converted):
+    keras_model, _, _, facts = converted
+    ov8 = backends.get("openvino-int8")
+    ov8.start(threads=2)
+    return keras_model, ov8, ov8.load(keras_model, Path(facts["weights"]), _calibration()), facts
+
+
+def test_nncf_quantises_the_ir_on_the_calibration_images_and_records_how(quantized) -> None:
+    _, ov8, loaded, facts = quantized
+    types = {op.get_type_name() for op in loaded.get_ops()}
+    assert "FakeQuantize" in types, "NNCF inserted quantisers: the IR is an INT8 one"
+    got = ov8.obtained["calibration"]
+    assert got["images"] == 8 and got["asked"] == 300 and got["source"] == "training split"
+    assert got["preset"] == "performance" and got["fast_bias_correction"] is True
+    assert got["nncf"] and got["openvino"] and got["cached"] in (True, False)
+    xml = Path(got["ir"])
+    assert xml.parent == ir_path(facts["weights"]).parent and xml.is_file()
+    assert xml.with_suffix(".bin").is_file() and xml.with_suffix(".json").is_file()
+
+
+def test_the_int8_ir_is_reused_while_its_key_holds_and_remade_when_it_changes(
+        quantized) -> None:
+    keras_model, ov8, _, facts = quantized
+    again = backends.get("openvino-int8")
+    again.start(threads=2)
+    again.load(keras_model, Path(facts["weights"]), _calibration())
+    assert again.obtained["calibration"]["cached"] is True
+    assert again.obtained["calibration"]["seconds"] is None, "no calibration time: none ran"
+    assert again.obtained["calibration"]["ir"] == ov8.obtained["calibration"]["ir"]
+    f32 = ir_path(facts["weights"])
+    key = int8_key(f32, _calibration(), "3.4.0", "2026.4.1")
+    assert int8_path(f32, key) == int8_path(f32, int8_key(f32, _calibration(), "3.4.0",
+                                                           "2026.4.1"))
+    other_images = int8_key(f32, _calibration(seed=5), "3.4.0", "2026.4.1")
+    other_nncf = int8_key(f32, _calibration(), "3.5.0", "2026.4.1")
+    other_openvino = int8_key(f32, _calibration(), "3.4.0", "2026.5.0")
+    fewer = int8_key(f32, _calibration(n=6), "3.4.0", "2026.4.1")
+    paths = {int8_path(f32, k) for k in (key, other_images, other_nncf, other_openvino, fewer)}
+    assert len(paths) == 5, "the images, NNCF, OpenVINO and the subset each key the cache"
+
+
+def _share(kernels: dict) -> float:
+    run = {"run_id": "inference/x", "backend": "x", "scenario": "inference", "status": "ok",
+           "params": {"batch_size": 2}, "kernels": kernels,
+           "series": {"latency_bs1": {"work": 1, "samples": [0.01]},
+                      "throughput_bs2": {"work": 2, "samples": [0.01]}}}
+    return record.figures(run)[record.KERNEL_SHARE].value
+
+
+def test_the_profiled_pass_proves_int8_kernels_ran(quantized) -> None:
+    _, ov8, loaded, _ = quantized
+    kernels = ov8.kernels(loaded, _images(2))
+    assert kernels["asked"] == "int8" and kernels["source"] == "OpenVINO PERF_COUNT"
+    assert kernels["batch"] == 2 and kernels["calls"] >= 1
+    impls = {impl for per_type in kernels["node_types"].values() for impl in per_type}
+    assert any(impl.upper().endswith(("_I8", "_U8")) for impl in impls), impls
+    assert {"i8", "u8"} & set(kernels["precision_s"]), kernels["precision_s"]
+    assert _share(kernels) >= record.MIN_KERNEL_SHARE
+    assert ov8.obtained["profiled_bs2"]["precision"] == "f32", "int8 beside f32, not bf16"
+
+
+def test_the_f32_ir_runs_f32_kernels(converted) -> None:
+    _, ov, loaded, _ = converted
+    kernels = ov.kernels(loaded, _images(2))
+    assert kernels["asked"] == "fp32"
+    assert "Convolution" in kernels["node_types"]
+    assert _share(kernels) >= 0.9, kernels["precision_s"]
+
+
+def test_int8_embeddings_stay_close_to_tensorflow(quantized) -> None:
+    keras_model, ov8, loaded, _ = quantized
+    x = _calibration(n=4, seed=9).images
+    figures = parity.compare(keras_model(x, training=False).numpy().tolist(),
+                             ov8.predictor(loaded, 4)(x).tolist())
+    assert figures["cosine_min"] >= parity.MIN_COSINE["int8"], figures

@@ -1,8 +1,10 @@
 from pathlib import Path
 
+import pytest
+
 from bench.pinning import read_topology, resolve
 from bench.plan import expand, interleaved, plan
-from bench.suite import parse
+from bench.suite import SuiteError, parse
 
 from .conftest import fake_sysfs
 
@@ -79,3 +81,20 @@ def test_repeats_are_interleaved_round_by_round_never_in_a_row() -> None:
     assert order == [(1, "inference/tf-stock"), (1, "inference/tf-onednn"),
                      (2, "inference/tf-stock"), (2, "inference/tf-onednn"),
                      (3, "inference/tf-stock"), (3, "inference/tf-onednn")]
+
+
+def test_openvino_runs_carry_the_openvino_section_and_others_do_not() -> None:
+    runs = plan(parse('[suite]\nbackends = ["tf-onednn", "openvino", "openvino-int8"]\n'
+                      'scenarios = ["inference"]\n[openvino]\ncalibration_images = 64\n'
+                      'preset = "mixed"\n'))
+    params = {r.backend: r.backend_params for r in runs}
+    assert params["tf-onednn"] == {}
+    assert params["openvino-int8"] == params["openvino"] == {
+        "calibration_images": 64, "preset": "mixed", "fast_bias_correction": True}
+
+
+def test_a_bad_openvino_setting_is_an_error_naming_the_key() -> None:
+    with pytest.raises(SuiteError, match=r"openvino.preset: 'mix' is not one of .*did you mean"):
+        parse('[openvino]\npreset = "mix"\n', "s.toml")
+    with pytest.raises(SuiteError, match=r"openvino.calibration_images: must be >= 1"):
+        parse('[openvino]\ncalibration_images = 0\n', "s.toml")

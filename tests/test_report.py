@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rich.console import Console
 
 from bench import cli, results, summary
 from bench.report import charts, console, html
@@ -448,3 +449,60 @@ def test_steal_and_an_injected_slowdown_are_said_on_the_page_and_in_the_terminal
                 f"were made 10% slower on purpose") in shown
     plain = fixture("mixed_vm.json")
     assert not any("steal" in line or "NOT A" in line for line in console.quality_lines(plain))
+
+
+def _as_backend(run: dict[str, Any], backend: str, time_scale: float = 1.0) -> dict[str, Any]:
+    out = copy.deepcopy(run)
+    out["backend"], out["run_id"] = backend, f"{run['scenario']}/{backend}"
+    for series in out["series"].values():
+        series["samples"] = [s * time_scale for s in series["samples"]]
+    return out
+
+
+def _precision_doc(int8_share: dict[str, float]) -> dict[str, Any]:
+    doc = copy.deepcopy(fixture("quick_vm.json"))
+    fp32 = [r for r in doc["runs"] if r["backend"] == "tf-onednn"
+            and r["scenario"] in ("transfer", "inference")]
+    runs = [_as_backend(r, "openvino") for r in fp32]
+    int8 = [_as_backend(r, "openvino-int8", time_scale=0.5) for r in fp32]
+    for run in int8:
+        run["kernels"] = {"asked": "int8", "source": "OpenVINO PERF_COUNT", "calls": 4,
+                          "batch": 8, "precision_s": int8_share,
+                          "node_types": {"Convolution": {
+                              "brgconv_avx512_amx_I8": {"nodes": 10, "seconds": 0.004},
+                              "jit_avx512_FP32": {"nodes": 2, "seconds": 0.001}}}}
+        if run["scenario"] == "transfer":
+            run["accuracy"] = run["accuracy"] - 0.05
+    doc["runs"] += runs + int8
+    return doc
+
+
+def test_the_precision_table_shows_speed_over_the_stacks_fp32_and_accuracy_deltas() -> None:
+    doc = _precision_doc({"i8": 0.008, "u8": 0.001, "f32": 0.001})
+    (row,) = summary.precision_rows(doc)
+    assert row["backend"] == "openvino-int8" and row["fp32"] == "openvino"
+    assert row["speed"]["extract img/s"] == pytest.approx(2.0)
+    assert row["speed"]["latency bs1 p50 ms"] == pytest.approx(2.0)
+    assert row["speed"]["throughput bs16 img/s"] == pytest.approx(2.0)
+    assert row["accuracy"]["accuracy"] == pytest.approx(-0.05)
+    assert row["kernel_share"] == pytest.approx(0.9)
+    assert "random weights" in row["note"]
+    page = " ".join(html.render(doc, "x.json").split())
+    assert "Precision: each stack's bf16 / int8 against its own fp32" in page
+    assert "2.00x" in page and "-5.0%*" in page and "Kernels that ran" in page
+    assert "brgconv_avx512_amx_I8 80%" in page
+    assert "kernels do not match" not in page
+
+
+def test_a_run_that_asked_int8_but_ran_f32_kernels_is_flagged_in_console_and_html() -> None:
+    doc = _precision_doc({"i8": 0.001, "f32": 0.009})
+    flagged = [r for r in summary.kernel_rows(doc) if r["mismatch"]]
+    assert [r["run_id"] for r in flagged] == ["transfer/openvino-int8", "inference/openvino-int8"]
+    assert "asked for int8 but spent 10% of its profiled time in int8 kernels" in (
+        flagged[0]["mismatch"])
+    page = " ".join(html.render(doc, "x.json").split())
+    terminal = Console(record=True, width=250)
+    console.show(doc, terminal)
+    for shown in (page, " ".join(terminal.export_text().split())):
+        assert ("transfer/openvino-int8: kernels do not match the precision asked" in shown
+                or "kernels do not match the precision asked: asked for int8" in shown)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench import record
+from bench import record, summary
 from bench.backends import BF16_FLAGS
 from bench.cli import main
 from bench.launcher import worker_environment
@@ -20,7 +20,8 @@ from bench.suite import parse
 from .conftest import correct_of, only_result, write_suite
 
 pytestmark = pytest.mark.slow
-BACKENDS = ("tf-stock", "tf-onednn", "itex", "openvino")  # the fp32 stacks; bf16 needs AMX
+# the fp32 stacks (bf16 needs AMX), and INT8 through NNCF, which runs on any x86-64 CPU
+BACKENDS = ("tf-stock", "tf-onednn", "itex", "openvino", "openvino-int8")
 
 @pytest.fixture(scope="module")
 def e2e(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, dict]:
@@ -34,7 +35,8 @@ def test_every_run_of_every_backend_and_scenario_is_ok_or_says_why_not(e2e) -> N
     code, doc = e2e
     assert code == 0
     assert doc["complete"] is True and doc["schema_version"] == 2
-    expected = [(f"{s}/{b}", "skipped" if (s, b) == ("full_training", "openvino") else "ok")
+    expected = [(f"{s}/{b}", "skipped" if s == "full_training" and b.startswith("openvino")
+                 else "ok")
                 for s in ("full_training", "transfer", "inference") for b in BACKENDS]
     assert [(r["run_id"], r["status"]) for r in doc["runs"]] == expected
     assert "does not train" in doc["runs"][3]["reason"]
@@ -67,7 +69,7 @@ def test_itex_runs_tensorflow_2_15_with_the_extension_loaded(e2e) -> None:
 def test_every_backend_computes_the_same_embeddings_as_stock_tensorflow(e2e) -> None:
     _, doc = e2e
     compared = [r for r in doc["runs"] if r["status"] == "ok" and r["scenario"] != "full_training"]
-    assert len(compared) == 8
+    assert len(compared) == 10
     for run in compared:
         assert run["parity"]["reference"] == "tf-stock", run["run_id"]
         assert run["parity"]["agrees"], (run["run_id"], run["parity"]["cosine_min"])
@@ -77,7 +79,7 @@ def test_each_worker_is_pinned_and_records_what_it_obtained(e2e) -> None:
     _, doc = e2e
     for run in (r for r in doc["runs"] if r["status"] == "ok"):
         assert run["placement_obtained"]["cpus"] == run["placement"]["cpus"]
-        if run["backend"] != "openvino":
+        if not run["backend"].startswith("openvino"):
             assert run["runtime"]["intra_op_threads"] == run["placement"]["threads"]
         else:
             assert run["runtime"]["inference_num_threads"] == run["placement"]["threads"]
@@ -188,6 +190,25 @@ def test_inference_reports_latency_percentiles_and_throughput(e2e) -> None:
     assert f["throughput bs4 img/s"].value == pytest.approx(
         float(np.median([4 / x for x in throughput["samples"]])))
     assert len(run["series"]["latency_bs1"]["samples"]) >= 5
+
+
+def test_openvino_int8_calibrates_on_training_images_and_proves_its_kernels(e2e) -> None:
+    _, doc = e2e
+    for scenario in ("transfer", "inference"):
+        run = next(r for r in doc["runs"] if r["run_id"] == f"{scenario}/openvino-int8")
+        calibration = run["runtime"]["obtained"]["calibration"]
+        assert calibration["source"] == "training split" and calibration["asked"] == 300
+        assert calibration["images"] == min(300, run["data"]["train_images"])
+        assert run["backend_params"] == {"calibration_images": 300, "preset": "performance",
+                                         "fast_bias_correction": True}
+        assert run["kernels"]["asked"] == "int8"
+        assert record.kernel_mismatch(run) is None, run["kernels"]["precision_s"]
+        f32 = next(r for r in doc["runs"] if r["run_id"] == f"{scenario}/openvino")
+        assert f32["kernels"]["asked"] == "fp32" and record.kernel_mismatch(f32) is None
+    (row,) = summary.precision_rows(doc)
+    assert row["backend"] == "openvino-int8" and row["fp32"] == "openvino"
+    assert set(row["speed"]) == {"extract img/s", "latency bs1 p50 ms", "throughput bs4 img/s"}
+    assert set(row["accuracy"]) >= {"accuracy"} and row["note"]  # random weights: said
 
 
 def test_openvino_throughput_counts_completions_in_sub_windows(e2e) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import sys
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +25,22 @@ BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 TRAINING_SCENARIOS = ("full_training", "fine_tune")  # they train the network itself
 
 
+@dataclass(frozen=True)
+class Calibration:
+    """What a quantising backend calibrates on: images of the training split only (decoded,
+    standardised, in a seeded order), and the suite's quantisation settings."""
+
+    images: np.ndarray  # [n, H, W, 3] float32
+    asked: int  # the suite's calibration_images (more than the split has: all of it)
+    preset: str
+    fast_bias_correction: bool
+
+
 class Backend(ABC):
     name: str
-    precision: str  # "fp32" or "bf16"
+    precision: str  # "fp32", "bf16" or "int8"
     trains: bool = True
+    calibrates: bool = False  # load() needs a Calibration (post-training quantisation)
 
     @property
     def python(self) -> str:
@@ -52,7 +65,7 @@ class Backend(ABC):
     def start(self, threads: int) -> dict[str, Any]:
         """Import and configure the runtime in the worker; return what was obtained."""
 
-    def load(self, model: Any, weights: Path) -> Any:
+    def load(self, model: Any, weights: Path, calibration: Calibration | None = None) -> Any:
         """The Keras model in this runtime's form (`weights`: the file its weights came from)."""
         return model
 
@@ -69,6 +82,11 @@ class Backend(ABC):
                                  duration_s=duration_s)
         return (Series.of(len(batch), warm[0], warm[1:], timed),
                 {"mode": "synchronous batches", "asynchronous": False})
+
+    def kernels(self, loaded: Any, batch: np.ndarray) -> dict[str, Any] | None:
+        """A short profiled pass outside every timed window: the kernels that executed and the
+        precision each ran in (runtimes that report them; oneDNN's own are in `onednn`)."""
+        return None
 
 
 def names() -> tuple[str, ...]:
@@ -92,5 +110,6 @@ def _registry() -> dict[str, Backend]:
         ItexBackend("itex-bf16", precision="bf16"),
         OpenVinoBackend("openvino"),
         OpenVinoBackend("openvino-bf16", precision="bf16"),
+        OpenVinoBackend("openvino-int8", precision="int8"),
     ]
     return {b.name: b for b in backends}

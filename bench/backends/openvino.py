@@ -6,11 +6,23 @@ compiled with PERFORMANCE_HINT=LATENCY and called synchronously; throughput with
 AsyncInferQueue kept full for a time window, as benchmark_app does. The precision is asked for
 explicitly (INFERENCE_PRECISION_HINT defaults to bf16 on CPUs that have it) and read back.
 OpenVINO does not train: full training is skipped; transfer uses it for the extraction pass.
+
+`openvino-int8` quantises that f32 IR with NNCF's post-training quantisation (NNCF 3.x quantises
+OpenVINO models, not Keras ones) on training-split images, and caches the INT8 IR beside the f32
+one, keyed by the f32 IR (so the weights), the calibration images' hash, the settings and the
+NNCF and OpenVINO versions. The quantised nodes run int8; the rest is asked for in f32, so
+that the figure is INT8 against f32, not against a silent bf16. Calibration is a one-off, like
+conversion: recorded (`runtime.obtained.calibration`), never inside a timed window.
+
+Every run ends with a profiled pass (PERF_COUNT), outside the timed windows: the kernel each
+node executed and the precision it ran in (`kernels`), the proof of which kernels ran.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
+import json
 import os
 import time
 from collections.abc import Callable
@@ -19,11 +31,14 @@ from typing import Any
 
 import numpy as np
 
-from bench.backends import Backend
+from bench.backends import Backend, Calibration
 from bench.measure import completion_bins
 from bench.record import Series
 
-_PRECISION = {"fp32": "f32", "bf16": "bf16"}
+# INFERENCE_PRECISION_HINT asked for; an int8 IR's nodes outside the quantised ones run at it
+_PRECISION = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}
+PROFILE_CALLS = 4  # profiled calls after a first, unprofiled-in-the-sums one
+NNCF_INSTALL = "pip install nncf==3.4.0 (it is in pyproject.toml: make install)"
 
 
 def ir_path(weights: str | Path) -> Path:
@@ -33,12 +48,89 @@ def ir_path(weights: str | Path) -> Path:
     return w.with_name(w.name.removesuffix(".npz") + ".ir") / f"embeddings-{digest}.xml"
 
 
+def _save(model: Any, xml: Path) -> None:
+    """Write an IR so that a complete .xml always has its .bin (the .xml renamed last)."""
+    import openvino as ov
+
+    xml.parent.mkdir(parents=True, exist_ok=True)
+    tmp = xml.with_name(f".tmp-{os.getpid()}-{xml.name}")
+    ov.save_model(model, tmp, compress_to_fp16=False)
+    os.replace(tmp.with_suffix(".bin"), xml.with_suffix(".bin"))
+    os.replace(tmp, xml)
+
+
+def _cached(xml: Path) -> bool:
+    return xml.is_file() and xml.with_suffix(".bin").is_file()
+
+
+def int8_key(f32_xml: Path, calibration: Calibration, nncf_version: str,
+             openvino_version: str) -> dict[str, Any]:
+    """Everything the INT8 IR depends on: its cache key (and what the result records)."""
+    return {"f32_ir": f32_xml.name,
+            "calibration_sha256": hashlib.sha256(
+                np.ascontiguousarray(calibration.images, np.float32).tobytes()).hexdigest(),
+            "images": len(calibration.images), "preset": calibration.preset,
+            "fast_bias_correction": calibration.fast_bias_correction,
+            "nncf": nncf_version, "openvino": openvino_version}
+
+
+def int8_path(f32_xml: Path, key: dict[str, Any]) -> Path:
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
+    return f32_xml.with_name(f"{f32_xml.stem}.int8-{digest}.xml")
+
+
+def quantize(model: Any, calibration: Calibration) -> Any:
+    """NNCF post-training quantisation of an OpenVINO model on the calibration images."""
+    import nncf
+
+    items = [calibration.images[i:i + 1] for i in range(len(calibration.images))]
+    return nncf.quantize(
+        model, nncf.Dataset(items), subset_size=len(items),
+        preset=nncf.QuantizationPreset(calibration.preset),
+        fast_bias_correction=calibration.fast_bias_correction)
+
+
+def _text(value: Any) -> str:
+    return str(value.value if hasattr(value, "value") else value)
+
+
+def profile(compiled: Any, batch: np.ndarray, calls: int = PROFILE_CALLS) -> dict[str, Any]:
+    """Per node type, the kernel implementations (exec_type) that executed, with node counts
+    and summed time; and the time in each runtime precision (from get_runtime_model()), over
+    `calls` profiled calls after one unsummed call."""
+    precision_of = {op.get_friendly_name(): _text(op.get_rt_info()["runtimePrecision"])
+                    for op in compiled.get_runtime_model().get_ordered_ops()
+                    if "runtimePrecision" in op.get_rt_info()}
+    request = compiled.create_infer_request()
+    request.infer({0: batch})
+    nodes: dict[str, dict[str, dict[str, Any]]] = {}
+    precision_s: dict[str, float] = {}
+    for _ in range(calls):
+        request.infer({0: batch})
+        for info in request.get_profiling_info():
+            if str(info.status).rsplit(".", 1)[-1] != "EXECUTED":
+                continue
+            seconds = info.real_time.total_seconds() / calls
+            impl = nodes.setdefault(info.node_type, {}).setdefault(
+                info.exec_type, {"nodes": 0, "seconds": 0.0})
+            impl["seconds"] += seconds
+            impl["nodes"] += 1 / calls
+            runtime = precision_of.get(info.node_name, "unknown")
+            precision_s[runtime] = precision_s.get(runtime, 0.0) + seconds
+    for impls in nodes.values():
+        for impl in impls.values():
+            impl["nodes"] = round(impl["nodes"])
+    return {"source": "OpenVINO PERF_COUNT", "calls": calls, "batch": len(batch),
+            "node_types": nodes, "precision_s": precision_s}
+
+
 class OpenVinoBackend(Backend):
     trains = False
 
     def __init__(self, name: str, precision: str = "fp32"):
         self.name = name
         self.precision = precision
+        self.calibrates = precision == "int8"
         self.core: Any = None
         self.threads = 0
         self.obtained: dict[str, Any] = {}  # the IR used and what each compile obtained
@@ -51,30 +143,58 @@ class OpenVinoBackend(Backend):
         return {"openvino": ov.get_version(), "inference_num_threads": threads,
                 "precision_asked": _PRECISION[self.precision], "obtained": self.obtained}
 
-    def load(self, model: Any, weights: Path) -> Any:
+    def skip_reason(self, scenario: str, isa: dict[str, bool]) -> str | None:
+        if self.calibrates and importlib.util.find_spec("nncf") is None:
+            return f"NNCF is not installed, {self.name} quantises with it: {NNCF_INSTALL}"
+        return super().skip_reason(scenario, isa)
+
+    def load(self, model: Any, weights: Path, calibration: Calibration | None = None) -> Any:
         import openvino as ov
 
         xml = ir_path(weights)
         self.obtained["ir"] = str(xml)
-        if xml.is_file() and xml.with_suffix(".bin").is_file():
-            return self.core.read_model(xml)
-        converted = ov.convert_model(model)
-        xml.parent.mkdir(parents=True, exist_ok=True)
-        tmp = xml.with_name(f".tmp-{os.getpid()}-{xml.name}")
-        ov.save_model(converted, tmp, compress_to_fp16=False)
-        os.replace(tmp.with_suffix(".bin"), xml.with_suffix(".bin"))
-        os.replace(tmp, xml)  # the .xml last: a complete .xml always has its .bin
-        return converted
+        if _cached(xml):
+            converted = self.core.read_model(xml)
+        else:
+            converted = ov.convert_model(model)
+            _save(converted, xml)
+        if not self.calibrates:
+            return converted
+        if calibration is None:
+            raise ValueError(f"{self.name} quantises on calibration images; none were given")
+        return self._int8(converted, xml, calibration)
 
-    def _compile(self, model: Any, batch_size: int, hint: str) -> Any:
+    def _int8(self, f32: Any, f32_xml: Path, calibration: Calibration) -> Any:
+        """The INT8 IR of `f32` on these calibration images: from the cache, or quantised now
+        (timed apart, a one-off) and cached with a .json beside it saying what it was made of."""
+        import nncf
+        import openvino as ov
+
+        key = int8_key(f32_xml, calibration, nncf.__version__, ov.get_version())
+        xml = int8_path(f32_xml, key)
+        facts = {**key, "source": "training split", "asked": calibration.asked, "ir": str(xml)}
+        if _cached(xml):
+            quantized, facts["cached"], facts["seconds"] = self.core.read_model(xml), True, None
+        else:
+            t0 = time.perf_counter()
+            quantized = quantize(f32, calibration)
+            facts["seconds"], facts["cached"] = time.perf_counter() - t0, False
+            _save(quantized, xml)
+            xml.with_suffix(".json").write_text(json.dumps(key, indent=1, sort_keys=True))
+        self.obtained.setdefault("calibration", facts)  # a second load (random weights) aside
+        return quantized
+
+    def _compile(self, model: Any, batch_size: int, hint: str, profiled: bool = False) -> Any:
         dims = model.input(0).get_partial_shape()  # [?, H, W, 3] as converted
         model.reshape([batch_size, *(dims[i].get_length() for i in range(1, len(dims)))])
         compiled = self.core.compile_model(model, "CPU", {
             "PERFORMANCE_HINT": hint,
             "INFERENCE_PRECISION_HINT": _PRECISION[self.precision],
             "INFERENCE_NUM_THREADS": self.threads,
+            "PERF_COUNT": profiled,
         })
-        self.obtained[f"{hint.lower()}_bs{batch_size}"] = {
+        label = "profiled" if profiled else hint.lower()
+        self.obtained[f"{label}_bs{batch_size}"] = {
             "precision": compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name(),
             "streams": int(compiled.get_property("NUM_STREAMS")),
             "optimal_requests": int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")),
@@ -119,3 +239,7 @@ class OpenVinoBackend(Backend):
         return (Series.of(len(batch), first, warm, steady, per="bin"),
                 {"mode": f"async queue of {len(queue)} requests, completions counted in "
                          f"bins of the window", "asynchronous": True, "requests": len(queue)})
+
+    def kernels(self, loaded: Any, batch: np.ndarray) -> dict[str, Any]:
+        return {"asked": self.precision,
+                **profile(self._compile(loaded, len(batch), "LATENCY", profiled=True), batch)}

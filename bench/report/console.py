@@ -240,6 +240,37 @@ def ratio_table(doc: dict[str, Any]) -> Table:
     return table
 
 
+def _signed(value: float | None, fmt: str = "+.1%") -> str:
+    return "—" if value is None else format(value, fmt)
+
+
+def precision_table(doc: dict[str, Any]) -> Table:
+    """Each lower precision against its stack's fp32: speed-up per figure, accuracy deltas."""
+    rows = summary.precision_rows(doc)
+    speeds = summary.speed_figures(rows)
+    table = _table("Precision: speed relative to the stack's fp32 (same run), accuracy deltas",
+                   "backend", "vs", *speeds, *(f"Δ {n}" for n in summary.ACCURACY_FIGURES),
+                   "time in precision asked", left=2)
+    for r in rows:
+        table.add_row(r["backend"], r["fp32"],
+                      *(_num(r["speed"].get(n), ".2f") + ("x" if r["speed"].get(n) else "")
+                        for n in speeds),
+                      *(_signed(r["accuracy"].get(n), "+.3f" if n == "LFW AUC" else "+.1%")
+                        + ("*" if r["note"] and n in r["accuracy"] else "")
+                        for n in summary.ACCURACY_FIGURES),
+                      _signed(r["kernel_share"], ".0%"))
+    return table
+
+
+def kernels_table(doc: dict[str, Any]) -> Table:
+    table = _table("Kernels that ran", "run", "source", "asked", "top kernels",
+                   "time in precision asked", left=4)
+    for r in summary.kernel_rows(doc):
+        table.add_row(r["run_id"], r["source"], r["asked"], ", ".join(r["top"]),
+                      Text(_signed(r["share"], ".0%"), style="red" if r["mismatch"] else ""))
+    return table
+
+
 def render(doc: dict[str, Any]) -> Group:
     parts: list[Any] = scenario_tables(doc)
     notes = sorted({r["accuracy_note"] for r in doc["runs"] if r.get("accuracy_note")})
@@ -249,6 +280,10 @@ def render(doc: dict[str, Any]) -> Group:
         parts.append(paper_table(doc))
     if summary.backend_ratios(doc):
         parts.append(ratio_table(doc))
+    if summary.precision_rows(doc):
+        parts.append(precision_table(doc))
+    if summary.kernel_rows(doc):
+        parts.append(kernels_table(doc))
     grouped: dict[tuple[str, str], list[str]] = {}
     for run in summary.not_ok(doc):
         cause = run.get("reason") or run.get("error", "")
@@ -260,6 +295,10 @@ def render(doc: dict[str, Any]) -> Group:
     if disagree:
         parts.append(Text(f"embeddings disagree with fp32 TensorFlow: {', '.join(disagree)}",
                           style="red"))
+    for r in summary.kernel_rows(doc):
+        if r["mismatch"]:
+            parts.append(Text(f"{r['run_id']}: kernels do not match the precision asked: "
+                              f"{r['mismatch']}", style="red"))
     return Group(*parts)
 
 
@@ -274,7 +313,8 @@ _STATUS_STYLE = {"worse": "bold red", "improved": "green", "same": "dim",
 def compare_table(rows: list[Any], max_slowdown_pct: float, alpha: float) -> Table:
     """The rows of bench.compare: ratio new/base, time change, Holm-adjusted p, status."""
     table = Table(title=f"New vs baseline: worse = slower by more than {max_slowdown_pct:g}% and "
-                  f"significant (Mann–Whitney U, Holm-adjusted p < {alpha:g})",
+                  f"significant (Holm-adjusted p < {alpha:g}: Welch's t on the processes' own "
+                  f"figures with repeats, else Mann–Whitney U on one process's samples)",
                   title_justify="left")
     table.add_column("run", no_wrap=True)
     table.add_column("figure")

@@ -7,10 +7,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from bench.backends import Backend, Calibration
 from bench.data import lfw, synthetic
 from bench.data import pairs as pairs_mod
 from bench.models import facenet
 from bench.models.store import build_base, resolve_weights
+from bench.suite import OpenVinoSpec
 
 
 @dataclass(frozen=True)
@@ -86,3 +90,23 @@ def prepare(run: dict[str, Any], progress) -> tuple[Split, Any, dict[str, Any]]:
 def model_facts(base, model: dict[str, Any]) -> dict[str, Any]:
     return {**model, "parameters": int(base.count_params()),
             "forward_flops": facenet.forward_flops(base)}
+
+
+def calibration(run: dict[str, Any], train: lfw.ImageIndex) -> Calibration:
+    """The calibration set of a quantising backend: training images only (never held-out), the
+    suite's number of them or all the split has, in the order the data seed draws them."""
+    spec = OpenVinoSpec(**run["backend_params"])
+    n = min(spec.calibration_images, len(train.paths))
+    chosen = np.random.default_rng(run["data"]["seed"]).permutation(len(train.paths))[:n]
+    subset = lfw.ImageIndex(train.root, tuple(train.paths[i] for i in chosen),
+                            tuple(train.labels[i] for i in chosen), train.names)
+    images = np.concatenate([x.numpy() for x, _ in
+                             lfw.dataset(subset, run["model"]["image_size"], 64, cache=False)])
+    return Calibration(images, spec.calibration_images, spec.preset, spec.fast_bias_correction)
+
+
+def load_model(run: dict[str, Any], backend: Backend, base, weights: str | Path,
+               split: Split) -> Any:
+    """The embedding model of `base` in the backend's form (calibrated, for a quantising one)."""
+    return backend.load(facenet.embedding_model(base), Path(weights),
+                        calibration(run, split.train) if backend.calibrates else None)

@@ -7,7 +7,6 @@ time-based warm-up; the very first call (graph tracing) is reported on its own.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,11 +14,10 @@ import numpy as np
 from bench.backends import Backend
 from bench.data import lfw
 from bench.measure import time_calls
-from bench.models import facenet
 from bench.parity import parity_embeddings
 from bench.record import Series
 from bench.scenarios import Progress
-from bench.scenarios.common import prepare
+from bench.scenarios.common import load_model, prepare
 from bench.suite import InferenceSpec
 
 
@@ -34,7 +32,7 @@ def run(run: dict[str, Any], backend: Backend, progress: Progress) -> dict[str, 
     size = run["model"]["image_size"]
     split, base, facts = prepare(run, progress)
     progress("load model into the runtime")
-    loaded = backend.load(facenet.embedding_model(base), Path(facts["weights"]))
+    loaded = load_model(run, backend, base, facts["weights"], split)
     batch = _batch(split.test, size, spec.batch_size)
 
     progress(f"latency_bs1: warm-up {spec.warmup_s:g} s + {spec.duration_s:g} s")
@@ -44,10 +42,13 @@ def run(run: dict[str, Any], backend: Backend, progress: Progress) -> dict[str, 
     label = f"throughput_bs{spec.batch_size}"
     progress(f"{label}: warm-up {spec.warmup_s:g} s + {spec.duration_s:g} s")
     series, driven = backend.throughput(loaded, batch, spec.warmup_s, spec.duration_s)
+    progress("kernels: a profiled pass (off the clock)")
+    kernels = backend.kernels(loaded, batch)
     return {
         "model": facts,
         "data": split.describe(),
         "series": {"latency_bs1": Series.of(1, warm[0], warm[1:], timed), label: series},
         "throughput": driven,
         "parity": {"embeddings": parity_embeddings(predict, batch)},
+        **({"kernels": kernels} if kernels else {}),
     }

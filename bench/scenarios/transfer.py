@@ -13,19 +13,17 @@ is random: the timing holds, the accuracy says nothing about transfer, and the r
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from bench.backends import Backend
 from bench.data import lfw
-from bench.models import facenet
 from bench.models.store import build_base, random_init
 from bench.parity import PARITY_IMAGES, stored
 from bench.record import Series
 from bench.scenarios import Progress
-from bench.scenarios.common import prepare
+from bench.scenarios.common import load_model, prepare
 from bench.suite import TransferSpec
 
 RANDOM_WEIGHTS_NOTE = ("random weights (no --weights given): extraction and head times hold, "
@@ -164,7 +162,7 @@ def run(run: dict[str, Any], backend: Backend, progress: Progress) -> dict[str, 
     split, base, facts = prepare(run, progress)
     base.trainable = False
     progress("load model into the runtime")
-    loaded = backend.load(facenet.embedding_model(base), Path(facts["weights"]))
+    loaded = load_model(run, backend, base, facts["weights"], split)
     predict = backend.predictor(loaded, spec.batch_size)
 
     progress("decode the images (before the clock)")
@@ -198,6 +196,10 @@ def run(run: dict[str, Any], backend: Backend, progress: Progress) -> dict[str, 
         "parity": {"embeddings": stored(test_x[:PARITY_IMAGES])},
         "chance_accuracy": 1 / classes,
     }
+    progress("kernels: a profiled pass (off the clock)")
+    kernels = backend.kernels(loaded, lfw.standardise(images[1][:spec.batch_size]))
+    if kernels:
+        out["kernels"] = kernels
     if spec.target_accuracy:
         reached = head["reached_s"]
         out["time_to_accuracy"] = {
@@ -218,7 +220,7 @@ def run(run: dict[str, Any], backend: Backend, progress: Progress) -> dict[str, 
         progress("transfer from random weights, for comparison")
         random_weights = random_init(run["model"], run["data"]["seed"])
         random = build_base({**run["model"], "weights": random_weights})
-        rand_loaded = backend.load(facenet.embedding_model(random), Path(random_weights))
+        rand_loaded = load_model(run, backend, random, random_weights, split)
         (rx, _), (rtx, _) = _embed_all(backend.predictor(rand_loaded, spec.batch_size),
                                         images, spec, progress, " (random weights)")
         rhead = train_head(rx, train_y, classes, spec)
