@@ -22,9 +22,9 @@ from bench.compare import IMPROVED, NOT_COMPARABLE, SAME, WORSE
 FIXTURES = Path(__file__).parent / "fixtures"
 REPO = Path(__file__).resolve().parent.parent
 DRAWS = 20
-# Samples per side of each judged figure, at most what the CI suite yields on the dev VM: its
-# training window; ~110 steady extraction batches (100 identities, batches of 8); 8 s of batch-1
-# calls (~270 at 30 ms) and of batch-8 calls (~90 for the slower backend).
+# Samples a process of each judged figure: the CI suite's training window; for the others fixed
+# counts, those of the CI suite when it ran one process a run (~110 steady extraction batches,
+# 8 s of batch-1 calls, ~270 at 30 ms, and of batch-8 calls, ~90 for the slower backend).
 N_TRAIN = suite_mod.load(REPO / "suites/ci.toml").full_training.window_steps
 N_EXTRACT, N_LATENCY, N_THROUGHPUT = 110, 150, 80
 
