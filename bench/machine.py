@@ -30,7 +30,7 @@ from bench.pinning import PlacementError, Topology, read_cpu_list, read_list, re
 # ISA features that decide which oneDNN kernels (and so which speed) a run gets.
 ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
 PACKAGES = ("tensorflow-cpu", "tensorflow", "keras", "intel-extension-for-tensorflow", "openvino",
-            "nncf", "numpy", "psutil", "rich")
+            "nncf", "torch", "jax", "jaxlib", "numpy", "psutil", "rich")
 SYS, CPUINFO = "/sys", "/proc/cpuinfo"
 
 # Xeon server parts by (cpu family, model): what a VM's anonymous "Intel Xeon Processor" is.
@@ -324,12 +324,14 @@ def describe(sys_root: str | Path = SYS, cpuinfo_path: str | Path = CPUINFO,
 
 # The software stacks the backends run on: which environment, which packages say the version.
 STACKS = (
-    ("TensorFlow", ("tf-stock", "tf-onednn", "tf-onednn-bf16"), "main",
+    ("TensorFlow", ("tf-stock", "tf-onednn", "tf-onednn-bf16", "tf-xla"), "main",
      ("tensorflow-cpu", "tensorflow"), ("keras", "numpy")),
     ("ITEX", ("itex", "itex-bf16"), "itex",
      ("intel-extension-for-tensorflow",), ("tensorflow", "keras", "numpy")),
     ("OpenVINO", ("openvino", "openvino-bf16", "openvino-int8"), "main", ("openvino",),
      ("nncf", "numpy")),
+    ("PyTorch", ("torch", "torch-compile", "torch-bf16"), "main", ("torch",), ("keras", "numpy")),
+    ("JAX", ("jax", "jax-classic"), "main", ("jax",), ("jaxlib", "keras", "numpy")),
 )
 
 

@@ -16,8 +16,9 @@ from typing import Any
 
 # Every backend (bench.backends has one class per stack); kept here so that parsing a suite
 # imports no runtime. A test checks the two lists agree.
-BACKENDS = ("tf-stock", "tf-onednn", "tf-onednn-bf16", "itex", "itex-bf16", "openvino",
-            "openvino-bf16", "openvino-int8")
+BACKENDS = ("tf-stock", "tf-onednn", "tf-onednn-bf16", "tf-xla", "itex", "itex-bf16", "openvino",
+            "openvino-bf16", "openvino-int8", "torch", "torch-compile", "torch-bf16", "jax",
+            "jax-classic")
 SCENARIOS = ("full_training", "transfer", "fine_tune", "inference")
 # Stages of progressive fine-tuning, top of the network first (bench.scenarios.fine_tune).
 FINE_TUNE_STAGES = ("Block8", "block8", "Mixed_7a", "block17", "Mixed_6a", "block35", "stem")

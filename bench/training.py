@@ -6,6 +6,7 @@ Imported by `full_training`, `fine_tune` and `pretrain`; it imports no scenario.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -14,13 +15,23 @@ from bench.data import lfw
 from bench.suite import FullTrainingSpec
 
 
+def _nothing(*_args: Any) -> None:
+    return None
+
+
 class Trainer(NamedTuple):
+    """One runtime's training steps (TensorFlow's below; PyTorch's and JAX's in keras3)."""
+
     micro_step: Any  # (images, labels) → softmax loss; forward, backward, accumulate
     update: Any  # () → None; apply the averaged gradients, reset the sums
     centers: Any  # the center loss's class centres, or None without it
+    logits: Callable[[np.ndarray], np.ndarray]  # the model in inference mode, as trained so far
+    sync: Callable[[], None] = _nothing  # write the trained state into the Keras model
+    prepare: Callable[..., None] = _nothing  # (images, labels): compile ahead of the first step
 
 
-def make_trainer(model, spec: FullTrainingSpec, strategy=None) -> Trainer:
+def make_trainer(model, spec: FullTrainingSpec, strategy=None, jit_compile: bool = False
+                 ) -> Trainer:
     """A micro-step (forward, backward, accumulate) and an update (apply averaged, reset).
 
     Under a multi-worker strategy each worker accumulates its own micro-batches; the optimizer
@@ -32,11 +43,13 @@ def make_trainer(model, spec: FullTrainingSpec, strategy=None) -> Trainer:
     "Bottleneck_BatchNorm" output): mean squared distance to the class centres, which each
     micro-step moves towards its features by (1 - alfa) of the gap, as facenet's scatter_sub
     does. Centres are not trained by the optimizer; with several workers each keeps its own.
+    `jit_compile`: both steps through XLA (tf-xla), single-process only.
     """
     import tensorflow as tf
     from tensorflow import keras
 
     strategy = strategy or tf.distribute.get_strategy()
+    classifier = model
     variables = model.trainable_variables
     with strategy.scope():
         optimizer = keras.optimizers.RMSprop(learning_rate=spec.learning_rate, rho=0.9,
@@ -80,22 +93,25 @@ def make_trainer(model, spec: FullTrainingSpec, strategy=None) -> Trainer:
         for s in sums:
             s.assign(tf.zeros_like(s))
 
-    @tf.function
+    @tf.function(jit_compile=jit_compile)
     def micro_step(images, labels):
         return strategy.experimental_local_results(
             strategy.run(accumulate, args=(images, labels)))[0]
 
-    @tf.function
+    @tf.function(jit_compile=jit_compile)
     def update():
         strategy.run(apply)
 
-    return Trainer(micro_step, update, centers)
+    return Trainer(micro_step, update, centers,
+                   lambda images: classifier(images, training=False).numpy())
 
 
-def accuracy(model, index: lfw.ImageIndex, image_size: int, batch: int) -> float:
+def accuracy(logits: Callable[[np.ndarray], np.ndarray], index: lfw.ImageIndex,
+             image_size: int, batch: int) -> float:
+    """Held-out accuracy of `logits` (a Trainer's: the model as trained so far)."""
     correct = 0
     for images, labels in lfw.dataset(index, image_size, batch):
-        predicted = np.argmax(model(images, training=False).numpy(), axis=1)
+        predicted = np.argmax(logits(images.numpy()), axis=1)
         correct += int(np.sum(predicted == labels.numpy()))
     return correct / len(index.paths)
 

@@ -36,7 +36,7 @@ def main(out: str) -> None:
     spec = FullTrainingSpec(batch_size=BATCH, micro_batch=MICRO, workers=workers,
                             learning_rate=0.01)
     initial = [v.numpy() for v in model.trainable_variables]
-    micro_step, update, _ = make_trainer(model, spec, strategy)
+    micro_step, update, *_ = make_trainer(model, spec, strategy)
     share = BATCH // workers
     for step in range(2):  # two updates: RMSProp's state is exercised too
         start = step * BATCH + task * share  # this worker's micro-batches of the global batch

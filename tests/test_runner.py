@@ -20,8 +20,9 @@ from bench.suite import parse
 from .conftest import correct_of, only_result, write_suite
 
 pytestmark = pytest.mark.slow
-# the fp32 stacks (bf16 needs AMX), and INT8 through NNCF, which runs on any x86-64 CPU
-BACKENDS = ("tf-stock", "tf-onednn", "itex", "openvino", "openvino-int8")
+# the fp32 stacks (bf16 needs AMX), INT8 through NNCF, which runs on any x86-64 CPU, and
+# PyTorch and JAX under Keras 3
+BACKENDS = ("tf-stock", "tf-onednn", "itex", "openvino", "openvino-int8", "torch", "jax")
 
 @pytest.fixture(scope="module")
 def e2e(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, dict]:
@@ -69,7 +70,7 @@ def test_itex_runs_tensorflow_2_15_with_the_extension_loaded(e2e) -> None:
 def test_every_backend_computes_the_same_embeddings_as_stock_tensorflow(e2e) -> None:
     _, doc = e2e
     compared = [r for r in doc["runs"] if r["status"] == "ok" and r["scenario"] != "full_training"]
-    assert len(compared) == 10
+    assert len(compared) == 14
     for run in compared:
         assert run["parity"]["reference"] == "tf-stock", run["run_id"]
         assert run["parity"]["agrees"], (run["run_id"], run["parity"]["cosine_min"])
@@ -87,6 +88,20 @@ def test_each_worker_is_pinned_and_records_what_it_obtained(e2e) -> None:
             run["placement"]["threads"])
         assert run["peak_rss_mb"] > 100
         assert run["model"]["variant"] == "small" and run["model"]["parameters"] > 0
+
+
+def test_keras3_workers_ran_their_keras_backend_with_oneDNN_under_pytorch(e2e) -> None:
+    _, doc = e2e
+    for run in (r for r in doc["runs"] if r["backend"] in ("torch", "jax")):
+        assert run["status"] == "ok", run.get("error")
+        assert run["env"]["KERAS_BACKEND"] == run["backend"]
+        assert run["runtime"]["keras_backend"] == run["backend"]
+        assert run["runtime"]["keras"].startswith("3.")
+        if run["backend"] == "torch":
+            assert run["runtime"]["mkldnn_enabled"] is True
+            assert sum(run["onednn"]["implementations"].values()) > 0  # its kernels, shown
+        else:
+            assert run["runtime"]["xla_cpu_runtime"] == "thunk (default)"
 
 
 def _cpu_flags(path: str = "/proc/cpuinfo") -> set[str]:
@@ -132,7 +147,7 @@ def test_full_training_records_the_input_pipeline_rate_it_timed(e2e) -> None:
     worker, so at least the images it timed over the worker's whole life."""
     _, doc = e2e
     trained = [r for r in doc["runs"] if r["scenario"] == "full_training" and r["status"] == "ok"]
-    assert [r["backend"] for r in trained] == ["tf-stock", "tf-onednn", "itex"]
+    assert [r["backend"] for r in trained] == ["tf-stock", "tf-onednn", "itex", "torch", "jax"]
     for run in trained:
         rate = run["measured"]["input_pipeline_images_per_s"]
         assert isinstance(rate, float) and math.isfinite(rate) and rate > 0, run["run_id"]

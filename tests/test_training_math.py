@@ -21,7 +21,7 @@ def _model(seed: int) -> keras.Model:
 def _train(batch_size: int, micro_batch: int, x: np.ndarray, y: np.ndarray) -> list[np.ndarray]:
     model = _model(seed=1)
     spec = FullTrainingSpec(batch_size=batch_size, micro_batch=micro_batch, learning_rate=0.01)
-    micro_step, update, _ = make_trainer(model, spec)
+    micro_step, update, *_ = make_trainer(model, spec)
     for step in range(2):  # two updates, so RMSProp's state is exercised too
         chunk = slice(step * batch_size, (step + 1) * batch_size)
         xs, ys = x[chunk], y[chunk]
@@ -98,7 +98,7 @@ def test_center_loss_moves_the_class_centres_as_facenet_and_adds_to_the_gradient
     with_centers = model()
     spec = FullTrainingSpec(batch_size=4, micro_batch=4, center_loss_factor=0.5,
                             center_loss_alfa=0.9, learning_rate=0.01)
-    micro_step, update, centers = make_trainer(with_centers, spec)
+    micro_step, update, centers, *_ = make_trainer(with_centers, spec)
     features = with_centers.get_layer("Bottleneck_BatchNorm")(x).numpy()
     micro_step(tf.constant(x), tf.constant(y))
     # from zero, each label's centre moves by (1 - alfa) x the sum of its features
@@ -106,7 +106,7 @@ def test_center_loss_moves_the_class_centres_as_facenet_and_adds_to_the_gradient
     np.testing.assert_allclose(centers.numpy(), expected, rtol=1e-5, atol=1e-6)
     update()
     plain = model()
-    micro_plain, update_plain, none = make_trainer(plain, FullTrainingSpec(
+    micro_plain, update_plain, none, *_ = make_trainer(plain, FullTrainingSpec(
         batch_size=4, micro_batch=4, learning_rate=0.01))
     micro_plain(tf.constant(x), tf.constant(y))
     update_plain()

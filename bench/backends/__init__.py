@@ -83,6 +83,27 @@ class Backend(ABC):
         return (Series.of(len(batch), warm[0], warm[1:], timed),
                 {"mode": "synchronous batches", "asynchronous": False})
 
+    def strategy(self) -> tuple[Any, int, int]:
+        """In the worker, before any training op: (tf.distribute strategy or None, this
+        worker's index, workers)."""
+        from bench import distributed
+
+        return distributed.strategy()
+
+    def trainer(self, model: Any, spec: Any, strategy: Any = None) -> Any:
+        """The training steps of `model` on this runtime (a `bench.training.Trainer`)."""
+        from bench.training import make_trainer
+
+        return make_trainer(model, spec, strategy)
+
+    def train_head(self, train_x: np.ndarray, train_y: np.ndarray, classes: int, spec: Any,
+                   evaluate: Callable | None = None) -> dict[str, Any]:
+        """The transfer head trained on the embeddings (TensorFlow's, unless the runtime has
+        its own; OpenVINO only extracts)."""
+        from bench.scenarios.transfer import train_head
+
+        return train_head(train_x, train_y, classes, spec, evaluate)
+
     def kernels(self, loaded: Any, batch: np.ndarray) -> dict[str, Any] | None:
         """A short profiled pass outside every timed window: the kernels that executed and the
         precision each ran in (runtimes that report them; oneDNN's own are in `onednn`)."""
@@ -99,6 +120,7 @@ def get(name: str) -> Backend:
 
 def _registry() -> dict[str, Backend]:
     from bench.backends.itex import ItexBackend
+    from bench.backends.keras3 import JaxBackend, TorchBackend
     from bench.backends.openvino import OpenVinoBackend
     from bench.backends.tensorflow import TensorFlowBackend
 
@@ -106,10 +128,16 @@ def _registry() -> dict[str, Backend]:
         TensorFlowBackend("tf-stock", onednn=False),
         TensorFlowBackend("tf-onednn", onednn=True),
         TensorFlowBackend("tf-onednn-bf16", onednn=True, precision="bf16"),
+        TensorFlowBackend("tf-xla", onednn=True, xla=True),
         ItexBackend("itex"),
         ItexBackend("itex-bf16", precision="bf16"),
         OpenVinoBackend("openvino"),
         OpenVinoBackend("openvino-bf16", precision="bf16"),
         OpenVinoBackend("openvino-int8", precision="int8"),
+        TorchBackend("torch"),
+        TorchBackend("torch-compile", compiled=True),
+        TorchBackend("torch-bf16", precision="bf16"),
+        JaxBackend("jax"),
+        JaxBackend("jax-classic", classic=True),
     ]
     return {b.name: b for b in backends}

@@ -1,4 +1,6 @@
-"""TensorFlow backends: stock (oneDNN off, the paper's "no CPU optimizations"), oneDNN, bf16.
+"""TensorFlow backends: stock (oneDNN off, the paper's "no CPU optimizations"), oneDNN, bf16,
+and XLA (`tf-xla`: every forward pass and training step `jit_compile`d, which Keras leaves off on
+CPU-only TensorFlow and under tf.distribute by default).
 
 Stock TensorFlow with bf16 is not offered: without oneDNN, mixed_bfloat16 runs 30–45x slower
 than fp32 here (reference kernels), which would measure a missing optimisation, not bf16.
@@ -15,13 +17,14 @@ from bench.backends import Backend
 
 
 class TensorFlowBackend(Backend):
-    def __init__(self, name: str, onednn: bool, precision: str = "fp32"):
+    def __init__(self, name: str, onednn: bool, precision: str = "fp32", xla: bool = False):
         if precision == "bf16" and not onednn:
             raise ValueError("stock TensorFlow (oneDNN off) with bf16 is refused: it runs "
                              "30-45x slower than fp32, reference kernels; use tf-onednn-bf16")
         self.name = name
         self.onednn = onednn
         self.precision = precision
+        self.xla = xla
 
     def environment(self) -> dict[str, str]:
         env = {"TF_ENABLE_ONEDNN_OPTS": "1" if self.onednn else "0"}
@@ -51,12 +54,26 @@ class TensorFlowBackend(Backend):
             "precision_policy": tf.keras.mixed_precision.global_policy().name,
             "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
             "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
+            "jit_compile": self.xla,
         }
+
+    def strategy(self) -> tuple[Any, int, int]:
+        found = super().strategy()
+        if self.xla and found[2] > 1:
+            raise ValueError(f"{self.name} compiles each step with XLA, which "
+                             f"MultiWorkerMirroredStrategy's all-reduce is not: set workers = 1")
+        return found
+
+    def trainer(self, model: Any, spec: Any, strategy: Any = None) -> Any:
+        from bench.training import make_trainer
+
+        return make_trainer(model, spec, strategy, jit_compile=self.xla)
 
     def predictor(self, loaded: Any, batch_size: int) -> Callable[[np.ndarray], np.ndarray]:
         import tensorflow as tf
 
-        forward = tf.function(lambda x: loaded(x, training=False), reduce_retracing=True)
+        forward = tf.function(lambda x: loaded(x, training=False), reduce_retracing=True,
+                              jit_compile=self.xla)
 
         def run(batch: np.ndarray) -> np.ndarray:
             return forward(tf.convert_to_tensor(batch)).numpy()

@@ -29,9 +29,11 @@ Variables under a scope: a conv or dense has `weights` (= Keras `kernel`), an "u
 Parameter count: use `model.count_params()`, which counts every weight, trainable or not (the
 BatchNorm moving statistics included) — the figure facenet's ~23.5 M refers to.
 
-The file runs unchanged on Keras 3 (TF 2.21) and Keras 2.15 (TF 2.15's tf.keras, for ITEX): it
-uses only `keras.layers`, `keras.Model`, `keras.utils.register_keras_serializable` and `tf.math`
-(`tensorflow.keras.saving` is missing from TF 2.21's tf.keras namespace; `keras.utils` has it).
+The file runs unchanged on Keras 3 on each of its backends (TensorFlow 2.21, PyTorch, JAX) and on
+Keras 2.15 (TF 2.15's tf.keras, for ITEX): it imports standalone `keras` and uses only
+`keras.layers`, `keras.Model` and `keras.utils.register_keras_serializable`; the one numeric op
+of its own, the L2 normalisation, is `keras.ops` on Keras 3 and `tf.math` on Keras 2.15, which
+has no `keras.ops` (`_l2_normalize`, the only place the two differ).
 No layer hard-codes float32 compute, so mixed_bfloat16 works; the prelogits, embeddings and logits
 layers are float32 so that losses and distances stay stable.
 """
@@ -42,8 +44,7 @@ import itertools
 import math
 import re
 
-import tensorflow as tf
-from tensorflow import keras
+import keras
 
 from bench.models import VARIANTS
 
@@ -125,6 +126,16 @@ class ResidualScale(layers.Layer):
         return {**super().get_config(), "scale": self.scale}
 
 
+def _l2_normalize(x, epsilon: float):
+    """x / sqrt(max(sum(x²), epsilon)) along the last axis: tf.math.l2_normalize's formula."""
+    if not hasattr(keras, "ops"):  # Keras 2.15, the ITEX environment's: TensorFlow's own op
+        import tensorflow as tf
+
+        return tf.math.l2_normalize(x, axis=-1, epsilon=epsilon)
+    ops = keras.ops
+    return x * ops.rsqrt(ops.maximum(ops.sum(ops.square(x), axis=-1, keepdims=True), epsilon))
+
+
 @keras.utils.register_keras_serializable(package="tlbench")
 class L2Normalize(layers.Layer):
     """Unit-L2 rows, as facenet's `tf.nn.l2_normalize(prelogits, 1, 1e-10, name="embeddings")`."""
@@ -134,7 +145,7 @@ class L2Normalize(layers.Layer):
         self.epsilon = float(epsilon)
 
     def call(self, inputs):
-        return tf.math.l2_normalize(inputs, axis=-1, epsilon=self.epsilon)
+        return _l2_normalize(inputs, self.epsilon)
 
     def compute_output_shape(self, input_shape):
         return input_shape

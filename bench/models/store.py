@@ -61,7 +61,7 @@ def random_init(model: dict[str, Any], seed: int) -> str:
 
 def build_base(model: dict[str, Any], seed: int = 0):
     """FaceNet's base network, seeded; with `weights`, loaded and checked variable by variable."""
-    from tensorflow import keras
+    import keras
 
     keras.utils.set_random_seed(seed)
     base = facenet.inception_resnet_v1(image_size=model["image_size"],

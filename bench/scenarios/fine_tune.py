@@ -12,6 +12,7 @@ statistics are kept. Evaluation is off the clock: `elapsed_s` counts training on
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
@@ -22,7 +23,7 @@ from bench.record import Series, Stage
 from bench.scenarios import Progress
 from bench.scenarios.common import prepare
 from bench.suite import FINE_TUNE_STAGES, FineTuneSpec, FullTrainingSpec
-from bench.training import accuracy, make_trainer
+from bench.training import accuracy
 
 # Layer-name prefixes of each stage, top of the network first (see facenet's name scheme).
 STAGE_PREFIXES = {
@@ -42,7 +43,7 @@ def unfreeze(base, stages: tuple[str, ...]) -> int:
     base.trainable = True
     for layer in base.layers:
         layer.trainable = layer.name.startswith(prefixes)
-    return sum(int(w.shape.num_elements()) for w in base.trainable_weights)
+    return sum(math.prod(w.shape) for w in base.trainable_weights)
 
 
 def run(run: dict[str, Any], backend: Backend, progress: Progress) -> dict[str, Any]:
@@ -64,20 +65,21 @@ def run(run: dict[str, Any], backend: Backend, progress: Progress) -> dict[str, 
     reached: dict[str, Any] | None = None
     for n, stage in enumerate(FINE_TUNE_STAGES[: spec.stages], start=1):
         trainable = unfreeze(base, FINE_TUNE_STAGES[:n])
-        micro_step, update, _ = make_trainer(model, trainer_spec)
+        trainer = backend.trainer(model, trainer_spec)
         seconds = []
         t_stage = time.perf_counter()
         for i in range(spec.steps_per_stage):
             images, labels = pending.pop() if pending else next(batches)
             t0 = time.perf_counter()
-            float(micro_step(images, labels))
-            update()
+            float(trainer.micro_step(images, labels))
+            trainer.update()
             seconds.append(time.perf_counter() - t0)
             progress(f"stage {n} ({stage}): train", i + 1, spec.steps_per_stage)
         stage_s = time.perf_counter() - t_stage
         elapsed += stage_s
         progress(f"stage {n} ({stage}): evaluate (off the clock)")
-        acc = accuracy(model, split.test, size, spec.batch_size)
+        trainer.sync()  # the next stage starts from these weights
+        acc = accuracy(trainer.logits, split.test, size, spec.batch_size)
         stages_out.append(Stage(
             stage=stage, unfrozen=FINE_TUNE_STAGES[:n], trainable_weights=trainable,
             steps=spec.steps_per_stage, series=Series.of(spec.batch_size, seconds[0], [],

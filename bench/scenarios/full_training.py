@@ -13,10 +13,11 @@ its series' first call, never a steady sample; `warmup_steps` further micro-step
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Any
 
-from bench import distributed, measure
+from bench import measure
 from bench.backends import Backend
 from bench.data import lfw
 from bench.models import facenet
@@ -25,12 +26,12 @@ from bench.record import Series
 from bench.scenarios import Progress
 from bench.scenarios.common import load_split, model_facts
 from bench.suite import FullTrainingSpec
-from bench.training import accuracy, make_trainer
+from bench.training import accuracy
 
 
 def run(run: dict[str, Any], backend: Backend, progress: Progress) -> dict[str, Any]:
     spec = FullTrainingSpec(**run["params"])
-    strategy, task, workers = distributed.strategy()  # first: before any TensorFlow op
+    strategy, task, workers = backend.strategy()  # first: before any TensorFlow op
     if workers != spec.workers:
         raise ValueError(f"the run asks for {spec.workers} worker(s) but TF_CONFIG names "
                          f"{workers}")
@@ -43,10 +44,11 @@ def run(run: dict[str, Any], backend: Backend, progress: Progress) -> dict[str, 
                          f"micro_batch = {spec.micro_batch}: lower micro_batch or workers")
     progress("build model")
     model_spec = {**run["model"], "weights": ""}  # from scratch, whatever the suite says
-    with strategy.scope():
+    with strategy.scope() if strategy else contextlib.nullcontext():
         base = build_base(model_spec, seed=run["data"]["seed"])
         model = facenet.classifier_model(base, num_classes=len(split.train.names))
-    micro_step, update, _ = make_trainer(model, spec, strategy)
+    trainer = backend.trainer(model, spec, strategy)
+    micro_step, update = trainer.micro_step, trainer.update
     batches = iter(lfw.dataset(shard, size, spec.micro_batch, shuffle=True,
                                seed=run["data"]["seed"], repeat=True, drop_remainder=True))
     progress("decode the training shard")
@@ -80,7 +82,7 @@ def run(run: dict[str, Any], backend: Backend, progress: Progress) -> dict[str, 
             updates.append(measure.timed(update, slowdown)[1])
         if spec.target_accuracy and reached is None and (i + 1) % epoch_micro == 0:
             t0 = time.perf_counter()
-            acc = accuracy(model, split.test, size, spec.micro_batch)
+            acc = accuracy(trainer.logits, split.test, size, spec.micro_batch)
             eval_s += time.perf_counter() - t0
             if acc >= spec.target_accuracy:
                 reached = {"elapsed_s": data_fill_s + time.perf_counter() - t_begin - eval_s,
@@ -122,7 +124,7 @@ def run(run: dict[str, Any], backend: Backend, progress: Progress) -> dict[str, 
                                        "evaluation": "off the clock, after each epoch",
                                        "reached": reached is not None, **(reached or {})}
         progress("evaluate")
-        out["accuracy"] = accuracy(model, split.test, size, spec.micro_batch)
+        out["accuracy"] = accuracy(trainer.logits, split.test, size, spec.micro_batch)
     else:
         out["accuracy_note"] = "not evaluated: a projected run trains only a short window"
     return out

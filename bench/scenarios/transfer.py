@@ -78,11 +78,8 @@ def _head_loss(kind: str):
 
 def train_head(train_x: np.ndarray, train_y: np.ndarray, classes: int, spec: TransferSpec,
                evaluate=None) -> dict[str, Any]:
-    """Train the head full-batch on the embeddings, in compiled chunks of steps.
-
-    With a target accuracy, `evaluate(logits_fn)` is called between chunks, off the clock, and
-    the training time at which the target was first reached is returned.
-    """
+    """TensorFlow's head: trained full-batch on the embeddings, in compiled chunks of steps
+    (one `tf.range` loop a call). Other runtimes train theirs through `Backend.train_head`."""
     import tensorflow as tf
     from tensorflow import keras
 
@@ -108,15 +105,27 @@ def train_head(train_x: np.ndarray, train_y: np.ndarray, classes: int, spec: Tra
     def logits(features: np.ndarray) -> np.ndarray:
         return head(tf.constant(features, tf.float32)).numpy()
 
+    return fit_head(lambda n: float(fit(tf.constant(n, tf.int32))), logits,
+                    lambda: fit.get_concrete_function(tf.TensorSpec([], tf.int32)), spec,
+                    evaluate)
+
+
+def fit_head(fit, logits, prepare, spec: TransferSpec, evaluate=None) -> dict[str, Any]:
+    """The head's clock, for every runtime: `prepare()` traces and compiles (off the clock,
+    `trace_s`), then `fit(n)` runs n full-batch steps and returns the loss, in chunks.
+
+    With a target accuracy, `evaluate(logits)` is called between chunks, off the clock, and
+    the training time at which the target was first reached is returned.
+    """
     t0 = time.perf_counter()
-    fit.get_concrete_function(tf.TensorSpec([], tf.int32))  # trace and compile, off the clock
+    prepare()
     trace_s = time.perf_counter() - t0
     chunk = max(1, spec.head_steps // 20) if evaluate else spec.head_steps
     done, elapsed, loss, reached = 0, 0.0, float("nan"), None
     while done < spec.head_steps:
         n = min(chunk, spec.head_steps - done)
         t0 = time.perf_counter()
-        loss = float(fit(tf.constant(n, tf.int32)))
+        loss = fit(n)
         elapsed += time.perf_counter() - t0
         done += n
         if evaluate and reached is None and evaluate(logits) >= spec.target_accuracy:
@@ -179,7 +188,7 @@ def run(run: dict[str, Any], backend: Backend, progress: Progress) -> dict[str, 
     train_y = np.asarray(split.train.labels)
     evaluate = ((lambda logits: _accuracy(logits, test_x, split.test.labels))
                 if spec.target_accuracy else None)
-    head = train_head(train_x, train_y, classes, spec, evaluate)
+    head = backend.train_head(train_x, train_y, classes, spec, evaluate)
     accuracy = _accuracy(head["logits"], test_x, split.test.labels)
 
     # Every batch is one full batch of work (the last is padded); the first traces the graph.
@@ -223,6 +232,6 @@ def run(run: dict[str, Any], backend: Backend, progress: Progress) -> dict[str, 
         rand_loaded = load_model(run, backend, random, random_weights, split)
         (rx, _), (rtx, _) = _embed_all(backend.predictor(rand_loaded, spec.batch_size),
                                         images, spec, progress, " (random weights)")
-        rhead = train_head(rx, train_y, classes, spec)
+        rhead = backend.train_head(rx, train_y, classes, spec)
         out["accuracy_random_weights"] = _accuracy(rhead["logits"], rtx, split.test.labels)
     return out

@@ -1,0 +1,335 @@
+"""PyTorch and JAX through Keras 3: the very same `facenet.py` and `.npz` weights on other runtimes.
+
+Keras 3 picks its backend once, when it is imported, from KERAS_BACKEND, which the parent sets
+for these backends' workers. TensorFlow is still imported in those workers for the input
+pipeline (tf.data decodes the images, as for every backend), never for the model.
+
+- `torch`: eager PyTorch; its CPU convolutions are oneDNN's (mkldnn).
+- `torch-compile`: the forward pass and the training step's forward + loss through
+  `torch.compile` (Inductor, C++ on CPU); a shape's first call compiles, and is its series' first
+  call, apart from the steady samples, as TensorFlow's tracing is.
+- `torch-bf16`: Keras's `mixed_bfloat16` policy on the torch backend (needs native bf16).
+- `jax` / `jax-classic`: `jax.jit` of Keras's `stateless_call` (XLA:CPU). XLA:CPU's default is
+  its thunk runtime; `jax-classic` asks for the classic one (`--xla_cpu_use_thunk_runtime=false`),
+  which ran oneDNN convolutions — where the installed XLA no longer has that flag, it is skipped.
+
+Training — full training, fine-tuning and the transfer head — is the TensorFlow recipe's math
+written once in `keras.ops` (the losses below); only the gradient and the update are each
+runtime's own: PyTorch's autograd (`backward` adds into each weight's `.grad`, micro-step after
+micro-step) and `jax.value_and_grad` of the stateless call, the sums carried as arrays.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from bench.backends import Backend
+from bench.training import Trainer
+
+INSTALL = "pip install -e '.[keras3]'"  # what `make install` runs: PyTorch (CPU) and JAX
+CLASSIC_FLAG = "--xla_cpu_use_thunk_runtime=false"
+
+
+# ---- the training math, one definition in keras.ops for every runtime ----------------------
+
+def softmax_loss(spec, kernels: list[int]):
+    """facenet's softmax cross-entropy plus L2 weight decay (tf.nn.l2_loss: sum(w²)/2) on the
+    kernels; returns (what is differentiated, the cross-entropy alone)."""
+    import keras
+
+    ops = keras.ops
+    if spec.center_loss_factor:
+        raise ValueError("the center loss is implemented on the TensorFlow backends only; set "
+                         "[full_training] center_loss_factor = 0 for torch and jax")
+
+    def loss(logits, labels, values):
+        ce = ops.mean(ops.sparse_categorical_crossentropy(
+            labels, ops.cast(logits, "float32"), from_logits=True))
+        decay = sum(ops.sum(ops.square(values[i])) for i in kernels) / 2
+        return ce + spec.weight_decay * decay, ce
+
+    return loss
+
+
+def head_loss(kind: str, classes: int, kernel: int):
+    """The transfer head's loss: softmax cross-entropy, or a linear SVM's multi-class hinge
+    (Crammer–Singer) with its margin regulariser 1e-4·|W|², as `transfer._head_loss`."""
+    import keras
+
+    ops = keras.ops
+
+    def loss(scores, labels, values):
+        if kind == "softmax":
+            data = ops.mean(ops.sparse_categorical_crossentropy(labels, scores, from_logits=True))
+            return data, data
+        true = ops.take_along_axis(scores, ops.expand_dims(labels, 1), axis=1)[:, 0]
+        others = scores - ops.one_hot(labels, classes) * 1e9
+        data = ops.mean(ops.relu(1.0 + ops.max(others, axis=1) - true))
+        total = data + 1e-4 * ops.sum(ops.square(values[kernel]))
+        return total, total
+
+    return loss
+
+
+def _kernels(variables) -> list[int]:
+    return [i for i, v in enumerate(variables) if "kernel" in v.name]
+
+
+def _rmsprop(spec):
+    import keras
+
+    return keras.optimizers.RMSprop(learning_rate=spec.learning_rate, rho=0.9, momentum=0.9,
+                                    epsilon=1.0)
+
+
+class Keras3Backend(Backend):
+    keras_backend: str  # "torch" or "jax"
+
+    def environment(self) -> dict[str, str]:
+        # oneDNN inside PyTorch (and XLA's classic runtime) print what they create: the ISA.
+        return {"KERAS_BACKEND": self.keras_backend, "ONEDNN_VERBOSE": "profile_create"}
+
+    def skip_reason(self, scenario: str, isa: dict[str, bool]) -> str | None:
+        if importlib.util.find_spec(self.keras_backend) is None:
+            return (f"{self.keras_backend} is not installed in {sys.executable}: install it "
+                    f"with `{INSTALL}` (`make install` does)")
+        return super().skip_reason(scenario, isa)
+
+    def _keras(self) -> dict[str, Any]:
+        import keras
+
+        if keras.backend.backend() != self.keras_backend:
+            raise RuntimeError(f"{self.name} needs Keras on its {self.keras_backend} backend, "
+                               f"but Keras {keras.__version__} runs on "
+                               f"{keras.backend.backend()}: was KERAS_BACKEND overridden?")
+        if self.precision == "bf16":
+            keras.mixed_precision.set_global_policy("mixed_bfloat16")
+        return {"keras": keras.__version__, "keras_backend": keras.backend.backend(),
+                "precision_policy": keras.mixed_precision.global_policy().name}
+
+    def strategy(self) -> tuple[Any, int, int]:
+        if os.environ.get("TF_CONFIG"):
+            raise ValueError(f"data-parallel training (workers > 1) runs through tf.distribute, "
+                             f"on the TensorFlow backends only; set workers = 1 for {self.name}")
+        return None, 0, 1
+
+    def trainer(self, model, spec, strategy=None) -> Trainer:
+        variables = model.trainable_variables
+        return self._steps(model, softmax_loss(spec, _kernels(variables)), _rmsprop(spec),
+                           1.0 / spec.accumulation, compiled=True)
+
+    def train_head(self, train_x: np.ndarray, train_y: np.ndarray, classes: int, spec,
+                   evaluate=None) -> dict[str, Any]:
+        import keras
+
+        from bench.scenarios.transfer import fit_head
+
+        head = keras.layers.Dense(classes, name="head", dtype="float32")
+        head.build((None, train_x.shape[1]))
+        optimizer = keras.optimizers.Adam(learning_rate=spec.head_learning_rate)
+        loss = head_loss(spec.head, classes, _kernels(head.trainable_variables)[0])
+        steps = self._steps(head, loss, optimizer, 1.0, compiled=False)
+        x, y = train_x.astype(np.float32), train_y.astype(np.int32)
+
+        def fit(n: int) -> float:
+            loss = float("nan")
+            for _ in range(n):
+                loss = steps.micro_step(x, y)
+                steps.update()
+            return loss
+
+        return fit_head(fit, steps.logits, lambda: steps.prepare(x, y), spec, evaluate)
+
+    def _steps(self, model, loss, optimizer, scale: float, compiled: bool) -> Trainer:
+        raise NotImplementedError
+
+
+class TorchBackend(Keras3Backend):
+    keras_backend = "torch"
+
+    def __init__(self, name: str, compiled: bool = False, precision: str = "fp32"):
+        self.name = name
+        self.compiled = compiled
+        self.precision = precision
+
+    def start(self, threads: int) -> dict[str, Any]:
+        import torch
+
+        torch.set_num_threads(threads)
+        torch.set_num_interop_threads(1)
+        facts = self._keras()
+        return {**facts, "torch": torch.__version__,
+                "torch_compile": self.compiled,
+                "mkldnn_available": torch.backends.mkldnn.is_available(),
+                "mkldnn_enabled": bool(torch.backends.mkldnn.enabled),
+                "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+                "intra_op_threads": torch.get_num_threads(),
+                "inter_op_threads": torch.get_num_interop_threads(),
+                "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}
+
+    def _compile(self, fn):
+        import torch
+
+        return torch.compile(fn, dynamic=False) if self.compiled else fn
+
+    def predictor(self, loaded: Any, batch_size: int) -> Callable[[np.ndarray], np.ndarray]:
+        import torch
+
+        forward = self._compile(lambda x: loaded(x, training=False))
+
+        def run(batch: np.ndarray) -> np.ndarray:
+            with torch.no_grad():
+                return forward(torch.from_numpy(batch)).float().numpy()
+
+        return run
+
+    def _steps(self, model, loss, optimizer, scale: float, compiled: bool) -> Trainer:
+        import torch
+
+        variables = model.trainable_variables
+        optimizer.build(variables)
+
+        def forward_loss(x, y):
+            return loss(model(x, training=True), y, [v.value for v in variables])
+
+        forward_loss = self._compile(forward_loss) if compiled else forward_loss
+
+        def micro_step(images, labels) -> float:
+            total, reported = forward_loss(torch.from_numpy(np.asarray(images)),
+                                           torch.from_numpy(np.asarray(labels)))
+            total.backward()  # adds into every weight's .grad: the sum over micro-steps
+            return float(reported.detach())
+
+        def update() -> None:
+            with torch.no_grad():
+                optimizer.apply([v.value.grad * scale for v in variables], variables)
+            for v in variables:
+                v.value.grad = None
+
+        def logits(x: np.ndarray) -> np.ndarray:
+            with torch.no_grad():
+                return model(torch.from_numpy(np.asarray(x)), training=False).float().numpy()
+
+        return Trainer(micro_step, update, None, logits)
+
+
+def _xla_pool_threads(threads: int) -> int | None:
+    """The threads of XLA:CPU's intra-op pool, counted, not assumed: JAX has no setting for
+    them — XLA sizes the pool from the process's CPU affinity, which the placement pinned to
+    `threads` CPUs. A small parallel computation starts the pool; its threads are named
+    `tf_XLAEigen` in /proc (None: none found by that name, the count unknown)."""
+    import jax.numpy as jnp
+
+    x = jnp.ones((256, 256))
+    (x @ x).block_until_ready()
+    tasks = os.listdir("/proc/self/task")
+    pool = 0
+    for task in tasks:
+        try:
+            with open(f"/proc/self/task/{task}/comm") as fh:
+                pool += fh.read().strip() == "tf_XLAEigen"
+        except OSError:  # a thread that ended meanwhile
+            continue
+    if pool and pool != threads:
+        raise RuntimeError(f"XLA:CPU started {pool} intra-op threads for {threads} pinned CPUs "
+                           f"(sched_getaffinity: {sorted(os.sched_getaffinity(0))})")
+    return pool
+
+
+class JaxBackend(Keras3Backend):
+    keras_backend = "jax"
+
+    def __init__(self, name: str, classic: bool = False):
+        self.name = name
+        self.classic = classic
+        self.precision = "fp32"
+
+    def environment(self) -> dict[str, str]:
+        env = super().environment()
+        if self.classic:
+            env["XLA_FLAGS"] = " ".join(filter(None, (os.environ.get("XLA_FLAGS"),
+                                                      CLASSIC_FLAG)))
+        return env
+
+    def start(self, threads: int) -> dict[str, Any]:
+        import jax
+        import jaxlib
+
+        facts = self._keras()
+        devices = jax.devices()  # initialises XLA:CPU: an unknown XLA flag fails here
+        return {**facts, "jax": jax.__version__, "jaxlib": jaxlib.__version__,
+                "devices": [str(d) for d in devices],
+                "xla_flags": os.environ.get("XLA_FLAGS", ""),
+                "xla_cpu_runtime": "classic" if self.classic else "thunk (default)",
+                "intra_op_threads": _xla_pool_threads(threads)}
+
+    def predictor(self, loaded: Any, batch_size: int) -> Callable[[np.ndarray], np.ndarray]:
+        import jax
+
+        trainable = [v.value for v in loaded.trainable_variables]
+        frozen = [v.value for v in loaded.non_trainable_variables]
+        forward = jax.jit(lambda t, f, x: loaded.stateless_call(t, f, x, training=False)[0])
+
+        def run(batch: np.ndarray) -> np.ndarray:
+            return np.asarray(forward(trainable, frozen, batch), dtype=np.float32)
+
+        return run
+
+    def _steps(self, model, loss, optimizer, scale: float, compiled: bool) -> Trainer:
+        import jax
+        import jax.numpy as jnp
+
+        variables, others = model.trainable_variables, model.non_trainable_variables
+        optimizer.build(variables)
+        state = {"t": [v.value for v in variables], "n": [v.value for v in others],
+                 "o": [v.value for v in optimizer.variables]}
+        state["sums"] = [jnp.zeros_like(t) for t in state["t"]]
+
+        def objective(t, n, x, y):
+            outputs, n = model.stateless_call(t, n, x, training=True)
+            total, reported = loss(outputs, y, t)
+            return total, (reported, n)
+
+        def accumulate(t, n, sums, x, y):
+            (_, (reported, n)), grads = jax.value_and_grad(objective, has_aux=True)(t, n, x, y)
+            return reported, n, [s + g for s, g in zip(sums, grads, strict=True)]
+
+        def apply(t, o, sums):
+            t, o = optimizer.stateless_apply(o, [s * scale for s in sums], t)
+            return t, o, [jnp.zeros_like(s) for s in sums]
+
+        jitted = {"micro": jax.jit(accumulate, donate_argnums=(1, 2)),
+                  "update": jax.jit(apply, donate_argnums=(0, 1, 2))}
+        forward = jax.jit(lambda t, n, x: model.stateless_call(t, n, x, training=False)[0])
+
+        def micro_step(images, labels) -> float:
+            reported, state["n"], state["sums"] = jitted["micro"](
+                state["t"], state["n"], state["sums"], np.asarray(images), np.asarray(labels))
+            return float(reported)  # waits for the step: its time is the work
+
+        def update() -> None:
+            state["t"], state["o"], state["sums"] = jitted["update"](state["t"], state["o"],
+                                                                    state["sums"])
+            jax.block_until_ready(state["t"])
+
+        def logits(x: np.ndarray) -> np.ndarray:
+            return np.asarray(forward(state["t"], state["n"], np.asarray(x)), dtype=np.float32)
+
+        def sync() -> None:
+            """Write the arrays back into the Keras variables (off the clock)."""
+            for v, value in zip([*variables, *others], [*state["t"], *state["n"]], strict=True):
+                v.assign(value)
+
+        def prepare(x: np.ndarray, y: np.ndarray) -> None:
+            """Compile both steps ahead of the first, without running them (off the clock)."""
+            for key, args in (("micro", (state["t"], state["n"], state["sums"], x, y)),
+                              ("update", (state["t"], state["o"], state["sums"]))):
+                jitted[key] = jitted[key].lower(*args).compile()
+
+        return Trainer(micro_step, update, None, logits, sync, prepare)

@@ -1,0 +1,93 @@
+"""Run by tests/test_keras3.py in its own interpreter, KERAS_BACKEND set for BACKEND's runtime
+(Keras picks its backend once a process): the backend's own training steps, forward pass and
+transfer head on small inputs, results to OUT.npz.
+
+    python tests/keras3_steps.py BACKEND IN.npz OUT.npz
+
+IN.npz holds the tiny network's initial weights (`tiny<layer>_<i>`), its data (`x`, `y`), the
+images (`images`) and the path of a small FaceNet's weights file (`facenet_weights`).
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+
+from bench import backends
+from bench.models import facenet
+from bench.models.store import build_base
+from bench.suite import FullTrainingSpec, TransferSpec
+
+BATCH = 8
+TINY_LAYERS = ("hidden", "bn", "out")
+
+
+def tiny_model(keras, bn: bool):
+    """Dense → (BatchNorm →) Dense: kernels for the weight decay, BN statistics for the state.
+    With BN, micro-batches change the update (batch statistics per micro-batch): without it they
+    must not."""
+    inputs = keras.Input((6,))
+    hidden = keras.layers.Dense(5, activation="relu", name="hidden")(inputs)
+    if bn:
+        hidden = keras.layers.BatchNormalization(name="bn")(hidden)
+    return keras.Model(inputs, keras.layers.Dense(3, name="out")(hidden))
+
+
+def layer_names(bn: bool) -> tuple[str, ...]:
+    return TINY_LAYERS if bn else ("hidden", "out")
+
+
+def train_tiny(keras, trainer_of, given, micro: int, bn: bool) -> list[np.ndarray]:
+    """Two updates (RMSProp's state exercised) of the global batch in micro-batches of `micro`,
+    from the given initial weights; `trainer_of(model, spec)` is the runtime's trainer."""
+    model = tiny_model(keras, bn)
+    names = layer_names(bn)
+    for name in names:
+        layer = model.get_layer(name)
+        layer.set_weights([given[f"tiny{name}_{i}"] for i in range(len(layer.get_weights()))])
+    spec = FullTrainingSpec(batch_size=BATCH, micro_batch=micro, learning_rate=0.01,
+                            weight_decay=0.01)
+    trainer = trainer_of(model, spec)
+    x, y = given["x"], given["y"]
+    for step in range(2):
+        for i in range(step * BATCH, (step + 1) * BATCH, micro):
+            trainer.micro_step(x[i:i + micro], y[i:i + micro])
+        trainer.update()
+    trainer.sync()
+    return [np.asarray(w) for name in names for w in model.get_layer(name).get_weights()]
+
+
+RUNS = {"whole": (BATCH, False), "split": (2, False), "bn_split": (2, True)}
+
+
+def main(name: str, given_path: str, out: str) -> None:
+    backend = backends.get(name)
+    runtime = backend.start(threads=2)
+    import keras
+
+    given = dict(np.load(given_path))
+    trained = {f"{run}{i}": w for run, (micro, bn) in RUNS.items()
+               for i, w in enumerate(train_tiny(keras, backend.trainer, given, micro, bn))}
+
+    base = build_base({"variant": "small", "image_size": 96, "embedding_size": 64,
+                       "weights": str(given["facenet_weights"])})
+    loaded = backend.load(facenet.embedding_model(base), given["facenet_weights"])
+    embeddings = backend.predictor(loaded, len(given["images"]))(given["images"])
+
+    rng = np.random.default_rng(0)  # separable: 4 classes around 4 far-apart centres
+    centres = rng.normal(size=(4, 16)) * 4
+    labels = np.repeat(np.arange(4), 20)
+    features = (centres[labels] + rng.normal(size=(80, 16))).astype(np.float32)
+    heads = {}
+    for kind in ("softmax", "svm"):
+        spec = TransferSpec(head=kind, head_steps=100, head_learning_rate=0.05)
+        head = backend.train_head(features, labels, 4, spec)
+        heads[kind] = float(np.mean(np.argmax(head["logits"](features), axis=1) == labels))
+        heads[f"{kind}_loss"] = head["final_loss"]
+    np.savez(out, **trained, embeddings=embeddings,
+             keras_backend=runtime["keras_backend"], **{f"head_{k}": v for k, v in heads.items()})
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])

@@ -1,0 +1,118 @@
+"""PyTorch and JAX through Keras 3: the same model file and weights on each runtime, the same
+training math, and what is recorded. Each runtime runs in its own interpreter
+(tests/keras3_steps.py), KERAS_BACKEND set, as the harness's workers do; TensorFlow's trainer
+in this process is the reference."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorflow import keras
+
+from bench import backends
+from bench.models import facenet
+from bench.models.store import build_base, random_init
+from bench.training import make_trainer
+from tests.keras3_steps import BATCH, RUNS, TINY_LAYERS, tiny_model, train_tiny
+
+REPO = Path(__file__).resolve().parent.parent
+SMALL = {"variant": "small", "image_size": 96, "embedding_size": 64}
+RUNTIMES = [pytest.param(name, marks=pytest.mark.skipif(
+    importlib.util.find_spec(module) is None, reason=f"{module} not installed: "
+    "pip install -e '.[keras3]'")) for name, module in (("torch", "torch"), ("jax", "jax"))]
+
+
+def _given(tmp_path: Path) -> tuple[Path, dict[str, np.ndarray]]:
+    rng = np.random.default_rng(0)
+    keras.utils.set_random_seed(3)
+    model = tiny_model(keras, bn=True)
+    given: dict = {f"tiny{name}_{i}": w for name in TINY_LAYERS
+                   for i, w in enumerate(model.get_layer(name).get_weights())}
+    given["x"] = rng.normal(size=(2 * BATCH, 6)).astype("float32")
+    given["y"] = rng.integers(0, 3, size=2 * BATCH).astype("int32")
+    given["images"] = rng.normal(size=(3, 96, 96, 3)).astype("float32")
+    given["facenet_weights"] = random_init(SMALL, seed=5)
+    path = tmp_path / "given.npz"
+    np.savez(path, **given)
+    return path, given
+
+
+def _tensorflow_reference(given: dict[str, np.ndarray]) -> tuple[dict, np.ndarray]:
+    """TensorFlow's trainer on the same initial weights and data, and TF's embeddings."""
+    def trainer_of(model, spec):
+        trainer = make_trainer(model, spec)
+        return trainer._replace(micro_step=lambda x, y: trainer.micro_step(tf.constant(x),
+                                                                           tf.constant(y)))
+
+    trained = {run: train_tiny(keras, trainer_of, given, micro, bn)
+               for run, (micro, bn) in RUNS.items()}
+    base = build_base({**SMALL, "weights": given["facenet_weights"]})
+    embeddings = facenet.embedding_model(base)(given["images"], training=False).numpy()
+    return trained, embeddings
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", RUNTIMES)
+def test_a_keras3_runtime_trains_as_tensorflow_does_and_embeds_the_same(
+        name: str, tmp_path: Path) -> None:
+    """Micro-batches give the global batch's update, the update is TensorFlow's to float
+    precision (same RMSProp, decay, BatchNorm), and the same weights file gives the same
+    embeddings (parity's fp32 threshold); the transfer head learns separable classes."""
+    given_path, given = _given(tmp_path)
+    env = {**os.environ, **backends.get(name).environment()}
+    out = tmp_path / "out.npz"
+    done = subprocess.run([sys.executable, str(REPO / "tests/keras3_steps.py"), name,
+                           str(given_path), str(out)], env=env, capture_output=True, text=True,
+                          timeout=600, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-3000:]
+    got = np.load(out)
+    assert str(got["keras_backend"]) == name
+    reference, embeddings = _tensorflow_reference(given)
+    assert [len(reference[run]) for run in RUNS] == [4, 4, 8]  # dense (kernel, bias), BN's 4
+    for run, weights in reference.items():
+        for i, ref in enumerate(weights):
+            np.testing.assert_allclose(got[f"{run}{i}"], ref, rtol=1e-4, atol=1e-5,
+                                       err_msg=f"{name} {run} weight {i} is not TensorFlow's")
+    initial = [given[f"tiny{n}_{i}"] for n in ("hidden", "out") for i in range(2)]
+    for i, start in enumerate(initial):
+        np.testing.assert_allclose(got[f"split{i}"], got[f"whole{i}"], rtol=1e-4, atol=1e-6)
+        assert not np.allclose(got[f"whole{i}"], start), "the update moved the weights"
+    # with BatchNorm, its moving statistics (weights 4, 5) were updated in training mode
+    assert not np.allclose(got["bn_split4"], given["tinybn_2"])
+    cosine = np.sum(got["embeddings"] * embeddings, axis=1) / (
+        np.linalg.norm(got["embeddings"], axis=1) * np.linalg.norm(embeddings, axis=1))
+    assert cosine.min() >= 0.9999, cosine
+    assert float(got["head_softmax"]) == 1.0 and float(got["head_svm"]) == 1.0
+
+
+def test_an_absent_runtime_is_skipped_with_its_install_command(monkeypatch) -> None:
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    for name in ("torch", "torch-compile", "jax", "jax-classic"):
+        reason = backends.get(name).skip_reason("inference", {})
+        assert "not installed" in reason and "pip install -e '.[keras3]'" in reason, reason
+
+
+def test_each_keras3_backend_sets_its_keras_backend_and_only_jax_classic_its_xla_runtime(
+        ) -> None:
+    env = {name: backends.get(name).environment() for name in
+           ("torch", "torch-compile", "torch-bf16", "jax", "jax-classic")}
+    assert {name: e["KERAS_BACKEND"] for name, e in env.items()} == {
+        "torch": "torch", "torch-compile": "torch", "torch-bf16": "torch", "jax": "jax",
+        "jax-classic": "jax"}
+    assert "--xla_cpu_use_thunk_runtime=false" in env["jax-classic"]["XLA_FLAGS"]
+    assert "XLA_FLAGS" not in env["jax"]
+    bf16 = backends.get("torch-bf16")
+    assert bf16.precision == "bf16" and "no native bf16" in bf16.skip_reason("inference", {})
+
+
+def test_keras3_backends_refuse_data_parallel_training_with_the_fix(monkeypatch) -> None:
+    monkeypatch.setenv("TF_CONFIG", '{"cluster": {"worker": ["a", "b"]}, "task": {"index": 0}}')
+    with pytest.raises(ValueError, match="set workers = 1 for torch"):
+        backends.get("torch").strategy()
