@@ -42,8 +42,11 @@ lint: install
 	$(BIN)/ruff check bench tests
 
 # The suite, then the micro-benchmarks run once each, untimed, so that they cannot rot unseen.
+# Test files run in 2 processes (pytest-xdist, one file per process at a time, so a module's
+# end-to-end fixture runs once): tests assert behaviour, never speed, and much of their time is
+# single-threaded (imports, graph tracing, model building).
 test: install itex lint chromium
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile
 	$(BIN)/python -m pytest tests/benchmarks -o addopts=-ra --benchmark-disable -q
 
 # Debian's headless Chromium, for the test that opens the HTML report and screenshots it.

@@ -29,7 +29,7 @@ def pretrain(model: dict[str, Any], *, identities: int, epochs: int, micro_batch
     classifier = facenet.classifier_model(base, num_classes=len(index.names))
     spec = FullTrainingSpec(batch_size=micro_batch, micro_batch=micro_batch,
                             learning_rate=learning_rate)
-    micro_step, update, _ = make_trainer(classifier, spec)
+    micro_step, update, *_ = make_trainer(classifier, spec)
     batches = lfw.dataset(index, model["image_size"], micro_batch, shuffle=True, seed=seed,
                           repeat=True, drop_remainder=True)
     steps = max(1, epochs * len(index.paths) // micro_batch)

@@ -1,11 +1,11 @@
 """Run by tests/test_keras3.py in its own interpreter, KERAS_BACKEND set for BACKEND's runtime
 (Keras picks its backend once a process): the backend's own training steps, forward pass and
-transfer head on small inputs, results to OUT.npz.
+transfer head on small inputs, results to OUT.npz (the forward pass's parity with TensorFlow on
+the same weights is checked end to end, by tests/test_runner.py's suite).
 
     python tests/keras3_steps.py BACKEND IN.npz OUT.npz
 
-IN.npz holds the tiny network's initial weights (`tiny<layer>_<i>`), its data (`x`, `y`), the
-images (`images`) and the path of a small FaceNet's weights file (`facenet_weights`).
+IN.npz holds the tiny network's initial weights (`tiny<layer>_<i>`) and its data (`x`, `y`).
 """
 
 from __future__ import annotations
@@ -15,8 +15,6 @@ import sys
 import numpy as np
 
 from bench import backends
-from bench.models import facenet
-from bench.models.store import build_base
 from bench.suite import FullTrainingSpec, TransferSpec
 
 BATCH = 8
@@ -70,11 +68,6 @@ def main(name: str, given_path: str, out: str) -> None:
     trained = {f"{run}{i}": w for run, (micro, bn) in RUNS.items()
                for i, w in enumerate(train_tiny(keras, backend.trainer, given, micro, bn))}
 
-    base = build_base({"variant": "small", "image_size": 96, "embedding_size": 64,
-                       "weights": str(given["facenet_weights"])})
-    loaded = backend.load(facenet.embedding_model(base), given["facenet_weights"])
-    embeddings = backend.predictor(loaded, len(given["images"]))(given["images"])
-
     rng = np.random.default_rng(0)  # separable: 4 classes around 4 far-apart centres
     centres = rng.normal(size=(4, 16)) * 4
     labels = np.repeat(np.arange(4), 20)
@@ -85,7 +78,7 @@ def main(name: str, given_path: str, out: str) -> None:
         head = backend.train_head(features, labels, 4, spec)
         heads[kind] = float(np.mean(np.argmax(head["logits"](features), axis=1) == labels))
         heads[f"{kind}_loss"] = head["final_loss"]
-    np.savez(out, **trained, embeddings=embeddings,
+    np.savez(out, **trained,
              keras_backend=runtime["keras_backend"], **{f"head_{k}": v for k, v in heads.items()})
 
 

@@ -20,7 +20,7 @@ from bench.suite import load
 from .conftest import write_suite
 
 pytestmark = pytest.mark.slow
-BF16 = ("tf-onednn-bf16", "itex-bf16", "openvino-bf16")
+BF16 = ("tf-onednn-bf16", "itex-bf16", "openvino-bf16", "torch-bf16")
 
 
 @pytest.fixture(scope="module")
@@ -48,8 +48,9 @@ def test_onednn_runs_bf16_kernels(runs, name: str) -> None:
     assert any("bf16" in impl or "amx" in impl for impl in runs[name]["onednn"]["implementations"])
 
 
-def test_keras_mixed_precision_policy_is_set_for_tensorflow_bf16(runs) -> None:
-    assert runs["tf-onednn-bf16"]["runtime"]["precision_policy"] == "mixed_bfloat16"
+@pytest.mark.parametrize("name", ["tf-onednn-bf16", "torch-bf16"])
+def test_keras_mixed_precision_policy_is_set_for_keras3_bf16(runs, name: str) -> None:
+    assert runs[name]["runtime"]["precision_policy"] == "mixed_bfloat16"
 
 
 def test_openvino_obtains_the_bf16_precision_it_asks_for(runs) -> None:

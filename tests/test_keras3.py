@@ -17,13 +17,10 @@ import tensorflow as tf
 from tensorflow import keras
 
 from bench import backends
-from bench.models import facenet
-from bench.models.store import build_base, random_init
 from bench.training import make_trainer
 from tests.keras3_steps import BATCH, RUNS, TINY_LAYERS, tiny_model, train_tiny
 
 REPO = Path(__file__).resolve().parent.parent
-SMALL = {"variant": "small", "image_size": 96, "embedding_size": 64}
 RUNTIMES = [pytest.param(name, marks=pytest.mark.skipif(
     importlib.util.find_spec(module) is None, reason=f"{module} not installed: "
     "pip install -e '.[keras3]'")) for name, module in (("torch", "torch"), ("jax", "jax"))]
@@ -37,25 +34,20 @@ def _given(tmp_path: Path) -> tuple[Path, dict[str, np.ndarray]]:
                    for i, w in enumerate(model.get_layer(name).get_weights())}
     given["x"] = rng.normal(size=(2 * BATCH, 6)).astype("float32")
     given["y"] = rng.integers(0, 3, size=2 * BATCH).astype("int32")
-    given["images"] = rng.normal(size=(3, 96, 96, 3)).astype("float32")
-    given["facenet_weights"] = random_init(SMALL, seed=5)
     path = tmp_path / "given.npz"
     np.savez(path, **given)
     return path, given
 
 
-def _tensorflow_reference(given: dict[str, np.ndarray]) -> tuple[dict, np.ndarray]:
-    """TensorFlow's trainer on the same initial weights and data, and TF's embeddings."""
+def _tensorflow_reference(given: dict[str, np.ndarray]) -> dict[str, list[np.ndarray]]:
+    """TensorFlow's trainer on the same initial weights and data."""
     def trainer_of(model, spec):
         trainer = make_trainer(model, spec)
         return trainer._replace(micro_step=lambda x, y: trainer.micro_step(tf.constant(x),
                                                                            tf.constant(y)))
 
-    trained = {run: train_tiny(keras, trainer_of, given, micro, bn)
-               for run, (micro, bn) in RUNS.items()}
-    base = build_base({**SMALL, "weights": given["facenet_weights"]})
-    embeddings = facenet.embedding_model(base)(given["images"], training=False).numpy()
-    return trained, embeddings
+    return {run: train_tiny(keras, trainer_of, given, micro, bn)
+            for run, (micro, bn) in RUNS.items()}
 
 
 @pytest.mark.slow
@@ -63,8 +55,8 @@ def _tensorflow_reference(given: dict[str, np.ndarray]) -> tuple[dict, np.ndarra
 def test_a_keras3_runtime_trains_as_tensorflow_does_and_embeds_the_same(
         name: str, tmp_path: Path) -> None:
     """Micro-batches give the global batch's update, the update is TensorFlow's to float
-    precision (same RMSProp, decay, BatchNorm), and the same weights file gives the same
-    embeddings (parity's fp32 threshold); the transfer head learns separable classes."""
+    precision (same RMSProp, decay, BatchNorm), and the transfer head learns separable
+    classes."""
     given_path, given = _given(tmp_path)
     env = {**os.environ, **backends.get(name).environment()}
     out = tmp_path / "out.npz"
@@ -74,7 +66,7 @@ def test_a_keras3_runtime_trains_as_tensorflow_does_and_embeds_the_same(
     assert done.returncode == 0, done.stderr[-3000:]
     got = np.load(out)
     assert str(got["keras_backend"]) == name
-    reference, embeddings = _tensorflow_reference(given)
+    reference = _tensorflow_reference(given)
     assert [len(reference[run]) for run in RUNS] == [4, 4, 8]  # dense (kernel, bias), BN's 4
     for run, weights in reference.items():
         for i, ref in enumerate(weights):
@@ -86,9 +78,6 @@ def test_a_keras3_runtime_trains_as_tensorflow_does_and_embeds_the_same(
         assert not np.allclose(got[f"whole{i}"], start), "the update moved the weights"
     # with BatchNorm, its moving statistics (weights 4, 5) were updated in training mode
     assert not np.allclose(got["bn_split4"], given["tinybn_2"])
-    cosine = np.sum(got["embeddings"] * embeddings, axis=1) / (
-        np.linalg.norm(got["embeddings"], axis=1) * np.linalg.norm(embeddings, axis=1))
-    assert cosine.min() >= 0.9999, cosine
     assert float(got["head_softmax"]) == 1.0 and float(got["head_svm"]) == 1.0
 
 

@@ -204,8 +204,8 @@ def test_machine_command_prints_tables_and_json(capsys: pytest.CaptureFixture[st
     assert main(["machine", "--json"]) == 0
     facts = json.loads(capsys.readouterr().out)
     assert {"peak", "topology", "energy", "base_frequency"} <= set(facts["machine"])
-    assert {s["stack"] for s in facts["software"]["backends"]} == {"TensorFlow", "ITEX",
-                                                                   "OpenVINO"}
+    assert {s["stack"] for s in facts["software"]["backends"]} == {
+        "TensorFlow", "ITEX", "OpenVINO", "PyTorch", "JAX"}
     assert main(["machine"]) == 0
     out = capsys.readouterr().out
     for heading in ("CPU", "Topology", "NUMA nodes", "Peak (theoretical)", "Backends installed",
