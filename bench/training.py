@@ -30,6 +30,19 @@ class Trainer(NamedTuple):
     prepare: Callable[..., None] = _nothing  # (images, labels): compile ahead of the first step
 
 
+def rmsprop(spec: FullTrainingSpec):
+    """facenet's optimizer: RMSProp with decay 0.9, momentum 0.9, epsilon 1.0."""
+    import keras
+
+    return keras.optimizers.RMSprop(learning_rate=spec.learning_rate, rho=0.9, momentum=0.9,
+                                    epsilon=1.0)
+
+
+def decayed(variables) -> list[int]:
+    """Which of `variables` the L2 weight decay applies to: the kernels (conv and dense)."""
+    return [i for i, v in enumerate(variables) if "kernel" in v.name]
+
+
 def make_trainer(model, spec: FullTrainingSpec, strategy=None, jit_compile: bool = False
                  ) -> Trainer:
     """A micro-step (forward, backward, accumulate) and an update (apply averaged, reset).
@@ -52,8 +65,7 @@ def make_trainer(model, spec: FullTrainingSpec, strategy=None, jit_compile: bool
     classifier = model
     variables = model.trainable_variables
     with strategy.scope():
-        optimizer = keras.optimizers.RMSprop(learning_rate=spec.learning_rate, rho=0.9,
-                                             momentum=0.9, epsilon=1.0)
+        optimizer = rmsprop(spec)
         optimizer.build(variables)
         local = {"trainable": False, "synchronization": tf.VariableSynchronization.ON_READ,
                  "aggregation": tf.VariableAggregation.SUM}
@@ -64,7 +76,7 @@ def make_trainer(model, spec: FullTrainingSpec, strategy=None, jit_compile: bool
             centers = tf.Variable(tf.zeros((model.output.shape[-1], prelogits.shape[-1])),
                                   **local)
             model = keras.Model(model.input, [prelogits, model.output])
-    kernels = [v for v in variables if "kernel" in v.name]
+    kernels = [variables[i] for i in decayed(variables)]
     scale = 1.0 / (spec.accumulation * strategy.num_replicas_in_sync)
 
     def center_loss(features, labels):
@@ -109,14 +121,11 @@ def make_trainer(model, spec: FullTrainingSpec, strategy=None, jit_compile: bool
 def accuracy(logits: Callable[[np.ndarray], np.ndarray], index: lfw.ImageIndex,
              image_size: int, batch: int) -> float:
     """Held-out accuracy of `logits` (a Trainer's: the model as trained so far). A short last
-    batch is padded to `batch` (inference mode: rows do not interact), so that runtimes that
-    compile per shape (XLA, Inductor) compile one."""
+    batch is padded (inference mode: rows do not interact)."""
     correct = 0
     for images, labels in lfw.dataset(index, image_size, batch):
-        x, n = images.numpy(), len(labels)
-        if n < batch:
-            x = np.concatenate([x, np.zeros((batch - n, *x.shape[1:]), x.dtype)])
-        predicted = np.argmax(logits(x)[:n], axis=1)
+        n = len(labels)
+        predicted = np.argmax(logits(lfw.pad_batch(images.numpy(), batch))[:n], axis=1)
         correct += int(np.sum(predicted == labels.numpy()))
     return correct / len(index.paths)
 

@@ -24,13 +24,14 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
+from abc import abstractmethod
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from bench.backends import Backend
-from bench.training import Trainer
+from bench.training import Trainer, decayed, rmsprop
 
 INSTALL = "pip install -e '.[keras3]'"  # what `make install` runs: PyTorch (CPU) and JAX
 CLASSIC_FLAG = "--xla_cpu_use_thunk_runtime=false"
@@ -77,17 +78,6 @@ def head_loss(kind: str, classes: int, kernel: int):
     return loss
 
 
-def _kernels(variables) -> list[int]:
-    return [i for i, v in enumerate(variables) if "kernel" in v.name]
-
-
-def _rmsprop(spec):
-    import keras
-
-    return keras.optimizers.RMSprop(learning_rate=spec.learning_rate, rho=0.9, momentum=0.9,
-                                    epsilon=1.0)
-
-
 class Keras3Backend(Backend):
     keras_backend: str  # "torch" or "jax"
 
@@ -120,9 +110,8 @@ class Keras3Backend(Backend):
         return None, 0, 1
 
     def trainer(self, model, spec, strategy=None) -> Trainer:
-        variables = model.trainable_variables
-        return self._steps(model, softmax_loss(spec, _kernels(variables)), _rmsprop(spec),
-                           1.0 / spec.accumulation, compiled=True)
+        loss = softmax_loss(spec, decayed(model.trainable_variables))
+        return self._steps(model, loss, rmsprop(spec), 1.0 / spec.accumulation, compiled=True)
 
     def train_head(self, train_x: np.ndarray, train_y: np.ndarray, classes: int, spec,
                    evaluate=None) -> dict[str, Any]:
@@ -133,7 +122,7 @@ class Keras3Backend(Backend):
         head = keras.layers.Dense(classes, name="head", dtype="float32")
         head.build((None, train_x.shape[1]))
         optimizer = keras.optimizers.Adam(learning_rate=spec.head_learning_rate)
-        loss = head_loss(spec.head, classes, _kernels(head.trainable_variables)[0])
+        loss = head_loss(spec.head, classes, decayed(head.trainable_variables)[0])
         steps = self._steps(head, loss, optimizer, 1.0, compiled=False)
         x, y = train_x.astype(np.float32), train_y.astype(np.int32)
 
@@ -146,8 +135,22 @@ class Keras3Backend(Backend):
 
         return fit_head(fit, steps.logits, lambda: steps.prepare(x, y), spec, evaluate)
 
+    @abstractmethod
     def _steps(self, model, loss, optimizer, scale: float, compiled: bool) -> Trainer:
-        raise NotImplementedError
+        """Micro-step (forward, backward, accumulate), update (apply `scale` x the sums) and
+        inference logits of `model` under `loss`; `compiled`: the runtime may compile them."""
+
+
+def _torch_inference(forward) -> Callable[[np.ndarray], np.ndarray]:
+    """`forward` (a tensor → tensor function of the model in inference mode) on numpy, without
+    autograd, returning float32 numpy."""
+    import torch
+
+    def run(batch: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return forward(torch.from_numpy(np.asarray(batch))).float().numpy()
+
+    return run
 
 
 class TorchBackend(Keras3Backend):
@@ -179,15 +182,8 @@ class TorchBackend(Keras3Backend):
         return torch.compile(fn, dynamic=False) if self.compiled else fn
 
     def predictor(self, loaded: Any, batch_size: int) -> Callable[[np.ndarray], np.ndarray]:
-        import torch
 
-        forward = self._compile(lambda x: loaded(x, training=False))
-
-        def run(batch: np.ndarray) -> np.ndarray:
-            with torch.no_grad():
-                return forward(torch.from_numpy(batch)).float().numpy()
-
-        return run
+        return _torch_inference(self._compile(lambda x: loaded(x, training=False)))
 
     def _steps(self, model, loss, optimizer, scale: float, compiled: bool) -> Trainer:
         import torch
@@ -212,11 +208,8 @@ class TorchBackend(Keras3Backend):
             for v in variables:
                 v.value.grad = None
 
-        def logits(x: np.ndarray) -> np.ndarray:
-            with torch.no_grad():
-                return model(torch.from_numpy(np.asarray(x)), training=False).float().numpy()
-
-        return Trainer(micro_step, update, None, logits)
+        return Trainer(micro_step, update, None,
+                       _torch_inference(lambda x: model(x, training=False)))
 
 
 def _xla_pool_threads(threads: int) -> int | None:
@@ -240,6 +233,13 @@ def _xla_pool_threads(threads: int) -> int | None:
         raise RuntimeError(f"XLA:CPU started {pool} intra-op threads for {threads} pinned CPUs "
                            f"(sched_getaffinity: {sorted(os.sched_getaffinity(0))})")
     return pool
+
+
+def _jax_forward(model):
+    """`model` in inference mode as a jitted function of (trainable, other variables, x)."""
+    import jax
+
+    return jax.jit(lambda t, n, x: model.stateless_call(t, n, x, training=False)[0])
 
 
 class JaxBackend(Keras3Backend):
@@ -270,11 +270,9 @@ class JaxBackend(Keras3Backend):
                 "intra_op_threads": _xla_pool_threads(threads)}
 
     def predictor(self, loaded: Any, batch_size: int) -> Callable[[np.ndarray], np.ndarray]:
-        import jax
-
         trainable = [v.value for v in loaded.trainable_variables]
         frozen = [v.value for v in loaded.non_trainable_variables]
-        forward = jax.jit(lambda t, f, x: loaded.stateless_call(t, f, x, training=False)[0])
+        forward = _jax_forward(loaded)
 
         def run(batch: np.ndarray) -> np.ndarray:
             return np.asarray(forward(trainable, frozen, batch), dtype=np.float32)
@@ -306,7 +304,7 @@ class JaxBackend(Keras3Backend):
 
         jitted = {"micro": jax.jit(accumulate, donate_argnums=(1, 2)),
                   "update": jax.jit(apply, donate_argnums=(0, 1, 2))}
-        forward = jax.jit(lambda t, n, x: model.stateless_call(t, n, x, training=False)[0])
+        forward = _jax_forward(model)
 
         def micro_step(images, labels) -> float:
             reported, state["n"], state["sums"] = jitted["micro"](

@@ -399,6 +399,14 @@ def standardise(images: np.ndarray) -> np.ndarray:
     return (images.astype(np.float32) - MEAN) / SCALE
 
 
+def pad_batch(batch: np.ndarray, size: int) -> np.ndarray:
+    """A short batch padded with zero images to `size`, so that every call has one shape and no
+    runtime traces or compiles a second graph (the caller keeps only the first rows' outputs)."""
+    if len(batch) >= size:
+        return batch
+    return np.concatenate([batch, np.zeros((size - len(batch), *batch.shape[1:]), batch.dtype)])
+
+
 def pipeline_throughput(ds: tf.data.Dataset, batches: int) -> float:
     """Images/s of iterating `ds` alone, after one warm pass so that its cache is filled.
 

@@ -49,9 +49,7 @@ def extract(predict, images: np.ndarray, batch_size: int, progress: Progress,
     for start in range(0, total, batch_size):
         batch = lfw.standardise(images[start:start + batch_size])
         n = len(batch)
-        if n < batch_size:
-            batch = np.concatenate([batch, np.zeros((batch_size - n, *batch.shape[1:]),
-                                                    batch.dtype)])
+        batch = lfw.pad_batch(batch, batch_size)
         t0 = time.perf_counter()
         embedded = predict(batch)
         seconds.append(time.perf_counter() - t0)
