@@ -18,6 +18,11 @@ slow samples and the drifts of a shared machine. A row is `worse` only when the 
 beyond the threshold *and* significant, `improved` symmetrically, `same` otherwise (with the
 reason in the note), `not comparable` when either side is missing, did not run, or ran with
 other parameters.
+
+A shared machine's own speed drifts between runs by more than the threshold (on the 2-vCPU dev
+VM, 40% between two hours with no CPU steal). Every worker process measures it with a fixed
+reference kernel beside its scenario (bench.measure.reference); where both sides have it, a
+row is also judged relative to it, and it is worse only when it is worse both ways.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from typing import Any
 import numpy as np
 from scipy.stats import mannwhitneyu, ttest_ind
 
+from bench import measure as bench_measure
 from bench import record, summary
 
 # Family-wise, two-sided: exit 1 is one decision over every row of a comparison, so the rows'
@@ -63,6 +69,12 @@ class Row:
     # what n counts: the processes of each side (repeats: the verdict sees the drift between
     # them), or the samples of one process a side (it does not)
     judged_on: str = "samples"
+    # the machine's own speed beside each side's processes (the reference kernel, new/base),
+    # and the figure judged relative to it: None when either side has no comparable reference
+    machine_ratio: float | None = None
+    relative_ratio: float | None = None
+    relative_change_pct: float | None = None
+    relative_p: float | None = None    # same test as p_value, Holm-adjusted over the rows
 
     @property
     def comparable(self) -> bool:
@@ -157,57 +169,127 @@ def measure(run_id: str, base: dict[str, Any], new: dict[str, Any],
     status. With two or more processes a side the verdict is on the processes' own figures —
     the ratio their Hodges–Lehmann estimate, the p-value Welch's t on their logarithms — so the
     drift between processes is in it; with one a side, on that process's per-sample values
-    (bench.record.samples) and Mann–Whitney U, which cannot see drift between runs."""
-    if figure_b.processes > 1 and figure_n.processes > 1:
-        base_s = _process_values(base, figure_b.name)
-        new_s = _process_values(new, figure_n.name)
-        logs_b, logs_n = np.log(base_s), np.log(new_s)
-        p = float(ttest_ind(logs_n, logs_b, equal_var=False).pvalue)
-        judged_on = "processes"
+    (bench.record.samples) and Mann–Whitney U, which cannot see drift between runs.
+
+    When every process of both sides measured the machine's speed with the same reference
+    kernel, the same test is also made on the values relative to it (a rate divided by the
+    process's reference rate, a time multiplied by it): the machine's own drift between the
+    runs is then out of that second verdict, which `decide` combines with the first."""
+    processes = figure_b.processes > 1 and figure_n.processes > 1
+    (base_s, rate_b), (new_s, rate_n) = (_values(side, figure, processes)
+                                         for side, figure in ((base, figure_b), (new, figure_n)))
+    test = _welch if processes else _mann_whitney
+    ratio, p = hodges_lehmann_ratio(base_s, new_s), test(base_s, new_s)
+    row = Row(run_id=run_id, metric=figure_b.name, unit=figure_b.unit, status=SAME,
+              base=figure_b.value, new=figure_n.value, ratio=ratio,
+              time_change_pct=(_time_ratio(ratio, figure_b) - 1) * 100, p_value=p,
+              n_base=len(base_s), n_new=len(new_s),
+              judged_on="processes" if processes else "samples")
+    if rate_b is None or rate_n is None:
+        return row
+    power = -1 if figure_b.better == record.HIGHER else 1
+    rel_b, rel_n = base_s * rate_b ** power, new_s * rate_n ** power
+    relative = hodges_lehmann_ratio(rel_b, rel_n)
+    return replace(row, machine_ratio=hodges_lehmann_ratio(_rates(base), _rates(new)),
+                   relative_ratio=relative,
+                   relative_change_pct=(_time_ratio(relative, figure_b) - 1) * 100,
+                   relative_p=test(rel_b, rel_n))
+
+
+def _time_ratio(ratio: float, figure: record.Figure) -> float:
+    return 1 / ratio if figure.better == record.HIGHER else ratio
+
+
+def _welch(base: np.ndarray, new: np.ndarray) -> float:
+    p = float(ttest_ind(np.log(new), np.log(base), equal_var=False).pvalue)
+    return 1.0 if math.isnan(p) else p  # every value tied: no evidence of a difference
+
+
+def _mann_whitney(base: np.ndarray, new: np.ndarray) -> float:
+    p = float(mannwhitneyu(new, base, alternative="two-sided").pvalue)
+    return 1.0 if math.isnan(p) else p
+
+
+def _values(run: dict[str, Any], figure: record.Figure, processes: bool
+            ) -> tuple[np.ndarray, np.ndarray | None]:
+    """What one side is judged on — each process's figure, or one process's samples — and the
+    reference rate beside each value (None unless every process recorded one)."""
+    refs = record.references(run)
+    if processes:
+        pairs = [(f[figure.name].value, ref) for f, ref in
+                 zip(record.process_figures(run), refs, strict=True)
+                 if figure.name in f and f[figure.name].value is not None]
+        values = np.asarray([v for v, _ in pairs], dtype=float)
+        refs = [ref for _, ref in pairs]
     else:
-        base_s = record.samples(base, figure_b.series)
-        new_s = record.samples(new, figure_n.series)
-        p = float(mannwhitneyu(new_s, base_s, alternative="two-sided").pvalue)
-        judged_on = "samples"
-    ratio = hodges_lehmann_ratio(base_s, new_s)
-    if math.isnan(p):  # every value tied: no evidence of a difference
-        p = 1.0
-    time_ratio = 1 / ratio if figure_b.better == record.HIGHER else ratio
-    return Row(run_id=run_id, metric=figure_b.name, unit=figure_b.unit, status=SAME,
-               base=figure_b.value, new=figure_n.value, ratio=ratio,
-               time_change_pct=(time_ratio - 1) * 100, p_value=p,
-               n_base=len(base_s), n_new=len(new_s), judged_on=judged_on)
+        values = np.asarray(record.samples(run, figure.series), dtype=float)
+        refs = refs[:1] * values.size
+    if not refs or any(ref is None for ref in refs):
+        return values, None
+    return values, np.asarray([ref["rate"] for ref in refs], dtype=float)
 
 
-def _process_values(run: dict[str, Any], name: str) -> np.ndarray:
-    return np.asarray([f[name].value for f in record.process_figures(run)
-                       if name in f and f[name].value is not None], dtype=float)
+def _rates(run: dict[str, Any]) -> list[float]:
+    return [ref["rate"] for ref in record.references(run) if ref]
+
+
+def machine_comparable(base_doc: dict[str, Any], new_doc: dict[str, Any]) -> str | None:
+    """Why the two results' reference rates cannot be compared (another numpy: another
+    kernel), or None when they can."""
+    kernels = [{k for r in doc["runs"] if r.get("status") == "ok"
+                for ref in record.references(r) if ref for k in ref["kernels"]}
+               for doc in (base_doc, new_doc)]
+    if kernels[0] and kernels[1] and kernels[0] != kernels[1]:
+        return (f"the reference kernels differ ({', '.join(sorted(kernels[0]))} vs "
+                f"{', '.join(sorted(kernels[1]))}): the machine's speed is not compared")
+    return None
+
+
+def _verdict(change_pct: float, significant: bool, max_slowdown_pct: float) -> str:
+    limit = 1 + max_slowdown_pct / 100
+    if significant and 1 + change_pct / 100 > limit:
+        return WORSE
+    if significant and 1 + change_pct / 100 < 1 / limit:
+        return IMPROVED
+    return SAME
 
 
 def decide(row: Row, p_adjusted: float, max_slowdown_pct: float, alpha: float,
-           family: int) -> Row:
-    """Status from the family-adjusted p-value and the slowdown threshold."""
-    time_ratio = 1 + row.time_change_pct / 100
+           family: int, relative_p_adjusted: float | None = None) -> Row:
+    """Status from the family-adjusted p-value and the slowdown threshold. With the machine's
+    reference on both sides, a row is worse (or improved) only when it is so both as measured
+    and relative to the machine's speed: a machine that was itself slower is not a slower
+    stack, and a change that the machine's drift hides is said in the note, not judged."""
     significant = p_adjusted < alpha
-    limit = 1 + max_slowdown_pct / 100
-    if significant and time_ratio > limit:
-        status, note = WORSE, f"slower beyond {max_slowdown_pct:g}%, significant"
-    elif significant and time_ratio < 1 / limit:
-        status, note = IMPROVED, f"faster beyond {max_slowdown_pct:g}%, significant"
+    status = _verdict(row.time_change_pct, significant, max_slowdown_pct)
+    if status == WORSE:
+        note = f"slower beyond {max_slowdown_pct:g}%, significant"
+    elif status == IMPROVED:
+        note = f"faster beyond {max_slowdown_pct:g}%, significant"
+    elif significant:
+        note = f"significant, within ±{max_slowdown_pct:g}%"
+    elif row.judged_on == "samples" and family * min_p_value(row.n_base, row.n_new) >= alpha:
+        note = f"too few samples ({row.n_base}/{row.n_new}): inconclusive"
     else:
-        status = SAME
-        if significant:
-            note = f"significant, within ±{max_slowdown_pct:g}%"
-        elif row.judged_on == "samples" and family * min_p_value(row.n_base,
-                                                                 row.n_new) >= alpha:
-            note = f"too few samples ({row.n_base}/{row.n_new}): inconclusive"
-        else:
-            note = "not significant"
+        note = "not significant"
     if row.judged_on == "processes":
         note += f"; between {row.n_base}/{row.n_new} processes"
     else:
         note += f"; {ONE_PROCESS}"
-    return replace(row, status=status, p_value=p_adjusted, significant=significant, note=note)
+    if relative_p_adjusted is not None:
+        relative = _verdict(row.relative_change_pct, relative_p_adjusted < alpha,
+                            max_slowdown_pct)
+        drift = (row.machine_ratio - 1) * 100
+        speed = (f"{'faster' if drift > 0 else 'slower'} by {abs(drift):.1f}%"
+                 if abs(drift) >= 0.05 else "steady")
+        note += (f"; the machine {speed} (reference kernel), relative to it "
+                 f"{row.relative_change_pct:+.1f}% ({relative})")
+        if relative != status:
+            note += (f": not judged {status}, the machine's drift explains it"
+                     if status != SAME else f": not judged {relative}, rerun to confirm")
+            status = SAME
+    return replace(row, status=status, p_value=p_adjusted, significant=significant,
+                   relative_p=relative_p_adjusted, note=note)
 
 
 TOTALS = ("train total s", "transfer total s", "fine-tune total s")
@@ -269,9 +351,16 @@ def compare(base_doc: dict[str, Any], new_doc: dict[str, Any],
     for run_id in dict.fromkeys([*base_runs, *new_runs]):
         rows += compare_run(run_id, base_runs.get(run_id), new_runs.get(run_id))
     judged = [i for i, r in enumerate(rows) if r.comparable]
+    if machine_comparable(base_doc, new_doc):
+        rows = [replace(r, machine_ratio=None, relative_ratio=None, relative_change_pct=None,
+                        relative_p=None) for r in rows]
     adjusted = holm([rows[i].p_value for i in judged])
+    relative = [i for i in judged if rows[i].relative_p is not None]
+    relative_adjusted = dict(zip(relative, holm([rows[i].relative_p for i in relative]),
+                                 strict=True))
     for i, p in zip(judged, adjusted, strict=True):
-        rows[i] = decide(rows[i], p, max_slowdown_pct, alpha, len(judged))
+        rows[i] = decide(rows[i], p, max_slowdown_pct, alpha, len(judged),
+                         relative_adjusted.get(i))
     return rows
 
 
@@ -302,6 +391,14 @@ def context_notes(base_doc: dict[str, Any], new_doc: dict[str, Any]) -> list[str
                if bp.get(k) != np_.get(k)]
     if changed:
         notes.append("software changed: " + ", ".join(changed))
+    rates = [[x for r in doc["runs"] if r.get("status") == "ok" for x in _rates(r)]
+             for doc in (base_doc, new_doc)]
+    if all(rates):
+        speed = hodges_lehmann_ratio(rates[0], rates[1])
+        notes.append(machine_comparable(base_doc, new_doc) or (
+            f"the machine's own speed (reference kernel, median of the processes): base "
+            f"{np.median(rates[0]):.2f}, new {np.median(rates[1]):.2f} "
+            f"{bench_measure.REFERENCE_UNIT}, new/base {speed:.3f}x"))
     stolen = [summary.steal(doc) for doc in (base_doc, new_doc)]
     if any(stolen):
         notes.append(f"CPU steal (the hypervisor's other work on these vCPUs): base "

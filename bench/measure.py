@@ -3,6 +3,7 @@ sub-windows, and the batch-means interval of autocorrelated samples. Pure numpy 
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -105,3 +106,61 @@ def completion_bins(ends: Sequence[float], start: float, stop: float,
             out.append(carried / int(count))
             carried = 0.0
     return out
+
+
+# The machine's own speed at the time of a run, by a fixed kernel that no backend under test
+# runs: numpy's float32 multiply and add over arrays that stay in cache, one thread, on each of
+# the run's CPUs in turn (at most REFERENCE_MAX_CPUS of them, evenly spread). A shared VM's
+# speed drifts between hours by more than a regression threshold — on the 2-vCPU dev VM the
+# same training process ran at 20.5 and at 12 img/s, with no CPU steal either time — and only
+# a measurement of the machine beside the run's own tells that drift from a slower stack.
+REFERENCE_ELEMENTS = 32_768
+REFERENCE_CALLS = 1_000  # per chunk: a chunk is about 10 ms on a 2020s core
+REFERENCE_CHUNKS = 7
+REFERENCE_MAX_CPUS = 8
+REFERENCE_UNIT = "Gelem/s"
+
+
+def reference_kernel() -> str:
+    """What the reference rate measures, with the numpy that ran it: rates of two numpy
+    versions (two environments) are of different code, and never compared."""
+    return (f"numpy {np.__version__} float32 multiply+add of {REFERENCE_ELEMENTS} elements, "
+            f"one thread per CPU, median of {REFERENCE_CHUNKS} chunks")
+
+
+def reference_rate(cpus: Sequence[int]) -> dict[str, object]:
+    """The reference kernel's rate (elements per second, in 1e9) on each of these CPUs, the
+    calling thread pinned to each in turn and given back its affinity after; `rate` is their
+    mean. About 0.1 s a CPU. Not for inside a timed window."""
+    picked = sorted(cpus)
+    if len(picked) > REFERENCE_MAX_CPUS:
+        picked = [picked[i] for i in np.linspace(0, len(picked) - 1,
+                                                 REFERENCE_MAX_CPUS).round().astype(int)]
+    x = np.linspace(0.5, 1.5, REFERENCE_ELEMENTS, dtype=np.float32)
+    y = np.full_like(x, 0.999)
+    z = np.empty_like(x)
+    original = os.sched_getaffinity(0)  # 0: this thread's own, on Linux
+    per_cpu = {}
+    try:
+        for cpu in picked:
+            os.sched_setaffinity(0, {cpu})
+            chunks = []
+            for _ in range(REFERENCE_CHUNKS):
+                t0 = time.perf_counter()
+                for _ in range(REFERENCE_CALLS):
+                    np.multiply(x, y, out=z)
+                    np.add(z, x, out=z)
+                chunks.append(time.perf_counter() - t0)
+            per_cpu[str(cpu)] = 2 * REFERENCE_CALLS * REFERENCE_ELEMENTS / float(
+                np.median(chunks)) / 1e9
+    finally:
+        os.sched_setaffinity(0, original)
+    return {"rate": float(np.mean(list(per_cpu.values()))), "per_cpu": per_cpu}
+
+
+def reference(before: dict[str, object], after: dict[str, object]) -> dict[str, object]:
+    """A process's record of the machine's speed: the reference rate just before and just
+    after its scenario, and their geometric mean (`rate`), the figure compare reads."""
+    return {"rate": math.sqrt(float(before["rate"]) * float(after["rate"])),
+            "unit": REFERENCE_UNIT, "kernel": reference_kernel(),
+            "before": before, "after": after}

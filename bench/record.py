@@ -121,6 +121,7 @@ class Record:
     kernels: Json | None = None  # OpenVINO: the profiled pass's kernels and precisions
     peak: Json | None = None  # the peak of the run's cores at its precision (efficiency)
     steal: Json | None = None  # the CPUs' time the hypervisor gave away during the scenario
+    reference: Json | None = None  # the machine's speed beside the scenario (measure.reference)
     reason: str | None = None
     error: str | None = None
     traceback: str | None = None
@@ -581,6 +582,21 @@ def steal_shares(run: Record | dict[str, Any]) -> list[float]:
             for s in (rec.steal, *(p.get("steal") for p in rec.processes)) if s]
 
 
+def references(run: Record | dict[str, Any]) -> list[Json | None]:
+    """Each ok round's reference (bench.measure.reference): the machine's speed beside that
+    round's scenario, the mean rate of its processes side by side; None for a round that has
+    none (a result from before the reference kernel, or a process that did not record it)."""
+    out: list[Json | None] = []
+    for rec in rounds(run):
+        if rec.status != "ok":
+            continue
+        refs = [r for r in (rec.reference, *(p.get("reference") for p in rec.processes)) if r]
+        out.append(None if not refs else {
+            "rate": float(np.mean([r["rate"] for r in refs])),
+            "kernels": sorted({r["kernel"] for r in refs})})
+    return out
+
+
 def _figures_of(record: Record) -> dict[str, Figure]:
     return {f.name: f for f in (*_FIGURES[record.scenario](record), *_kernels(record))}
 
@@ -711,7 +727,7 @@ def pooled(series: list[Series]) -> Series:
 
 
 _KEEP = ("status", "error", "placement", "placement_obtained", "log", "wall_s", "peak_rss_mb",
-         "series", "distributed", "measured", "steal")
+         "series", "distributed", "measured", "steal", "reference")
 
 
 def _processes(records: list[Record]) -> tuple[Json, ...]:

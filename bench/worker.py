@@ -97,7 +97,7 @@ def execute(task: dict[str, Any]) -> dict[str, Any]:
     obtained = {"cpus": cpus, "pid": os.getpid(),
                 "env": {k: os.environ.get(k) for k in task["env_keys"]}}
     # Imported after pinning on purpose: these pull in numpy and, through them, the runtimes.
-    from bench import backends, efficiency, machine, record, scenarios
+    from bench import backends, efficiency, machine, measure, record, scenarios
 
     backend = backends.get(run["backend"])
     doc: dict[str, Any] = {"placement_obtained": obtained}
@@ -107,9 +107,13 @@ def execute(task: dict[str, Any]) -> dict[str, Any]:
     doc["runtime_start_s"] = time.perf_counter() - t0
     doc["peak"] = efficiency.run_peak(backend.precision, machine.current_peak(),
                                       efficiency.cores_used(read_topology(), cpus))
+    progress("reference kernel")
+    before = measure.reference_rate(cpus)
     ticks = machine.cpu_ticks(cpus)
     doc.update(scenarios.run(run, backend, progress))
     doc["steal"] = machine.steal(ticks, machine.cpu_ticks(cpus))
+    progress("reference kernel")
+    doc["reference"] = measure.reference(before, measure.reference_rate(cpus))
     doc = record.to_dict(doc)
     record.parse_run({**run, **doc, "status": "ok"}, "the worker's record")  # the contract
     return {**doc, "status": "ok"}

@@ -429,3 +429,96 @@ def test_rates_refuse_too_few_processes_and_an_unslowed_b(tmp_path: Path, capsys
     out = " ".join(capsys.readouterr().out.split())
     assert "A/A: 0 of 10 trials raised a false alarm" in out
     assert "full_training/tf-onednn slowed 25%: caught in 10 of 10" in out
+
+
+# --- the machine's own speed: a reference kernel beside every process ------------------------
+
+KERNEL = "numpy 2.4.6 float32 multiply+add of 32768 elements, one thread per CPU, median of 7"
+
+
+def with_reference(doc: dict[str, Any], speeds: list[float],
+                   kernel: str = KERNEL) -> dict[str, Any]:
+    """Every ok run's processes (round by round) given a reference rate of 10 x speeds[k]."""
+    doc = copy.deepcopy(doc)
+    for run in doc["runs"]:
+        if run.get("status") != "ok":
+            continue
+        for proc, speed in zip([run, *run.get("repeats", [])], speeds, strict=True):
+            proc["reference"] = {"rate": 10.0 * speed, "unit": "Gelem/s", "kernel": kernel}
+    return doc
+
+
+def _machine_pair(machine_slower: float, stack_slower: float, seeds: tuple[int, int],
+                  kernels: tuple[str, str] = (KERNEL, KERNEL)) -> list[compare.Row]:
+    """Five processes a side; the new side's machine `machine_slower` times slower (its every
+    figure too, and its reference kernel), its stack `stack_slower` times slower."""
+    base = fixture("default_vm.json")
+    old = with_reference(with_processes(base, BASE_DRIFT, seed=seeds[0]),
+                         [1 / d for d in BASE_DRIFT], kernels[0])
+    new = with_reference(with_processes(base, NEW_DRIFT, machine_slower * stack_slower,
+                                        seed=seeds[1]),
+                         [1 / (d * machine_slower) for d in NEW_DRIFT], kernels[1])
+    return compare.compare(old, new)
+
+
+def test_a_machine_slower_by_40_percent_is_not_a_slower_stack() -> None:
+    rows = _machine_pair(1.4, 1.0, (11, 12))
+    assert statuses(rows) == [SAME] * 8, [(r.run_id, r.metric, r.note) for r in rows]
+    assert all(r.time_change_pct > 30 for r in rows)  # as measured, clearly slower
+    assert all(r.machine_ratio == pytest.approx(1 / 1.4, rel=0.05) for r in rows)
+    assert all(abs(r.relative_change_pct) < 8 for r in rows)
+    assert all("the machine's drift explains it" in r.note and "slower by" in r.note
+               for r in rows)
+
+
+def test_a_slower_stack_on_a_steady_machine_is_worse_both_ways() -> None:
+    rows = _machine_pair(1.0, 1.25, (3, 4))
+    assert statuses(rows) == [WORSE] * 8, [(r.run_id, r.metric, r.note) for r in rows]
+    assert all(r.machine_ratio == pytest.approx(1.0, rel=0.05) for r in rows)
+    assert all(18 < r.relative_change_pct < 32 for r in rows)
+
+
+def test_a_slower_stack_on_a_slower_machine_is_still_worse() -> None:
+    rows = _machine_pair(1.3, 1.25, (15, 16))
+    assert statuses(rows) == [WORSE] * 8, [(r.run_id, r.metric, r.note) for r in rows]
+    assert all(r.time_change_pct > 50 and 18 < r.relative_change_pct < 32 for r in rows)
+
+
+def test_a_slowdown_a_faster_machine_hides_is_said_not_judged() -> None:
+    rows = _machine_pair(1 / 1.3, 1.25, (17, 18))
+    assert WORSE not in statuses(rows)
+    assert all(r.relative_change_pct > 18 for r in rows)
+    assert all("rerun to confirm" in r.note for r in rows if r.relative_p < compare.ALPHA)
+
+
+def test_reference_kernels_of_two_numpys_are_not_compared() -> None:
+    rows = _machine_pair(1.4, 1.0, (11, 12), (KERNEL, KERNEL.replace("2.4.6", "1.26.4")))
+    assert all(r.machine_ratio is None and r.relative_p is None for r in rows)
+    assert WORSE in statuses(rows)  # judged as measured only, as before the reference
+    base = fixture("default_vm.json")
+    notes = compare.context_notes(with_reference(base, [1.0]),
+                                  with_reference(base, [1.0], KERNEL.replace("2.4.6", "1.26")))
+    assert any("reference kernels differ" in n for n in notes)
+
+
+def test_results_without_a_reference_are_judged_as_measured() -> None:
+    base = fixture("default_vm.json")
+    rows = compare.compare(with_processes(base, BASE_DRIFT, seed=3),
+                           with_reference(with_processes(base, NEW_DRIFT, seed=4),
+                                          [1.0] * 5))
+    assert all(r.machine_ratio is None and "reference kernel" not in r.note for r in rows)
+
+
+def test_the_machine_s_speed_is_a_context_note_and_a_column() -> None:
+    from rich.console import Console
+
+    from bench.report.console import compare_table
+
+    base = fixture("default_vm.json")
+    old = with_reference(base, [1.0])
+    new = with_reference(redraw(base, np.random.default_rng(19), 2.0), [0.5])
+    notes = compare.context_notes(old, new)
+    assert any("base 10.00, new 5.00 Gelem/s, new/base 0.500x" in n for n in notes), notes
+    console = Console(record=True, width=250)
+    console.print(compare_table(compare.compare(old, new), 5.0, compare.ALPHA))
+    assert "0.500x" in console.export_text()

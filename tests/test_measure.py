@@ -1,3 +1,4 @@
+import os
 import time
 
 import numpy as np
@@ -8,6 +9,8 @@ from bench.measure import (
     batch_means_interval,
     completion_bins,
     injected_slowdown,
+    reference,
+    reference_rate,
     time_calls,
     timed,
 )
@@ -80,3 +83,29 @@ def test_timed_waits_for_the_result_and_the_slowdown_lengthens_the_timed_window(
     out, slowed = timed(work, 1.0)  # twice as long: the sleep is inside the window
     assert out == 2.5 and slowed >= 0.1
     assert timed(lambda: None)[0] is None
+
+
+def test_the_reference_kernel_runs_on_each_cpu_and_gives_the_affinity_back() -> None:
+    cpus = sorted(os.sched_getaffinity(0))
+    rate = reference_rate(cpus)
+    assert set(rate["per_cpu"]) == {str(c) for c in cpus}
+    assert all(r > 0 for r in rate["per_cpu"].values())
+    assert rate["rate"] == pytest.approx(np.mean(list(rate["per_cpu"].values())))
+    assert os.sched_getaffinity(0) == set(cpus)
+
+
+def test_the_reference_kernel_samples_at_most_8_cpus_evenly(monkeypatch) -> None:
+    import bench.measure as measure
+
+    pinned = []
+    monkeypatch.setattr(measure.os, "sched_setaffinity", lambda _, cpus: pinned.append(cpus))
+    monkeypatch.setattr(measure.os, "sched_getaffinity", lambda _: set(range(112)))
+    rate = reference_rate(range(112))
+    assert len(rate["per_cpu"]) == 8 and {"0", "111"} <= set(rate["per_cpu"])
+    assert pinned[-1] == set(range(112))  # given back
+
+
+def test_a_process_s_reference_is_the_geometric_mean_of_before_and_after() -> None:
+    ref = reference({"rate": 4.0}, {"rate": 9.0})
+    assert ref["rate"] == pytest.approx(6.0) and ref["unit"] == "Gelem/s"
+    assert ref["kernel"].startswith(f"numpy {np.__version__} ")

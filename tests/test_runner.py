@@ -88,6 +88,11 @@ def test_each_worker_is_pinned_and_records_what_it_obtained(e2e) -> None:
             run["placement"]["threads"])
         assert run["peak_rss_mb"] > 100
         assert run["model"]["variant"] == "small" and run["model"]["parameters"] > 0
+        ref = run["reference"]  # the machine's speed beside the scenario, on the run's CPUs
+        assert set(ref["before"]["per_cpu"]) == {str(c) for c in run["placement"]["cpus"]}
+        assert ref["rate"] == pytest.approx(
+            (ref["before"]["rate"] * ref["after"]["rate"]) ** 0.5)
+        assert ref["kernel"].startswith("numpy ") and ref["unit"] == "Gelem/s"
 
 
 def test_keras3_workers_ran_their_keras_backend_with_oneDNN_under_pytorch(e2e) -> None:

@@ -314,11 +314,12 @@ def compare_table(rows: list[Any], max_slowdown_pct: float, alpha: float) -> Tab
     """The rows of bench.compare: ratio new/base, time change, Holm-adjusted p, status."""
     table = Table(title=f"New vs baseline: worse = slower by more than {max_slowdown_pct:g}% and "
                   f"significant (Holm-adjusted p < {alpha:g}: Welch's t on the processes' own "
-                  f"figures with repeats, else Mann–Whitney U on one process's samples)",
+                  f"figures with repeats, else Mann–Whitney U on one process's samples; and, "
+                  f"with the machine's speed new/base on a reference kernel, relative to it)",
                   title_justify="left")
     table.add_column("run", no_wrap=True)
     table.add_column("figure")
-    for col in ("base", "new", "new/base", "time", "p", "n"):
+    for col in ("base", "new", "new/base", "time", "p", "n", "machine"):
         table.add_column(col, justify="right", no_wrap=True)
     table.add_column("status", no_wrap=True)
     table.add_column("note", min_width=20)
@@ -327,11 +328,12 @@ def compare_table(rows: list[Any], max_slowdown_pct: float, alpha: float) -> Tab
         change = "—" if r.time_change_pct is None else f"{r.time_change_pct:+.1f}%"
         p = "—" if r.p_value is None else f"{r.p_value:.2g}"
         n = f"{r.n_base}/{r.n_new}" if r.comparable else "—"
+        speed = "—" if r.machine_ratio is None else f"{r.machine_ratio:.3f}x"
         note = r.note
         if r.total_ratio is not None:
             note += f"; total new/base {r.total_ratio:.3f}x ({r.total_kind})"
         table.add_row(r.run_id, r.metric, _num(r.base, ".2f"), _num(r.new, ".2f"), ratio, change,
-                      p, n, Text(r.status, style=_STATUS_STYLE.get(r.status, "")), note)
+                      p, n, speed, Text(r.status, style=_STATUS_STYLE.get(r.status, "")), note)
     return table
 
 
