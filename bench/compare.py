@@ -21,8 +21,9 @@ other parameters.
 
 A shared machine's own speed drifts between runs by more than the threshold (on the 2-vCPU dev
 VM, 40% between two hours with no CPU steal). Every worker process measures it with a fixed
-reference kernel beside its scenario (bench.measure.reference); where both sides have it, a
-row is also judged relative to it, and it is worse only when it is worse both ways.
+reference kernel beside its scenario (bench.measure.reference); where both results have it, a
+row is also judged relative to each result's machine speed (`machine_speed`), and it is worse
+only when it is worse both ways.
 """
 
 from __future__ import annotations
@@ -75,6 +76,9 @@ class Row:
     relative_ratio: float | None = None
     relative_change_pct: float | None = None
     relative_p: float | None = None    # same test as p_value, Holm-adjusted over the rows
+    # the median CPU steal share of each side's processes (None: not recorded)
+    steal_base: float | None = None
+    steal_new: float | None = None
 
     @property
     def comparable(self) -> bool:
@@ -164,36 +168,42 @@ ONE_PROCESS = ("one process a side: the drift between runs is not accounted for 
 
 
 def measure(run_id: str, base: dict[str, Any], new: dict[str, Any],
-            figure_b: record.Figure, figure_n: record.Figure) -> Row:
+            figure_b: record.Figure, figure_n: record.Figure,
+            speeds: tuple[float, float] | None = None) -> Row:
     """A row with the ratio and the raw p-value of one judged figure; `decide` gives it its
     status. With two or more processes a side the verdict is on the processes' own figures —
     the ratio their Hodges–Lehmann estimate, the p-value Welch's t on their logarithms — so the
     drift between processes is in it; with one a side, on that process's per-sample values
     (bench.record.samples) and Mann–Whitney U, which cannot see drift between runs.
 
-    When every process of both sides measured the machine's speed with the same reference
-    kernel, the same test is also made on the values relative to it (a rate divided by the
-    process's reference rate, a time multiplied by it): the machine's own drift between the
-    runs is then out of that second verdict, which `decide` combines with the first."""
+    With each side's machine speed (`machine_speed`, base and new), the same test is also made
+    on the values relative to it (a rate divided by it, a time multiplied by it): the machine's
+    own drift between the runs is then out of that second verdict, which `decide` combines
+    with the first."""
     processes = figure_b.processes > 1 and figure_n.processes > 1
-    (base_s, rate_b), (new_s, rate_n) = (_values(side, figure, processes)
-                                         for side, figure in ((base, figure_b), (new, figure_n)))
+    base_s, new_s = (_values(side, figure, processes)
+                     for side, figure in ((base, figure_b), (new, figure_n)))
     test = _welch if processes else _mann_whitney
     ratio, p = hodges_lehmann_ratio(base_s, new_s), test(base_s, new_s)
     row = Row(run_id=run_id, metric=figure_b.name, unit=figure_b.unit, status=SAME,
               base=figure_b.value, new=figure_n.value, ratio=ratio,
               time_change_pct=(_time_ratio(ratio, figure_b) - 1) * 100, p_value=p,
               n_base=len(base_s), n_new=len(new_s),
-              judged_on="processes" if processes else "samples")
-    if rate_b is None or rate_n is None:
+              judged_on="processes" if processes else "samples",
+              steal_base=_median_steal(base), steal_new=_median_steal(new))
+    if speeds is None:
         return row
     power = -1 if figure_b.better == record.HIGHER else 1
-    rel_b, rel_n = base_s * rate_b ** power, new_s * rate_n ** power
+    rel_b, rel_n = base_s * speeds[0] ** power, new_s * speeds[1] ** power
     relative = hodges_lehmann_ratio(rel_b, rel_n)
-    return replace(row, machine_ratio=hodges_lehmann_ratio(_rates(base), _rates(new)),
-                   relative_ratio=relative,
+    return replace(row, machine_ratio=speeds[1] / speeds[0], relative_ratio=relative,
                    relative_change_pct=(_time_ratio(relative, figure_b) - 1) * 100,
                    relative_p=test(rel_b, rel_n))
+
+
+def _median_steal(run: dict[str, Any]) -> float | None:
+    shares = record.steal_shares(run)
+    return float(np.median(shares)) if shares else None
 
 
 def _time_ratio(ratio: float, figure: record.Figure) -> float:
@@ -210,39 +220,47 @@ def _mann_whitney(base: np.ndarray, new: np.ndarray) -> float:
     return 1.0 if math.isnan(p) else p
 
 
-def _values(run: dict[str, Any], figure: record.Figure, processes: bool
-            ) -> tuple[np.ndarray, np.ndarray | None]:
-    """What one side is judged on — each process's figure, or one process's samples — and the
-    reference rate beside each value (None unless every process recorded one)."""
-    refs = record.references(run)
+def _values(run: dict[str, Any], figure: record.Figure, processes: bool) -> np.ndarray:
+    """What one side is judged on: each process's figure, or one process's samples."""
     if processes:
-        pairs = [(f[figure.name].value, ref) for f, ref in
-                 zip(record.process_figures(run), refs, strict=True)
-                 if figure.name in f and f[figure.name].value is not None]
-        values = np.asarray([v for v, _ in pairs], dtype=float)
-        refs = [ref for _, ref in pairs]
-    else:
-        values = np.asarray(record.samples(run, figure.series), dtype=float)
-        refs = refs[:1] * values.size
-    if not refs or any(ref is None for ref in refs):
-        return values, None
-    return values, np.asarray([ref["rate"] for ref in refs], dtype=float)
+        return np.asarray([f[figure.name].value for f in record.process_figures(run)
+                           if figure.name in f and f[figure.name].value is not None], float)
+    return np.asarray(record.samples(run, figure.series), dtype=float)
 
 
-def _rates(run: dict[str, Any]) -> list[float]:
-    return [ref["rate"] for ref in record.references(run) if ref]
+def machine_speed(doc: dict[str, Any]) -> float | None:
+    """The machine's speed over a whole result: the median of every reading of the reference
+    kernel its processes took (each CPU, before and after each scenario), None without them.
+    One reading is a tenth of a second of a shared VM and scatters by tens of per cent; the
+    median of a result's dozens tells the machine's speed over the run to a few per cent,
+    which one process's two cannot."""
+    readings = [x for run in doc["runs"] if run.get("status") == "ok"
+                for ref in record.references(run) if ref for x in ref["readings"]]
+    return float(np.median(readings)) if readings else None
 
 
 def machine_comparable(base_doc: dict[str, Any], new_doc: dict[str, Any]) -> str | None:
-    """Why the two results' reference rates cannot be compared (another numpy: another
-    kernel), or None when they can."""
+    """Why the two results' machine speeds cannot be compared — one has none, or their
+    reference kernels differ (another numpy: another kernel) — or None when they can."""
     kernels = [{k for r in doc["runs"] if r.get("status") == "ok"
                 for ref in record.references(r) if ref for k in ref["kernels"]}
                for doc in (base_doc, new_doc)]
-    if kernels[0] and kernels[1] and kernels[0] != kernels[1]:
+    if not (kernels[0] and kernels[1]):
+        return "no reference kernel in " + (
+            "either result" if not (kernels[0] or kernels[1])
+            else "the baseline" if not kernels[0] else "the new result")
+    if kernels[0] != kernels[1]:
         return (f"the reference kernels differ ({', '.join(sorted(kernels[0]))} vs "
                 f"{', '.join(sorted(kernels[1]))}): the machine's speed is not compared")
     return None
+
+
+# A side whose processes lost a median 5% or more of their CPUs' time to the hypervisor (CPU
+# steal) ran on a disturbed machine, and its figures are not judged against the other's: on the
+# 2-vCPU dev VM, training ran 5x slower at 14-24% steal — far more than the share stolen, as two
+# threads that wait for each other both stall when either vCPU does, and more than the
+# single-threaded reference kernel showed. Interleaved rounds put such a spell on either side.
+DISTURBED_STEAL = 0.05
 
 
 def _verdict(change_pct: float, significant: bool, max_slowdown_pct: float) -> str:
@@ -259,7 +277,9 @@ def decide(row: Row, p_adjusted: float, max_slowdown_pct: float, alpha: float,
     """Status from the family-adjusted p-value and the slowdown threshold. With the machine's
     reference on both sides, a row is worse (or improved) only when it is so both as measured
     and relative to the machine's speed: a machine that was itself slower is not a slower
-    stack, and a change that the machine's drift hides is said in the note, not judged."""
+    stack, and a change that the machine's drift hides is said in the note, not judged. A row
+    either side of which ran with a median DISTURBED_STEAL of CPU steal is not judged either:
+    the note says so."""
     significant = p_adjusted < alpha
     status = _verdict(row.time_change_pct, significant, max_slowdown_pct)
     if status == WORSE:
@@ -288,6 +308,13 @@ def decide(row: Row, p_adjusted: float, max_slowdown_pct: float, alpha: float,
             note += (f": not judged {status}, the machine's drift explains it"
                      if status != SAME else f": not judged {relative}, rerun to confirm")
             status = SAME
+    disturbed = [(side, x) for side, x in (("baseline", row.steal_base), ("new", row.steal_new))
+                 if x is not None and x >= DISTURBED_STEAL]
+    if status != SAME and disturbed:
+        side, share = max(disturbed, key=lambda d: d[1])
+        note += (f"; not judged {status}: the {side} processes lost a median {share:.0%} of "
+                 f"their CPUs' time to steal, a disturbed machine — rerun on a quiet one")
+        status = SAME
     return replace(row, status=status, p_value=p_adjusted, significant=significant,
                    relative_p=relative_p_adjusted, note=note)
 
@@ -309,8 +336,8 @@ def _why_not_ok(side: str, run: dict[str, Any]) -> str:
     return f"{run.get('status', 'no status')} in {side}: {str(cause).splitlines()[0][:200]}"
 
 
-def compare_run(run_id: str, base: dict[str, Any] | None,
-                new: dict[str, Any] | None) -> list[Row]:
+def compare_run(run_id: str, base: dict[str, Any] | None, new: dict[str, Any] | None,
+                speeds: tuple[float, float] | None = None) -> list[Row]:
     """Measured rows of one pair (status still to be decided), or one `not comparable` row."""
     if base is None or new is None:
         side = "base" if base is None else "new"
@@ -329,7 +356,7 @@ def compare_run(run_id: str, base: dict[str, Any] | None,
         why = base.get("note") or new.get("note") or "no sample series in common to judge"
         return [Row(run_id, "", "", NOT_COMPARABLE, note=why)]
     total_ratio, total_kind = _total(base, new)
-    rows = [measure(run_id, base, new, b, n) for b, n in pairs]
+    rows = [measure(run_id, base, new, b, n, speeds) for b, n in pairs]
     if total_ratio is not None:
         rows[0] = replace(rows[0], total_ratio=total_ratio, total_kind=total_kind)
     return rows
@@ -347,13 +374,12 @@ def compare(base_doc: dict[str, Any], new_doc: dict[str, Any],
     if not set(base_runs) & set(new_runs):
         raise CompareError(f"nothing in common: the baseline has runs {sorted(base_runs)}, the "
                            f"new result {sorted(new_runs)}")
+    speeds = (None if machine_comparable(base_doc, new_doc)
+              else (machine_speed(base_doc), machine_speed(new_doc)))
     rows: list[Row] = []
     for run_id in dict.fromkeys([*base_runs, *new_runs]):
-        rows += compare_run(run_id, base_runs.get(run_id), new_runs.get(run_id))
+        rows += compare_run(run_id, base_runs.get(run_id), new_runs.get(run_id), speeds)
     judged = [i for i, r in enumerate(rows) if r.comparable]
-    if machine_comparable(base_doc, new_doc):
-        rows = [replace(r, machine_ratio=None, relative_ratio=None, relative_change_pct=None,
-                        relative_p=None) for r in rows]
     adjusted = holm([rows[i].p_value for i in judged])
     relative = [i for i in judged if rows[i].relative_p is not None]
     relative_adjusted = dict(zip(relative, holm([rows[i].relative_p for i in relative]),
@@ -391,14 +417,14 @@ def context_notes(base_doc: dict[str, Any], new_doc: dict[str, Any]) -> list[str
                if bp.get(k) != np_.get(k)]
     if changed:
         notes.append("software changed: " + ", ".join(changed))
-    rates = [[x for r in doc["runs"] if r.get("status") == "ok" for x in _rates(r)]
-             for doc in (base_doc, new_doc)]
-    if all(rates):
-        speed = hodges_lehmann_ratio(rates[0], rates[1])
-        notes.append(machine_comparable(base_doc, new_doc) or (
-            f"the machine's own speed (reference kernel, median of the processes): base "
-            f"{np.median(rates[0]):.2f}, new {np.median(rates[1]):.2f} "
-            f"{bench_measure.REFERENCE_UNIT}, new/base {speed:.3f}x"))
+    why_not = machine_comparable(base_doc, new_doc)
+    if why_not is None:
+        speed_b, speed_n = machine_speed(base_doc), machine_speed(new_doc)
+        notes.append(f"the machine's own speed (reference kernel, median of every reading): "
+                     f"base {speed_b:.2f}, new {speed_n:.2f} {bench_measure.REFERENCE_UNIT}, "
+                     f"new/base {speed_n / speed_b:.3f}x")
+    elif "differ" in why_not:
+        notes.append(why_not)
     stolen = [summary.steal(doc) for doc in (base_doc, new_doc)]
     if any(stolen):
         notes.append(f"CPU steal (the hypervisor's other work on these vCPUs): base "

@@ -228,15 +228,27 @@ class InferenceSpec:
 @dataclass(frozen=True)
 class OpenVinoSpec:
     """OpenVINO's settings (the openvino* backends): NNCF post-training quantisation of the
-    `openvino-int8` IR. Calibration images come from the training split only."""
+    `openvino-int8` IR (calibration images come from the training split only), and
+    benchmark_app's knobs for the throughput measurement (`-hint -nstreams -nthreads -nireq
+    -pin`), each read back from the compiled model and recorded as obtained. 0 and "auto"
+    leave the choice to OpenVINO (threads: the placement's)."""
 
     calibration_images: int = 300  # NNCF's default subset_size; the split's size if smaller
     preset: str = "performance"  # NNCF QuantizationPreset: symmetric, or "mixed" activations
     fast_bias_correction: bool = True  # NNCF's default; false: the slower full bias correction
+    hint: str = "throughput"  # PERFORMANCE_HINT: "throughput", "latency", or "none" (unset)
+    streams: int = 0  # NUM_STREAMS; 0: the hint's choice
+    threads: int = 0  # INFERENCE_NUM_THREADS; 0: the placement's threads
+    requests: int = 0  # the async queue's requests; 0: OPTIMAL_NUMBER_OF_INFER_REQUESTS
+    pin: str = "auto"  # ENABLE_CPU_PINNING: "yes", "no", or "auto" (OpenVINO's default)
 
     def check(self, where: str) -> None:
         _at_least(f"{where}.calibration_images", self.calibration_images, 1)
         _one_of(f"{where}.preset", self.preset, ("performance", "mixed"))
+        _one_of(f"{where}.hint", self.hint, ("throughput", "latency", "none"))
+        _one_of(f"{where}.pin", self.pin, ("yes", "no", "auto"))
+        for key in ("streams", "threads", "requests"):
+            _at_least(f"{where}.{key}", getattr(self, key), 0)
 
 
 SCENARIO_SPECS: dict[str, type] = {

@@ -100,6 +100,7 @@ def execute(task: dict[str, Any]) -> dict[str, Any]:
     from bench import backends, efficiency, machine, measure, record, scenarios
 
     backend = backends.get(run["backend"])
+    backend.configure(run.get("backend_params") or {})
     doc: dict[str, Any] = {"placement_obtained": obtained}
     t0 = time.perf_counter()
     progress("import runtime")

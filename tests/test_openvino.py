@@ -61,6 +61,25 @@ def test_throughput_counts_completions_inside_the_window(converted) -> None:
     assert driven["asynchronous"] is True and driven["requests"] >= 1
     assert ov.obtained["throughput_bs4"]["optimal_requests"] >= 1
     assert "async queue" in driven["mode"]
+    assert driven["asked"] == {"hint": "throughput", "streams": 0, "threads": 0, "requests": 0,
+                               "pin": "auto"}
+    assert driven["obtained"]["hint"] == "THROUGHPUT" and driven["obtained"]["threads"] == 2
+
+
+def test_benchmark_app_s_knobs_are_asked_for_and_read_back(converted) -> None:
+    _, _, loaded, _ = converted
+    ov = backends.get("openvino")
+    ov.configure({"hint": "none", "streams": 2, "requests": 3, "pin": "no"})
+    ov.start(threads=2)
+    _, driven = ov.throughput(loaded, _images(2), warmup_s=0.1, duration_s=0.3)
+    got = driven["obtained"]
+    assert (got["streams"], got["threads"], got["pinning"]) == (2, 2, False), got
+    assert driven["requests"] == 3 and driven["asked"]["hint"] == "none"
+    assert "2 streams, 2 threads" in driven["mode"]
+    ov.configure({"hint": "latency", "threads": 1})
+    _, driven = ov.throughput(loaded, _images(2), warmup_s=0.1, duration_s=0.3)
+    got = driven["obtained"]
+    assert (got["hint"], got["streams"], got["threads"]) == ("LATENCY", 1, 1), got
 
 
 def _calibration(n: int = 8, seed: int = 2) -> Calibration:

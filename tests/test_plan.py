@@ -86,11 +86,12 @@ def test_repeats_are_interleaved_round_by_round_never_in_a_row() -> None:
 def test_openvino_runs_carry_the_openvino_section_and_others_do_not() -> None:
     runs = plan(parse('[suite]\nbackends = ["tf-onednn", "openvino", "openvino-int8"]\n'
                       'scenarios = ["inference"]\n[openvino]\ncalibration_images = 64\n'
-                      'preset = "mixed"\n'))
+                      'preset = "mixed"\nstreams = 2\npin = "no"\n'))
     params = {r.backend: r.backend_params for r in runs}
     assert params["tf-onednn"] == {}
     assert params["openvino-int8"] == params["openvino"] == {
-        "calibration_images": 64, "preset": "mixed", "fast_bias_correction": True}
+        "calibration_images": 64, "preset": "mixed", "fast_bias_correction": True,
+        "hint": "throughput", "streams": 2, "threads": 0, "requests": 0, "pin": "no"}
 
 
 def test_a_bad_openvino_setting_is_an_error_naming_the_key() -> None:
@@ -98,3 +99,7 @@ def test_a_bad_openvino_setting_is_an_error_naming_the_key() -> None:
         parse('[openvino]\npreset = "mix"\n', "s.toml")
     with pytest.raises(SuiteError, match=r"openvino.calibration_images: must be >= 1"):
         parse('[openvino]\ncalibration_images = 0\n', "s.toml")
+    with pytest.raises(SuiteError, match=r"openvino.hint: 'thruput' is not one of"):
+        parse('[openvino]\nhint = "thruput"\n', "s.toml")
+    with pytest.raises(SuiteError, match=r"openvino.requests: must be >= 0"):
+        parse('[openvino]\nrequests = -1\n', "s.toml")

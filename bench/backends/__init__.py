@@ -65,6 +65,9 @@ class Backend(ABC):
     def start(self, threads: int) -> dict[str, Any]:
         """Import and configure the runtime in the worker; return what was obtained."""
 
+    def configure(self, params: dict[str, Any]) -> None:  # noqa: B027 (most have none)
+        """The suite's settings of this backend (the run's `backend_params`), before start."""
+
     def load(self, model: Any, weights: Path, calibration: Calibration | None = None) -> Any:
         """The Keras model in this runtime's form (`weights`: the file its weights came from)."""
         return model

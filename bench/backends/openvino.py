@@ -2,9 +2,12 @@
 
 The IR is cached next to the weights it was converted from (`<weights>.ir/`), keyed by a hash of
 the weights, so `benchmark_app -m <that .xml>` measures the very model the harness ran. Latency is
-compiled with PERFORMANCE_HINT=LATENCY and called synchronously; throughput with THROUGHPUT and an
-AsyncInferQueue kept full for a time window, as benchmark_app does. The precision is asked for
-explicitly (INFERENCE_PRECISION_HINT defaults to bf16 on CPUs that have it) and read back.
+compiled with PERFORMANCE_HINT=LATENCY and called synchronously; throughput with an
+AsyncInferQueue kept full for a time window, as benchmark_app does, compiled with the suite's
+`[openvino]` knobs (benchmark_app's `-hint -nstreams -nthreads -nireq -pin`; THROUGHPUT and
+OpenVINO's own choices by default), each read back from the compiled model. The precision is
+asked for explicitly (INFERENCE_PRECISION_HINT defaults to bf16 on CPUs that have it) and read
+back.
 OpenVINO does not train: full training is skipped; transfer uses it for the extraction pass.
 
 `openvino-int8` quantises that f32 IR with NNCF's post-training quantisation (NNCF 3.x quantises
@@ -34,6 +37,7 @@ import numpy as np
 from bench.backends import Backend, Calibration
 from bench.measure import completion_bins
 from bench.record import Series
+from bench.suite import OpenVinoSpec
 
 # INFERENCE_PRECISION_HINT asked for; an int8 IR's nodes outside the quantised ones run at it
 _PRECISION = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}
@@ -134,6 +138,10 @@ class OpenVinoBackend(Backend):
         self.core: Any = None
         self.threads = 0
         self.obtained: dict[str, Any] = {}  # the IR used and what each compile obtained
+        self.spec = OpenVinoSpec()
+
+    def configure(self, params: dict[str, Any]) -> None:
+        self.spec = OpenVinoSpec(**params)
 
     def start(self, threads: int) -> dict[str, Any]:
         import openvino as ov
@@ -184,25 +192,41 @@ class OpenVinoBackend(Backend):
         self.obtained.setdefault("calibration", facts)  # a second load (random weights) aside
         return quantized
 
-    def _compile(self, model: Any, batch_size: int, hint: str, profiled: bool = False) -> Any:
+    def _compile(self, model: Any, batch_size: int, label: str, **config: Any) -> Any:
+        """`model` at this batch size, compiled with the precision asked for and the
+        placement's threads unless `config` says otherwise; what it obtained is recorded."""
         dims = model.input(0).get_partial_shape()  # [?, H, W, 3] as converted
         model.reshape([batch_size, *(dims[i].get_length() for i in range(1, len(dims)))])
         compiled = self.core.compile_model(model, "CPU", {
-            "PERFORMANCE_HINT": hint,
             "INFERENCE_PRECISION_HINT": _PRECISION[self.precision],
-            "INFERENCE_NUM_THREADS": self.threads,
-            "PERF_COUNT": profiled,
-        })
-        label = "profiled" if profiled else hint.lower()
+            "INFERENCE_NUM_THREADS": self.threads, **config})
         self.obtained[f"{label}_bs{batch_size}"] = {
+            "hint": _text(compiled.get_property("PERFORMANCE_HINT")),
             "precision": compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name(),
             "streams": int(compiled.get_property("NUM_STREAMS")),
+            "threads": int(compiled.get_property("INFERENCE_NUM_THREADS")),
+            "pinning": bool(compiled.get_property("ENABLE_CPU_PINNING")),
             "optimal_requests": int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")),
         }
         return compiled
 
+    def throughput_config(self) -> dict[str, Any]:
+        """The suite's `[openvino]` knobs as compile properties (those left to OpenVINO
+        absent)."""
+        spec, config = self.spec, {}
+        if spec.hint != "none":
+            config["PERFORMANCE_HINT"] = spec.hint.upper()
+        if spec.streams:
+            config["NUM_STREAMS"] = spec.streams
+        if spec.threads:
+            config["INFERENCE_NUM_THREADS"] = spec.threads
+        if spec.pin != "auto":
+            config["ENABLE_CPU_PINNING"] = spec.pin == "yes"
+        return config
+
     def predictor(self, loaded: Any, batch_size: int) -> Callable[[np.ndarray], np.ndarray]:
-        request = self._compile(loaded, batch_size, "LATENCY").create_infer_request()
+        request = self._compile(loaded, batch_size, "latency",
+                                PERFORMANCE_HINT="LATENCY").create_infer_request()
 
         def run(batch: np.ndarray) -> np.ndarray:
             n = len(batch)
@@ -218,8 +242,8 @@ class OpenVinoBackend(Backend):
         """An AsyncInferQueue kept full, as benchmark_app does; completions counted in bins."""
         import openvino as ov
 
-        compiled = self._compile(loaded, len(batch), "THROUGHPUT")
-        queue = ov.AsyncInferQueue(compiled, compiled.get_property(
+        compiled = self._compile(loaded, len(batch), "throughput", **self.throughput_config())
+        queue = ov.AsyncInferQueue(compiled, self.spec.requests or compiled.get_property(
             "OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
         done: list[tuple[float, float]] = []
         queue.set_callback(lambda _request, started: done.append((started,
@@ -236,10 +260,16 @@ class OpenVinoBackend(Backend):
                                f"raise inference.duration_s")
         warm = completion_bins(ends, min(ends), window_start)
         first = done[0][1] - done[0][0]
+        got = self.obtained[f"throughput_bs{len(batch)}"]
         return (Series.of(len(batch), first, warm, steady, per="bin"),
-                {"mode": f"async queue of {len(queue)} requests, completions counted in "
-                         f"bins of the window", "asynchronous": True, "requests": len(queue)})
+                {"mode": f"async queue of {len(queue)} requests ({got['hint']}, "
+                         f"{got['streams']} streams, {got['threads']} threads), completions "
+                         f"counted in bins of the window", "asynchronous": True,
+                 "requests": len(queue), "obtained": got,
+                 "asked": {k: getattr(self.spec, k)
+                           for k in ("hint", "streams", "threads", "requests", "pin")}})
 
     def kernels(self, loaded: Any, batch: np.ndarray) -> dict[str, Any]:
         return {"asked": self.precision,
-                **profile(self._compile(loaded, len(batch), "LATENCY", profiled=True), batch)}
+                **profile(self._compile(loaded, len(batch), "profiled", PERFORMANCE_HINT="LATENCY",
+                                   PERF_COUNT=True), batch)}
