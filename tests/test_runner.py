@@ -220,7 +220,9 @@ def test_openvino_int8_calibrates_on_training_images_and_proves_its_kernels(e2e)
         assert calibration["source"] == "training split" and calibration["asked"] == 300
         assert calibration["images"] == min(300, run["data"]["train_images"])
         assert run["backend_params"] == {"calibration_images": 300, "preset": "performance",
-                                         "fast_bias_correction": True}
+                                         "fast_bias_correction": True, "hint": "throughput",
+                                         "streams": 0, "threads": 0, "requests": 0,
+                                         "pin": "auto"}
         assert run["kernels"]["asked"] == "int8"
         assert record.kernel_mismatch(run) is None, run["kernels"]["precision_s"]
         f32 = next(r for r in doc["runs"] if r["run_id"] == f"{scenario}/openvino")

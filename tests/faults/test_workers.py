@@ -204,7 +204,8 @@ Path(sys.argv[-1]).write_text(json.dumps({{"status": "ok", "series": series}}))
 
 
 def test_ab_alternates_the_two_stacks_round_by_round_and_judges_b_against_a(
-        tmp_path: Path, capsys) -> None:
+        tmp_path: Path, capsys, monkeypatch) -> None:
+    monkeypatch.setenv("COLUMNS", "300")  # the verdict's note on one line of the table
     order = tmp_path / "order.txt"
     sides = {}
     for side, seconds in (("A", 0.010), ("B", 0.013)):  # B 30% slower
