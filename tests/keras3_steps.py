@@ -68,6 +68,13 @@ def main(name: str, given_path: str, out: str) -> None:
     trained = {f"{run}{i}": w for run, (micro, bn) in RUNS.items()
                for i, w in enumerate(train_tiny(keras, backend.trainer, given, micro, bn))}
 
+    # the projected scenario times updates back to back, with no micro-step between them
+    twice = backend.trainer(tiny_model(keras, False),
+                            FullTrainingSpec(batch_size=BATCH, micro_batch=BATCH))
+    twice.micro_step(given["x"][:BATCH], given["y"][:BATCH])
+    twice.update()
+    twice.update()
+
     rng = np.random.default_rng(0)  # separable: 4 classes around 4 far-apart centres
     centres = rng.normal(size=(4, 16)) * 4
     labels = np.repeat(np.arange(4), 20)

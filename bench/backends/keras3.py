@@ -205,8 +205,8 @@ class TorchBackend(Keras3Backend):
         def update() -> None:
             with torch.no_grad():
                 optimizer.apply([v.value.grad * scale for v in variables], variables)
-            for v in variables:
-                v.value.grad = None
+            for v in variables:  # zeroed, not dropped: updates may follow back to back
+                v.value.grad.zero_()  # (the projected scenario times them so)
 
         return Trainer(micro_step, update, None,
                        _torch_inference(lambda x: model(x, training=False)))
