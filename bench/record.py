@@ -583,17 +583,16 @@ def steal_shares(run: Record | dict[str, Any]) -> list[float]:
 
 
 def references(run: Record | dict[str, Any]) -> list[Json | None]:
-    """Each ok round's reference (bench.measure.reference): the machine's speed beside that
-    round's scenario — the mean rate of its processes side by side, and every reading (each
-    CPU, before and after) — and the kernels; None for a round that has none (a result from
-    before the reference kernel, or a process that did not record it)."""
+    """Each ok round's reference (bench.measure.reference): every reading of the machine's
+    speed beside that round's scenario (each CPU of each process side by side, before and
+    after) and the kernels; None for a round that has none (a result from before the
+    reference kernel, or a process that did not record it)."""
     out: list[Json | None] = []
     for rec in rounds(run):
         if rec.status != "ok":
             continue
         refs = [r for r in (rec.reference, *(p.get("reference") for p in rec.processes)) if r]
         out.append(None if not refs else {
-            "rate": float(np.mean([r["rate"] for r in refs])),
             "readings": [x for r in refs for side in ("before", "after")
                          for x in r[side]["per_cpu"].values()],
             "kernels": sorted({r["kernel"] for r in refs})})
