@@ -157,10 +157,10 @@ def cmd_ab(args: argparse.Namespace, out: Console) -> int:
     if code not in (0, EXIT_FAILED_RUN):
         return code
     (doc_a, path_a), (doc_b, path_b) = docs
-    rows = _rows(doc_a, doc_b, f"{path_a} vs {path_b}", args.max_slowdown)
+    rows = _rows(doc_a, doc_b, f"{path_a} vs {path_b}", args.max_slowdown, args.alpha)
     if rows is None:
         return EXIT_BAD_INPUT
-    out.print(console_report.compare_table(rows, args.max_slowdown, compare.ALPHA))
+    out.print(console_report.compare_table(rows, args.max_slowdown, args.alpha))
     worse = compare.regressions(rows)
     if worse:
         out.print(f"[bold red]B is slower[/] in {len(worse)} row(s): "
@@ -325,7 +325,7 @@ def cmd_pretrain(args: argparse.Namespace, out: Console) -> int:
 
 def cmd_report(args: argparse.Namespace, out: Console) -> int:
     """Tables in the terminal and the self-contained HTML page (or the history of a folder)."""
-    from bench import compare, history
+    from bench import history
     from bench.report import html
 
     if args.history:
@@ -368,10 +368,10 @@ def cmd_report(args: argparse.Namespace, out: Console) -> int:
     if args.baseline:
         base = results.load(args.baseline)
         rows = _rows(base, doc, f"{args.baseline} vs {args.result}", args.max_slowdown,
-                     args.across_machines)
+                     args.alpha, args.across_machines)
         if rows is None:
             return EXIT_BAD_INPUT
-        out.print(console_report.compare_table(rows, args.max_slowdown, compare.ALPHA))
+        out.print(console_report.compare_table(rows, args.max_slowdown, args.alpha))
         extra = {"baseline": base, "baseline_source": args.baseline, "rows": rows,
                  "max_slowdown_pct": args.max_slowdown}
     page = html.render(doc, args.result, **extra)
@@ -381,7 +381,7 @@ def cmd_report(args: argparse.Namespace, out: Console) -> int:
 
 
 def _rows(base: dict[str, Any], new: dict[str, Any], which: str, max_slowdown: float,
-          across_machines: bool = False) -> list[Any] | None:
+          alpha: float, across_machines: bool = False) -> list[Any] | None:
     """bench.compare's rows of `new` against `base`, or None once the reason they cannot be
     compared (other hardware, unless `across_machines`; nothing in common) is on stderr."""
     from bench import compare
@@ -391,7 +391,7 @@ def _rows(base: dict[str, Any], new: dict[str, Any], which: str, max_slowdown: f
         print(f"tlbench: error: {which}: {other}", file=sys.stderr)
         return None
     try:
-        return compare.compare(base, new, max_slowdown)
+        return compare.compare(base, new, max_slowdown, alpha)
     except compare.CompareError as exc:
         print(f"tlbench: error: {which}: {exc}", file=sys.stderr)
         return None
@@ -432,7 +432,7 @@ def cmd_compare(args: argparse.Namespace, out: Console) -> int:
               f"(write e.g. --max-slowdown 5)", file=sys.stderr)
         return EXIT_BAD_INPUT
     base, new = results.load(args.base), results.load(args.new)
-    rows = _rows(base, new, f"{args.base} vs {args.new}", args.max_slowdown,
+    rows = _rows(base, new, f"{args.base} vs {args.new}", args.max_slowdown, args.alpha,
                  args.across_machines)
     if rows is None:
         return EXIT_BAD_INPUT
@@ -440,11 +440,11 @@ def cmd_compare(args: argparse.Namespace, out: Console) -> int:
     worse = compare.regressions(rows)
     if args.json:
         print(json.dumps({"base": args.base, "new": args.new,
-                          "max_slowdown_pct": args.max_slowdown, "alpha": compare.ALPHA,
+                          "max_slowdown_pct": args.max_slowdown, "alpha": args.alpha,
                           "notes": notes, "worse": len(worse),
                           "rows": [r.to_dict() for r in rows]}, indent=1))
     else:
-        out.print(console_report.compare_table(rows, args.max_slowdown, compare.ALPHA))
+        out.print(console_report.compare_table(rows, args.max_slowdown, args.alpha))
         for note in notes:
             out.print(f"[yellow]note[/]: {note}")
     if not any(r.comparable for r in rows):
@@ -466,7 +466,8 @@ def cmd_rates(args: argparse.Namespace, out: Console) -> int:
 
     a, b = results.load(args.a), results.load(args.b)
     try:
-        view = rates.measure(a, b, args.half, args.trials, args.seed, args.max_slowdown)
+        view = rates.measure(a, b, args.half, args.trials, args.seed, args.max_slowdown,
+                             args.alpha)
     except rates.RatesError as exc:
         print(f"tlbench: error: {args.a} vs {args.b}: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -646,7 +647,8 @@ def parser() -> argparse.ArgumentParser:
                          ("--pass-env", {"action": "append", "default": []}),
                          ("--skip-bad", {"action": "store_true"}),
                          ("--repeats", {"type": int, "default": 0}),
-                         ("--max-slowdown", {"type": float, "default": 5.0})):
+                         ("--max-slowdown", {"type": float, "default": 5.0}),
+                         ("--alpha", {"type": _alpha, "default": None})):
         ab.add_argument(flag, **kwargs, help="as for tlbench run / compare")
     ab.set_defaults(func=cmd_ab)
 
@@ -673,6 +675,7 @@ def parser() -> argparse.ArgumentParser:
                      help="the trend of every result file in DIR (results/<machine>/)")
     rep.add_argument("--max-slowdown", type=float, default=5.0, metavar="PCT",
                      help="with --baseline: the slowdown beyond which a change is worse")
+    rep.add_argument("--alpha", type=_alpha, default=None, help=ALPHA_HELP)
     rep.add_argument("--across-machines", action="store_true",
                      help="a --history or --baseline over different hardware (refused by "
                      "default)")
@@ -687,6 +690,7 @@ def parser() -> argparse.ArgumentParser:
     cmp_.add_argument("--max-slowdown", type=float, default=5.0, metavar="PCT",
                       help="slowdown (%%) beyond which a significant change is a regression "
                       "(default 5)")
+    cmp_.add_argument("--alpha", type=_alpha, default=None, help=ALPHA_HELP)
     cmp_.add_argument("--json", action="store_true", help="rows as JSON on stdout")
     cmp_.add_argument("--across-machines", action="store_true",
                       help="compare results of different hardware (refused by default)")
@@ -703,6 +707,7 @@ def parser() -> argparse.ArgumentParser:
     rat.add_argument("--seed", type=int, default=0, help="of the trials' draws (default 0)")
     rat.add_argument("--max-slowdown", type=float, default=5.0, metavar="PCT",
                      help="as for tlbench compare")
+    rat.add_argument("--alpha", type=_alpha, default=None, help=ALPHA_HELP)
     rat.add_argument("--json", action="store_true", help="the trials and rates as JSON")
     rat.set_defaults(func=cmd_rates)
 
@@ -755,8 +760,24 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+ALPHA_HELP = ("family-wise significance level of the verdicts (default: bench.compare.ALPHA; "
+              "the README gives the false-alarm and detection rates measured at two levels)")
+
+
+def _alpha(text: str) -> float:
+    value = float(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"{text}: a significance level is between 0 and 1 "
+                                         f"(write e.g. --alpha 0.01)")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if getattr(args, "alpha", 1) is None:  # the commands that judge: compare's level
+        from bench.compare import ALPHA
+
+        args.alpha = ALPHA
     out = Console()
     if not out.is_terminal:  # piped or under make: wide enough for the tables, no wrapping
         out = Console(width=max(out.width, 140))

@@ -70,9 +70,9 @@ def draws(n: int, half: int, trials: int, seed: int) -> list[tuple[tuple[int, ..
 
 
 def _trial(base: dict[str, Any], new: dict[str, Any], pair: tuple[tuple[int, ...], ...],
-           max_slowdown_pct: float) -> dict[str, Any]:
+           max_slowdown_pct: float, alpha: float) -> dict[str, Any]:
     rows = compare.compare(keep_rounds(base, pair[0]), keep_rounds(new, pair[1]),
-                           max_slowdown_pct)
+                           max_slowdown_pct, alpha)
     return {"base_rounds": [i + 1 for i in pair[0]], "new_rounds": [i + 1 for i in pair[1]],
             "rows": [{"run_id": r.run_id, "metric": r.metric, "status": r.status,
                       "time_change_pct": r.time_change_pct, "p_value": r.p_value}
@@ -86,7 +86,8 @@ def slowed(doc: dict[str, Any]) -> dict[str, float]:
 
 
 def measure(a: dict[str, Any], b: dict[str, Any], half: int, trials: int = 10, seed: int = 0,
-            max_slowdown_pct: float = compare.DEFAULT_MAX_SLOWDOWN_PCT) -> dict[str, Any]:
+            max_slowdown_pct: float = compare.DEFAULT_MAX_SLOWDOWN_PCT,
+            alpha: float = compare.ALPHA) -> dict[str, Any]:
     """The A/A and detection trials and their rates (see the module's docstring)."""
     if slowed(a):
         raise RatesError(f"side A was slowed ({', '.join(slowed(a))}): A must be the stack as "
@@ -96,9 +97,10 @@ def measure(a: dict[str, Any], b: dict[str, Any], half: int, trials: int = 10, s
         raise RatesError("side B has no run with an injected slowdown: run B's workers with "
                          "TLBENCH_INJECT_SLOWDOWN=0.10 (tlbench ab --b-env)")
     n = min(processes(a), processes(b))
-    aa = [_trial(a, a, pair, max_slowdown_pct) for pair in draws(processes(a), half, trials,
-                                                                 seed)]
-    ab = [_trial(a, b, pair, max_slowdown_pct) for pair in draws(n, half, trials, seed + 1)]
+    aa = [_trial(a, a, pair, max_slowdown_pct, alpha)
+          for pair in draws(processes(a), half, trials, seed)]
+    ab = [_trial(a, b, pair, max_slowdown_pct, alpha)
+          for pair in draws(n, half, trials, seed + 1)]
     training = [run_id for run_id in injected if run_id.startswith("full_training")]
 
     def caught(trial: dict[str, Any], run_id: str) -> bool:
@@ -111,7 +113,7 @@ def measure(a: dict[str, Any], b: dict[str, Any], half: int, trials: int = 10, s
 
     return {
         "half": half, "processes": {"A": processes(a), "B": processes(b)},
-        "max_slowdown_pct": max_slowdown_pct, "alpha": compare.ALPHA,
+        "max_slowdown_pct": max_slowdown_pct, "alpha": alpha,
         "injected": injected,
         "aa": {"trials": aa, "false_alarms": sum(any(r["status"] == compare.WORSE
                                                      for r in t["rows"]) for t in aa),

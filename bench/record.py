@@ -131,7 +131,8 @@ class Record:
     series: dict[str, Series] = field(default_factory=dict)
     measured: dict[str, float] = field(default_factory=dict)
     stages: tuple[Stage, ...] = ()
-    throughput: Json | None = None  # how throughput was driven: mode, requests, streams
+    # how batches were driven (inference's throughput, transfer's extraction): mode, requests
+    throughput: Json | None = None
     # quality and facts
     accuracy: float | None = None
     accuracy_note: str | None = None
@@ -456,9 +457,11 @@ def _transfer(record: Record) -> list[Figure]:
     flops = record.model.get("forward_flops")
     gflops = rate * flops / 1e9 if flops else None
     total = sum(t.get(k, 0.0) for k in TRANSFER_TOTAL)
+    driven = record.throughput or {}
+    how = driven["mode"] if driven.get("asynchronous") else "the forward pass of one batch"
     return [
         Figure("extract img/s", rate, "img/s", HIGHER, "extract_batch", headline=True,
-               note="the forward pass of one batch, images decoded before the clock"),
+               note=f"{how}; images decoded before the clock"),
         Figure("extract GFLOP/s", gflops, "GFLOP/s", HIGHER),
         _efficiency(record, gflops),
         Figure("extraction s", t.get("extraction_s"), "s", LOWER),

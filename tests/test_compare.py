@@ -395,6 +395,10 @@ def test_rates_count_false_alarms_of_a_a_halves_and_catch_the_slowed_training() 
         assert len(trial["base_rounds"]) == len(trial["new_rounds"]) == 4
         judged = [r for r in trial["rows"] if r["status"] != NOT_COMPARABLE]
         assert judged and all("between 4/4" not in r for r in judged)  # rows, not notes
+    assert view["alpha"] == compare.ALPHA
+    # processes drifting by ±5% (the threshold): A/A halves that differ by it pass at 0.05
+    loose = rates.measure(a, _slowed_side(base, 1.25, seed=12), half=4, trials=10, alpha=0.05)
+    assert loose["alpha"] == 0.05 and loose["aa"]["false_alarms"] >= 1
     first = view["aa"]["trials"][0]
     assert len({tuple(t["base_rounds"] + t["new_rounds"]) for t in view["aa"]["trials"]}) == 10
     assert first["rows"][0]["p_value"] is not None
@@ -451,8 +455,8 @@ def with_reference(doc: dict[str, Any], speeds: list[float],
     return doc
 
 
-def _machine_pair(machine_slower: float, stack_slower: float, seeds: tuple[int, int],
-                  kernels: tuple[str, str] = (KERNEL, KERNEL)) -> list[compare.Row]:
+def _machine_docs(machine_slower: float, stack_slower: float, seeds: tuple[int, int],
+                  kernels: tuple[str, str] = (KERNEL, KERNEL)) -> tuple[dict, dict]:
     """Five processes a side; the new side's machine `machine_slower` times slower (its every
     figure too, and its reference kernel), its stack `stack_slower` times slower."""
     base = fixture("default_vm.json")
@@ -461,16 +465,23 @@ def _machine_pair(machine_slower: float, stack_slower: float, seeds: tuple[int, 
     new = with_reference(with_processes(base, NEW_DRIFT, machine_slower * stack_slower,
                                         seed=seeds[1]),
                          [1 / (d * machine_slower) for d in NEW_DRIFT], kernels[1])
-    return compare.compare(old, new)
+    return old, new
 
 
-def test_a_machine_slower_by_40_percent_is_not_a_slower_stack() -> None:
+def _machine_pair(machine_slower: float, stack_slower: float, seeds: tuple[int, int],
+                  kernels: tuple[str, str] = (KERNEL, KERNEL)) -> list[compare.Row]:
+    return compare.compare(*_machine_docs(machine_slower, stack_slower, seeds, kernels))
+
+
+def test_the_machine_s_drift_is_shown_beside_the_verdict_not_judged_on() -> None:
+    """The reference kernel did not track training on the dev VM (compare.RELATIVE_CONTEXT):
+    a row's status is as measured, its change relative to the machine is context."""
     rows = _machine_pair(1.4, 1.0, (11, 12))
-    assert statuses(rows) == [SAME] * 8, [(r.run_id, r.metric, r.note) for r in rows]
+    assert statuses(rows) == [WORSE] * 8, [(r.run_id, r.metric, r.note) for r in rows]
     assert all(r.time_change_pct > 30 for r in rows)  # as measured, clearly slower
     assert all(r.machine_ratio == pytest.approx(1 / 1.4, rel=0.05) for r in rows)
     assert all(abs(r.relative_change_pct) < 12 for r in rows)
-    assert all("the machine's drift explains it" in r.note and "slower by" in r.note
+    assert all("slower by" in r.note and "(same; context, not judged)" in r.note
                for r in rows)
 
 
@@ -491,7 +502,23 @@ def test_a_slowdown_a_faster_machine_hides_is_said_not_judged() -> None:
     rows = _machine_pair(1 / 1.3, 1.25, (17, 18))
     assert WORSE not in statuses(rows)
     assert all(r.relative_change_pct > 18 for r in rows)
-    assert all("rerun to confirm" in r.note for r in rows if r.relative_p < compare.ALPHA)
+    assert all("(worse; context, not judged)" in r.note for r in rows
+               if r.relative_p < compare.ALPHA)
+
+
+def test_the_significance_level_is_the_user_s_to_set(tmp_path: Path) -> None:
+    rows = _machine_pair(1.0, 1.25, (3, 4))
+    assert statuses(rows) == [WORSE] * 8
+    strict = compare.compare(*_machine_docs(1.0, 1.25, (3, 4)), alpha=1e-300)
+    assert statuses(strict) == [SAME] * 8
+    assert all(r.p_value == p.p_value for r, p in zip(strict, rows, strict=True))
+    paths = [tmp_path / "base.json", tmp_path / "new.json"]
+    for path, doc in zip(paths, _machine_docs(1.0, 1.25, (3, 4)), strict=True):
+        path.write_text(json.dumps(doc))
+    assert cli.main(["compare", *map(str, paths)]) == 1
+    assert cli.main(["compare", *map(str, paths), "--alpha", "1e-300"]) == 0
+    with pytest.raises(SystemExit):
+        cli.main(["compare", *map(str, paths), "--alpha", "5"])
 
 
 def test_reference_kernels_of_two_numpys_are_not_compared() -> None:

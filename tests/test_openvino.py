@@ -10,8 +10,10 @@ import pytest
 from bench import backends, parity, record
 from bench.backends import Calibration
 from bench.backends.openvino import int8_key, int8_path, ir_path
+from bench.data import lfw
 from bench.models import facenet
 from bench.scenarios.common import build_pretrained
+from bench.scenarios.transfer import extract
 
 MODEL = {"variant": "small", "image_size": 80, "embedding_size": 16, "weights": ""}
 
@@ -80,6 +82,25 @@ def test_benchmark_app_s_knobs_are_asked_for_and_read_back(converted) -> None:
     _, driven = ov.throughput(loaded, _images(2), warmup_s=0.1, duration_s=0.3)
     got = driven["obtained"]
     assert (got["hint"], got["streams"], got["threads"]) == ("LATENCY", 1, 1), got
+
+
+def test_extraction_runs_through_the_async_queue_in_order(converted) -> None:
+    """Transfer's extraction: every batch through the throughput-mode queue, the embeddings
+    back in the order of the images (the padded last batch cut), as the predictor gives."""
+    _, ov, loaded, _ = converted
+    images = np.random.default_rng(4).integers(0, 256, (22, 80, 80, 3), dtype=np.uint8)
+    seen = []
+    x, series, driven = extract(ov.extractor(loaded, 4), images, 4,
+                                lambda phase, done, total: seen.append(done), "extract")
+    assert x.shape == (22, 16) and seen[-1] == 22 and len(seen) == 6
+    expected = ov.predictor(loaded, 22)(lfw.standardise(images))
+    np.testing.assert_allclose(x, expected, rtol=1e-4, atol=1e-5)
+    assert series.per == "bin" and series.work == 4 and series.first > 0
+    # the first fill's completions are warm-up; the later ones are counted in bins
+    assert 1 <= driven["requests"] <= 3, "at most half the 6 batches in flight"
+    assert len(series.samples) >= 1 and len(series.warmup) <= driven["requests"] - 1
+    assert driven["asynchronous"] and driven["obtained"]["hint"] == "THROUGHPUT"
+    assert driven["obtained"] == ov.obtained["extraction_bs4"]
 
 
 def _calibration(n: int = 8, seed: int = 2) -> Calibration:

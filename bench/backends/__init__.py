@@ -3,15 +3,16 @@
 The parent process reads only `environment()`, `python` and `skip_reason()` (no runtime is
 imported there); everything else runs in the worker, after pinning:
 `start` (import and configure the runtime) → `load` (the Keras model in the runtime's form) →
-`predictor` / `throughput`. A backend that cannot run a scenario here says why, and the run is
-recorded as skipped with that reason, never dropped.
+`predictor` / `throughput` / `extractor`. A backend that cannot run a scenario here says why,
+and the run is recorded as skipped with that reason, never dropped.
 """
 
 from __future__ import annotations
 
 import sys
+import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,8 @@ from bench.measure import time_calls
 from bench.record import Series
 
 BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+# extraction: (batches, how many) -> each batch's outputs in order, their series, how they ran
+Embed = Callable[[Iterator[np.ndarray], int], tuple[list[np.ndarray], Series, dict[str, Any]]]
 TRAINING_SCENARIOS = ("full_training", "fine_tune")  # they train the network itself
 
 
@@ -85,6 +88,23 @@ class Backend(ABC):
                                  duration_s=duration_s)
         return (Series.of(len(batch), warm[0], warm[1:], timed),
                 {"mode": "synchronous batches", "asynchronous": False})
+
+    def extractor(self, loaded: Any, batch_size: int) -> Embed:
+        """Transfer's extraction pass over batches of `batch_size`: synchronous calls of the
+        predictor, each timed (the first apart). Runtimes with asynchronous queues override
+        this."""
+        predict = self.predictor(loaded, batch_size)
+
+        def embed(batches: Iterator[np.ndarray], count: int):
+            outputs, seconds = [], []
+            for batch in batches:
+                t0 = time.perf_counter()
+                outputs.append(predict(batch))
+                seconds.append(time.perf_counter() - t0)
+            return (outputs, Series.of(batch_size, seconds[0], [], seconds[1:]),
+                    {"mode": "synchronous batches", "asynchronous": False})
+
+        return embed
 
     def strategy(self) -> tuple[Any, int, int]:
         """In the worker, before any training op: (tf.distribute strategy or None, this

@@ -3,11 +3,11 @@
 The IR is cached next to the weights it was converted from (`<weights>.ir/`), keyed by a hash of
 the weights, so `benchmark_app -m <that .xml>` measures the very model the harness ran. Latency is
 compiled with PERFORMANCE_HINT=LATENCY and called synchronously; throughput with an
-AsyncInferQueue kept full for a time window, as benchmark_app does, compiled with the suite's
-`[openvino]` knobs (benchmark_app's `-hint -nstreams -nthreads -nireq -pin`; THROUGHPUT and
-OpenVINO's own choices by default), each read back from the compiled model. The precision is
-asked for explicitly (INFERENCE_PRECISION_HINT defaults to bf16 on CPUs that have it) and read
-back.
+AsyncInferQueue kept full for a time window, as benchmark_app does, and transfer's extraction
+through the same kind of queue, both compiled with the suite's `[openvino]` knobs
+(benchmark_app's `-hint -nstreams -nthreads -nireq -pin`; THROUGHPUT and OpenVINO's own choices
+by default), each read back from the compiled model. The precision is asked for explicitly
+(INFERENCE_PRECISION_HINT defaults to bf16 on CPUs that have it) and read back.
 OpenVINO does not train: full training is skipped; transfer uses it for the extraction pass.
 
 `openvino-int8` quantises that f32 IR with NNCF's post-training quantisation (NNCF 3.x quantises
@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.backends import Backend, Calibration
+from bench.backends import Backend, Calibration, Embed
 from bench.measure import completion_bins
 from bench.record import Series
 from bench.suite import OpenVinoSpec
@@ -237,14 +237,28 @@ class OpenVinoBackend(Backend):
 
         return run
 
+    def _queue(self, compiled: Any, most: int | None = None) -> Any:
+        """An AsyncInferQueue of the suite's `requests` (else the compiled model's optimal
+        number), at most `most`."""
+        import openvino as ov
+
+        size = self.spec.requests or compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")
+        return ov.AsyncInferQueue(compiled, max(1, min(size, most or size)))
+
+    def _driven(self, queue: Any, label: str, counted: str) -> dict[str, Any]:
+        """How a queue drove its batches: the record's `throughput` (mode, asked, obtained)."""
+        got = self.obtained[label]
+        return {"mode": f"async queue of {len(queue)} requests ({got['hint']}, "
+                        f"{got['streams']} streams, {got['threads']} threads), {counted}",
+                "asynchronous": True, "requests": len(queue), "obtained": got,
+                "asked": {k: getattr(self.spec, k)
+                          for k in ("hint", "streams", "threads", "requests", "pin")}}
+
     def throughput(self, loaded: Any, batch: np.ndarray, warmup_s: float,
                    duration_s: float) -> tuple[Series, dict[str, Any]]:
         """An AsyncInferQueue kept full, as benchmark_app does; completions counted in bins."""
-        import openvino as ov
-
         compiled = self._compile(loaded, len(batch), "throughput", **self.throughput_config())
-        queue = ov.AsyncInferQueue(compiled, self.spec.requests or compiled.get_property(
-            "OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+        queue = self._queue(compiled)
         done: list[tuple[float, float]] = []
         queue.set_callback(lambda _request, started: done.append((started,
                                                                    time.perf_counter())))
@@ -260,14 +274,43 @@ class OpenVinoBackend(Backend):
                                f"raise inference.duration_s")
         warm = completion_bins(ends, min(ends), window_start)
         first = done[0][1] - done[0][0]
-        got = self.obtained[f"throughput_bs{len(batch)}"]
         return (Series.of(len(batch), first, warm, steady, per="bin"),
-                {"mode": f"async queue of {len(queue)} requests ({got['hint']}, "
-                         f"{got['streams']} streams, {got['threads']} threads), completions "
-                         f"counted in bins of the window", "asynchronous": True,
-                 "requests": len(queue), "obtained": got,
-                 "asked": {k: getattr(self.spec, k)
-                           for k in ("hint", "streams", "threads", "requests", "pin")}})
+                self._driven(queue, f"throughput_bs{len(batch)}",
+                             "completions counted in bins of the window"))
+
+    def extractor(self, loaded: Any, batch_size: int) -> Embed:
+        """Extraction through the same asynchronous queue as throughput, with the suite's
+        `[openvino]` knobs: every batch submitted as soon as a request is free, its output
+        copied out in the callback. The first request's latency is the series' first call;
+        the queue's first fill (its first `requests` completions) is warm-up; the steady
+        samples are the later completions counted in bins."""
+        compiled = self._compile(loaded, batch_size, "extraction", **self.throughput_config())
+
+        def embed(batches, count: int):
+            # at most half the batches in flight, so that some complete after the first fill
+            queue = self._queue(compiled, max(1, count // 2))
+            outputs: dict[int, np.ndarray] = {}
+            ended: dict[int, float] = {}
+
+            def finished(request: Any, index: int) -> None:
+                outputs[index] = request.get_output_tensor(0).data.copy()
+                ended[index] = time.perf_counter()
+
+            queue.set_callback(finished)
+            start = time.perf_counter()
+            for index, batch in enumerate(batches):
+                queue.start_async({0: batch}, index)
+            queue.wait_all()
+            ends, fill = sorted(ended.values()), len(queue)
+            filled = np.nextafter(ends[fill - 1], np.inf)  # the first fill's last completion
+            series = Series.of(
+                batch_size, ended[0] - start, completion_bins(ends[1:fill], start, filled),
+                completion_bins(ends[fill:], filled, np.nextafter(ends[-1], np.inf)), per="bin")
+            return ([outputs[i] for i in range(len(outputs))], series,
+                    self._driven(queue, f"extraction_bs{batch_size}",
+                                 "completions after its first fill counted in bins"))
+
+        return embed
 
     def kernels(self, loaded: Any, batch: np.ndarray) -> dict[str, Any]:
         return {"asked": self.precision,

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.backends import Backend
+from bench.backends import Backend, Embed
 from bench.data import lfw
 from bench.models.store import build_base, random_init
 from bench.parity import PARITY_IMAGES, stored
@@ -36,26 +36,25 @@ def decode(index: lfw.ImageIndex, image_size: int) -> np.ndarray:
                            lfw.dataset(index, image_size, 64, cache=False, raw=True)])
 
 
-def extract(predict, images: np.ndarray, batch_size: int, progress: Progress,
-            phase: str) -> tuple[np.ndarray, list[float]]:
-    """Embeddings of `images` (decoded, uint8) in order, and each batch's forward-pass seconds.
+def extract(embed: Embed, images: np.ndarray, batch_size: int, progress: Progress,
+            phase: str) -> tuple[np.ndarray, Series, dict[str, Any]]:
+    """Embeddings of `images` (decoded, uint8) in order, the series of the forward passes and
+    how the backend drove them (`Backend.extractor`).
 
-    Only the forward pass is timed: standardising and padding a batch happen before its clock.
-    A short last batch is padded to the full batch, so that every call has one shape and no
-    runtime traces or compiles a second graph.
+    Standardising and padding a batch happen before it is handed over (a synchronous call's
+    clock starts after them; an asynchronous queue's next batch is prepared while the
+    earlier ones run). The short last batch is padded to the full batch, so that every call
+    has one shape and no runtime traces or compiles a second graph.
     """
-    outputs, seconds = [], []
     total = len(images)
-    for start in range(0, total, batch_size):
-        batch = lfw.standardise(images[start:start + batch_size])
-        n = len(batch)
-        batch = lfw.pad_batch(batch, batch_size)
-        t0 = time.perf_counter()
-        embedded = predict(batch)
-        seconds.append(time.perf_counter() - t0)
-        outputs.append(embedded[:n])
-        progress(phase, min(start + batch_size, total), total)
-    return np.concatenate(outputs), seconds
+
+    def batches():
+        for start in range(0, total, batch_size):
+            yield lfw.pad_batch(lfw.standardise(images[start:start + batch_size]), batch_size)
+            progress(phase, min(start + batch_size, total), total)
+
+    outputs, series, driven = embed(batches(), -(-total // batch_size))
+    return np.concatenate(outputs)[:total], series, driven
 
 
 def _head_loss(kind: str):
@@ -136,16 +135,15 @@ def _accuracy(logits, features: np.ndarray, labels: tuple[int, ...]) -> float:
     return float(np.mean(np.argmax(logits(features), axis=1) == np.asarray(labels)))
 
 
-def _embed_all(predict, images: tuple[np.ndarray, np.ndarray], spec: TransferSpec,
+def _embed_all(embed: Embed, images: tuple[np.ndarray, np.ndarray], spec: TransferSpec,
                progress: Progress, label: str):
-    train = extract(predict, images[0], spec.batch_size, progress,
-                    f"extract embeddings{label} (train)")
-    test = extract(predict, images[1], spec.batch_size, progress,
-                   f"extract embeddings{label} (test)")
-    return train, test
+    """The training and held-out images' embeddings, in one extraction pass."""
+    x, series, driven = extract(embed, np.concatenate(images), spec.batch_size, progress,
+                                f"extract embeddings{label} (train and test)")
+    return x[:len(images[0])], x[len(images[0]):], series, driven
 
 
-def verify(predict, split, embedded: dict[str, np.ndarray], size: int, batch_size: int,
+def verify(embed: Embed, split, embedded: dict[str, np.ndarray], size: int, batch_size: int,
            progress: Progress) -> dict[str, Any]:
     """The LFW protocol on the pairs file: embeddings of its images (reusing those already
     extracted), then 10-fold accuracy, VAL@FAR=1e-3, AUC and EER in both distance metrics."""
@@ -154,7 +152,7 @@ def verify(predict, split, embedded: dict[str, np.ndarray], size: int, batch_siz
     t0 = time.perf_counter()
     if todo:
         extra = lfw.ImageIndex(split.root, tuple(todo), (0,) * len(todo), ("?",))
-        x, _ = extract(predict, decode(extra, size), batch_size, progress, "embed pair images")
+        x, _, _ = extract(embed, decode(extra, size), batch_size, progress, "embed pair images")
         embedded = {**embedded, **dict(zip(todo, x, strict=True))}
     rows = np.stack([embedded[p] for p in pair_set.images])
     figures = {name: pair_set.evaluate(rows, metric=name).to_dict()
@@ -170,7 +168,7 @@ def run(run: dict[str, Any], backend: Backend, progress: Progress) -> dict[str, 
     base.trainable = False
     progress("load model into the runtime")
     loaded = load_model(run, backend, base, facts["weights"], split)
-    predict = backend.predictor(loaded, spec.batch_size)
+    embed = backend.extractor(loaded, spec.batch_size)
 
     progress("decode the images (before the clock)")
     t0 = time.perf_counter()
@@ -178,7 +176,7 @@ def run(run: dict[str, Any], backend: Backend, progress: Progress) -> dict[str, 
     decode_s = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    (train_x, train_s), (test_x, test_s) = _embed_all(predict, images, spec, progress, "")
+    train_x, test_x, series, driven = _embed_all(embed, images, spec, progress, "")
     extraction_s = time.perf_counter() - t0
 
     progress("train head")
@@ -189,12 +187,11 @@ def run(run: dict[str, Any], backend: Backend, progress: Progress) -> dict[str, 
     head = backend.train_head(train_x, train_y, classes, spec, evaluate)
     accuracy = _accuracy(head["logits"], test_x, split.test.labels)
 
-    # Every batch is one full batch of work (the last is padded); the first traces the graph.
-    seconds = train_s + test_s
     out: dict[str, Any] = {
         "model": facts,
         "data": split.describe(),
-        "series": {"extract_batch": Series.of(spec.batch_size, seconds[0], [], seconds[1:])},
+        "series": {"extract_batch": series},  # every batch is full (the last padded)
+        "throughput": driven,
         "measured": {"decode_s": decode_s, "extraction_s": extraction_s,
                     "head_trace_s": head["trace_s"], "head_s": head["seconds"]},
         "head": spec.head,
@@ -218,7 +215,7 @@ def run(run: dict[str, Any], backend: Backend, progress: Progress) -> dict[str, 
         progress("LFW verification protocol (off the clock)")
         embedded = dict(zip(split.train.paths + split.test.paths,
                             np.concatenate([train_x, test_x]), strict=True))
-        out["lfw_verification"] = verify(predict, split, embedded, size, spec.batch_size,
+        out["lfw_verification"] = verify(embed, split, embedded, size, spec.batch_size,
                                          progress)
     if not facts["pretrained"]:
         out["accuracy_note"] = RANDOM_WEIGHTS_NOTE
@@ -228,8 +225,8 @@ def run(run: dict[str, Any], backend: Backend, progress: Progress) -> dict[str, 
         random_weights = random_init(run["model"], run["data"]["seed"])
         random = build_base({**run["model"], "weights": random_weights})
         rand_loaded = load_model(run, backend, random, random_weights, split)
-        (rx, _), (rtx, _) = _embed_all(backend.predictor(rand_loaded, spec.batch_size),
-                                        images, spec, progress, " (random weights)")
+        rx, rtx, _, _ = _embed_all(backend.extractor(rand_loaded, spec.batch_size), images,
+                                   spec, progress, " (random weights)")
         rhead = backend.train_head(rx, train_y, classes, spec)
         out["accuracy_random_weights"] = _accuracy(rhead["logits"], rtx, split.test.labels)
     return out
