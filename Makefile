@@ -77,11 +77,13 @@ bench-ci: install itex
 # known slowdown (issue 16): one interleaved `tlbench ab` job of the CI suite, both sides on this
 # environment, side B's training made SLOWDOWN slower on purpose (the test-only
 # TLBENCH_INJECT_SLOWDOWN), REPEATS processes a run; then `tlbench rates` draws disjoint halves
-# of HALF processes: A/A pairs and A/B pairs, each judged as `tlbench compare` would.
+# of HALF processes: A/A pairs and A/B pairs, each judged as `tlbench compare` would
+# (RATES_ARGS: more `tlbench rates` options, e.g. --alpha 0.05).
 # About 6 minutes a round on the 2-core dev VM (both sides).
 SLOWDOWN ?= 0.10
 REPEATS ?= 8
 HALF ?= 4
+RATES_ARGS ?=
 drift-rates: install
 	@stamp=$$(mktemp); \
 	$(BIN)/tlbench ab suites/ci.toml --a $(BIN)/python --b $(BIN)/python \
@@ -89,7 +91,7 @@ drift-rates: install
 	a=$$(find $(RESULTS)/drift -name '*_ci-A.json' -newer "$$stamp" | sort | tail -n 1); \
 	b=$$(find $(RESULTS)/drift -name '*_ci-B.json' -newer "$$stamp" | sort | tail -n 1); rm -f "$$stamp"; \
 	if [ -z "$$a" ] || [ -z "$$b" ]; then echo "drift-rates: the ab job wrote no result pair" >&2; exit 2; fi; \
-	$(BIN)/tlbench rates "$$a" "$$b" --half $(HALF)
+	$(BIN)/tlbench rates "$$a" "$$b" --half $(HALF) $(RATES_ARGS)
 
 # pytest-benchmark micro-benchmarks of the small model (tests/benchmarks; `make test` only runs
 # them once each, untimed).
