@@ -58,7 +58,9 @@ chromium:
 	  || echo "chromium is not installed and could not be: the report screenshot test will skip"
 
 # The CI regression suite, its HTML report and, with BASELINE=<result file>, the comparison:
-# fails when a run failed or a figure is significantly slower than the baseline beyond 5%.
+# fails when a run failed or a figure is significantly slower than the baseline beyond 5%
+# (COMPARE_ARGS: more `tlbench compare` options, e.g. --alpha 0.05).
+COMPARE_ARGS ?=
 bench-ci: install itex
 	@stamp=$$(mktemp); \
 	$(BIN)/tlbench run suites/ci.toml --out $(RESULTS) $(ARGS); run=$$?; \
@@ -66,9 +68,9 @@ bench-ci: install itex
 	if [ -z "$$new" ]; then echo "bench-ci: the suite wrote no result file" >&2; \
 	  [ $$run -ne 0 ] && exit $$run; exit 2; fi; \
 	if [ -z "$(BASELINE)" ]; then $(BIN)/tlbench report "$$new"; exit $$run; fi; \
-	$(BIN)/tlbench report "$$new" --baseline "$(BASELINE)" || exit $$?; \
+	$(BIN)/tlbench report "$$new" --baseline "$(BASELINE)" $(COMPARE_ARGS) || exit $$?; \
 	mkdir -p reports; \
-	$(BIN)/tlbench compare "$(BASELINE)" "$$new" --json > "reports/$$(basename "$$new" .json).compare.json"; \
+	$(BIN)/tlbench compare "$(BASELINE)" "$$new" --json $(COMPARE_ARGS) > "reports/$$(basename "$$new" .json).compare.json"; \
 	cmp=$$?; \
 	if [ $$cmp -ne 0 ]; then echo "bench-ci: tlbench compare exited $$cmp (1: regression, 2: unusable input)" >&2; exit $$cmp; fi; \
 	exit $$run
