@@ -12,6 +12,15 @@ from bench.results import load
 
 REPO = Path(__file__).resolve().parent.parent
 
+# The tests run in 2 pytest processes on a 2-core machine, so their workers share the cores.
+# GNU OpenMP (PyTorch's) spins at each of eager Keras's thousands of small parallel regions by
+# default, and on shared cores each spin costs a time slice: measured at 96 px, bs1 took 0.24 to
+# 0.45 s beside a 2-thread matrix product, 0.09 s with passive waiting (0.10 s alone, either
+# way). Tests assert behaviour, not speed, so their workers wait passively; set at import, before
+# any runtime loads, and passed to the workers by the small suite's `pass_env`. A benchmark run
+# keeps the runtime's default, as a user's would.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 
 @pytest.fixture(scope="session", autouse=True)
 def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
@@ -52,6 +61,7 @@ backends = {backends}
 scenarios = {scenarios}
 timeout_s = {timeout}
 max_memory_gb = {max_memory_gb}
+pass_env = ["OMP_WAIT_POLICY"]
 
 [model]
 variant = "small"
