@@ -3,6 +3,7 @@ sub-windows, and the batch-means interval of autocorrelated samples. Pure numpy 
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import time
@@ -88,24 +89,29 @@ def time_calls(fn: Callable[[], object], *, warmup_s: float, duration_s: float,
 
 def completion_bins(ends: Sequence[float], start: float, stop: float,
                     bin_s: float = 1.0, min_per_bin: int = 4) -> list[float]:
-    """An asynchronous queue's completions in [start, stop) as samples: the window cut into
-    bins of about `bin_s` (fewer when there are under `min_per_bin` completions a bin), each
-    sample the bin's seconds over the requests completed in it. An empty bin is merged into
-    the next, so every sample is a finite time per request. Request latencies are not used:
-    with several requests in flight they include the wait for a free one."""
-    inside = np.asarray([e for e in ends if start <= e < stop], dtype=float)
+    """An asynchronous queue's completions in [start, stop) as samples of time per request.
+
+    The completions are cut into about one group per `bin_s` of the window (fewer when a group
+    would hold under `min_per_bin` of them), each of consecutive completions; a group's sample
+    is the time from the completion before it (the last one before `start`, if `ends` has one,
+    for the first group) to its last completion, over its requests. The groups are delimited
+    by completions, not by clock edges: a clock bin's sample was its length over a whole count
+    of requests, so at 62 requests a second its rate moved in steps of 1.6%; these are exact,
+    and the requests over the groups' summed time is the window's own rate. A window with one
+    completion is one sample, its length. Request latencies are not used: with several
+    requests in flight they include the wait for a free one."""
+    times = np.sort(np.asarray(ends, dtype=float))
+    inside = times[(times >= start) & (times < stop)]
     if inside.size == 0 or stop <= start:
         return []
-    bins = int(max(1, min(round((stop - start) / bin_s), inside.size // min_per_bin)))
-    edges = np.linspace(start, stop, bins + 1)
-    counts = np.histogram(inside, edges)[0]
-    out, carried = [], 0.0
-    for count, width in zip(counts, np.diff(edges), strict=True):
-        carried += width
-        if count:
-            out.append(carried / int(count))
-            carried = 0.0
-    return out
+    before = times[times < start]
+    marks = np.concatenate([before[-1:], inside])  # the anchor, then every completion inside
+    if marks.size == 1:
+        return [stop - start]
+    gaps = marks.size - 1  # the requests completed after the first mark
+    groups = int(max(1, min(round((stop - start) / bin_s), gaps // min_per_bin)))
+    cuts = np.linspace(0, gaps, groups + 1).round().astype(int)  # indices into marks
+    return [float(marks[b] - marks[a]) / (b - a) for a, b in itertools.pairwise(cuts)]
 
 
 # The machine's own speed at the time of a run, by a fixed kernel that no backend under test

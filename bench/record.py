@@ -3,8 +3,9 @@
 A worker records what it timed as **series**: every call of one kind, in the order they ran.
 One rule for every scenario: the first call (tracing, compiling, a cold cache), the warm-up
 calls and the steady samples are kept apart, in three fields. A sample is the seconds that
-`work` images took — one call, or for an asynchronous queue one sub-window of completions
-(`per = "bin"`: the bin's length over the requests completed in it). One-off costs (data
+`work` images took — one call, or for an asynchronous queue one group of consecutive
+completions, about a second's worth (`per = "bin"`: the time from the completion before the
+group to its last, over its requests; `bench.measure.completion_bins`). One-off costs (data
 decoding, a head's tracing, a measured total) go in **measured**, never inside a series.
 
 **Figures** are computed here and nowhere else, from the series, the one-off measurements and

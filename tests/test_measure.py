@@ -40,13 +40,29 @@ def test_too_few_samples_to_batch_are_their_own_batches_and_one_has_no_interval(
     assert batch_means_interval([1.0]) == (None, None, "no interval: 1 sample(s)")
 
 
-def test_completion_bins_count_requests_per_sub_window_and_merge_empty_ones() -> None:
-    ends = [0.1, 0.2, 0.3, 0.4, 1.1, 1.2, 1.3, 1.4, *(3.1 + 0.1 * i for i in range(8)), 9.9]
-    # window [0, 4): 4 bins of 1 s, the third empty → merged into the fourth: 2 s / 8 requests
-    assert completion_bins(ends, 0.0, 4.0) == pytest.approx([0.25, 0.25, 0.25])
+def test_completion_bins_time_groups_of_completions_from_the_one_before_the_window() -> None:
+    # a request every 0.25 s; the last completion before the window is where the first group's
+    # time starts: 16 requests in [0, 4) took 4.0 s, in 4 groups of 4
+    ends = [-0.05, *(0.2 + 0.25 * i for i in range(16)), 4.2]
+    assert completion_bins(ends, 0.0, 4.0) == pytest.approx([0.25] * 4)
     assert completion_bins(ends, 5.0, 6.0) == []
-    # fewer than 4 completions a bin: fewer, longer bins
+    assert completion_bins([0.5], 0.0, 2.0) == [2.0]  # one completion: the window's length
+    # no completion before the window: timed from the first one; fewer than 4 a group: fewer
     assert completion_bins([0.5, 1.5, 2.5, 3.5], 0.0, 4.0) == pytest.approx([1.0])
+
+
+def test_completion_bins_are_exact_where_clock_bins_were_quantised_and_keep_a_stall() -> None:
+    # a request every 0.3 s: clock bins of 1 s held 3 or 4 of them (0.33 or 0.25 s each, the
+    # median rate off by up to 25%); groups of completions give 0.3 s each, the true rate
+    ends = [0.3 * i for i in range(1, 14)]
+    samples = completion_bins(ends, 0.0, 4.0)
+    assert len(samples) == 3 and samples == pytest.approx([0.3] * 3)
+    # a stall between 0.4 and 3.1 s stays in the group that spans it; the groups' summed time
+    # is the whole span, so the window's rate is exact
+    ends = [0.1, 0.2, 0.3, 0.4, *(3.1 + 0.1 * i for i in range(8))]
+    samples = completion_bins(ends, 0.0, 4.0)
+    assert samples == pytest.approx([3.2 / 6, 0.5 / 5])
+    assert 6 * samples[0] + 5 * samples[1] == pytest.approx(ends[-1] - ends[0])
 
 
 def test_time_calls_keeps_warmup_apart_and_reaches_min_samples() -> None:

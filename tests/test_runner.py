@@ -239,8 +239,9 @@ def test_openvino_throughput_counts_completions_in_sub_windows(e2e) -> None:
     assert run["throughput"]["asynchronous"] is True and run["throughput"]["requests"] >= 1
     series = run["series"]["throughput_bs4"]
     assert series["per"] == "bin" and len(series["samples"]) >= 1
-    # each bin: its seconds over the requests completed in it; the bins tile the window
-    assert sum(series["samples"]) <= run["params"]["duration_s"] + 1e-6
+    # a 0.5 s window is one group of completions: its seconds per request, well inside it
+    assert len(series["samples"]) == 1
+    assert 0 < series["samples"][0] < run["params"]["duration_s"]
     # extraction through the same kind of queue: the first fill warm-up, later completions binned
     run = next(r for r in doc["runs"] if r["run_id"] == "transfer/openvino")
     extract = run["series"]["extract_batch"]

@@ -256,7 +256,8 @@ class OpenVinoBackend(Backend):
 
     def throughput(self, loaded: Any, batch: np.ndarray, warmup_s: float,
                    duration_s: float) -> tuple[Series, dict[str, Any]]:
-        """An AsyncInferQueue kept full, as benchmark_app does; completions counted in bins."""
+        """An AsyncInferQueue kept full, as benchmark_app does; completions counted in groups
+        of about a second (`completion_bins`)."""
         compiled = self._compile(loaded, len(batch), "throughput", **self.throughput_config())
         queue = self._queue(compiled)
         done: list[tuple[float, float]] = []
@@ -276,14 +277,15 @@ class OpenVinoBackend(Backend):
         first = done[0][1] - done[0][0]
         return (Series.of(len(batch), first, warm, steady, per="bin"),
                 self._driven(queue, f"throughput_bs{len(batch)}",
-                             "completions counted in bins of the window"))
+                             "completions of the window counted in groups of about a second"))
 
     def extractor(self, loaded: Any, batch_size: int) -> Embed:
         """Extraction through the same asynchronous queue as throughput, with the suite's
         `[openvino]` knobs: every batch submitted as soon as a request is free, its output
         copied out in the callback. The first request's latency is the series' first call;
         the queue's first fill (its first `requests` completions) is warm-up; the steady
-        samples are the later completions counted in bins."""
+        samples are the later completions counted in groups of about a second
+        (`completion_bins`)."""
         compiled = self._compile(loaded, batch_size, "extraction", **self.throughput_config())
 
         def embed(batches, count: int):
@@ -304,11 +306,13 @@ class OpenVinoBackend(Backend):
             ends, fill = sorted(ended.values()), len(queue)
             filled = np.nextafter(ends[fill - 1], np.inf)  # the first fill's last completion
             series = Series.of(
-                batch_size, ended[0] - start, completion_bins(ends[1:fill], start, filled),
-                completion_bins(ends[fill:], filled, np.nextafter(ends[-1], np.inf)), per="bin")
+                batch_size, ended[0] - start,
+                completion_bins(ends[:fill], np.nextafter(ends[0], np.inf), filled),
+                completion_bins(ends, filled, np.nextafter(ends[-1], np.inf)), per="bin")
             return ([outputs[i] for i in range(len(outputs))], series,
                     self._driven(queue, f"extraction_bs{batch_size}",
-                                 "completions after its first fill counted in bins"))
+                                 "completions after its first fill counted in groups of "
+                                 "about a second"))
 
         return embed
 
