@@ -95,14 +95,14 @@ def completion_bins(ends: Sequence[float], start: float, stop: float,
     would hold under `min_per_bin` of them), each of consecutive completions; a group's sample
     is the time from the completion before it (the last one before `start`, if `ends` has one,
     for the first group) to its last completion, over its requests. The groups are delimited
-    by completions, not by clock edges: a clock bin's sample was its length over a whole count
-    of requests, so at 62 requests a second its rate moved in steps of 1.6%; these are exact,
-    and the requests over the groups' summed time is the window's own rate. A window with one
-    completion is one sample, its length. Request latencies are not used: with several
+    by completions, not by clock edges, so a sample is not a whole count of requests over a
+    fixed length (a 1.6% step at 62 requests a second), and the requests over the groups'
+    summed time is the window's own rate. A window with one completion is one sample, its
+    length. Request latencies are not used: with several
     requests in flight they include the wait for a free one."""
     times = np.sort(np.asarray(ends, dtype=float))
     inside = times[(times >= start) & (times < stop)]
-    if inside.size == 0 or stop <= start:
+    if inside.size == 0:  # also where stop <= start
         return []
     before = times[times < start]
     marks = np.concatenate([before[-1:], inside])  # the anchor, then every completion inside

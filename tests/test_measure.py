@@ -53,7 +53,7 @@ def test_completion_bins_time_groups_of_completions_from_the_one_before_the_wind
 
 def test_completion_bins_are_exact_where_clock_bins_were_quantised_and_keep_a_stall() -> None:
     # a request every 0.3 s: clock bins of 1 s held 3 or 4 of them (0.33 or 0.25 s each, the
-    # median rate off by up to 25%); groups of completions give 0.3 s each, the true rate
+    # rate off by -10% or +20%); groups of completions give 0.3 s each, the true rate
     ends = [0.3 * i for i in range(1, 14)]
     samples = completion_bins(ends, 0.0, 4.0)
     assert len(samples) == 3 and samples == pytest.approx([0.3] * 3)
