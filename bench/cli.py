@@ -481,7 +481,12 @@ def cmd_rates(args: argparse.Namespace, out: Console) -> int:
 
 def cmd_machine(args: argparse.Namespace, out: Console) -> int:
     """What a result file's header records, as tables (or JSON): topology, ISA, peak, backends."""
+    from bench import backends
+    from bench.backends import support
+
     facts = {"machine": machine.describe(), "software": machine.software()}
+    facts["support"] = {"cpu_class": support.class_label(facts["machine"]["isa"]),
+                        "backends": backends.support_rows(facts["machine"]["isa"])}
     if args.json:
         print(json.dumps(facts, indent=1))
     else:

@@ -493,14 +493,24 @@ MIN_KERNEL_SHARE = 0.5
 KERNEL_SHARE = "time in precision asked"
 
 
-def _kernels(record: Record) -> list[Figure]:
-    kernels = record.kernels or {}
+def precision_share(kernels: dict[str, Any] | None) -> float | None:
+    """The share of a profiled pass's node time in the precision it asked for (None where the
+    runtime profiled nothing)."""
+    kernels = kernels or {}
     spent = kernels.get("precision_s")
     if not spent or kernels.get("asked") not in KERNEL_PRECISIONS:
-        return []
+        return None
     asked = KERNEL_PRECISIONS[kernels["asked"]]
     total = sum(spent.values())
-    share = sum(s for p, s in spent.items() if p.lower() in asked) / total if total else None
+    return sum(s for p, s in spent.items() if p.lower() in asked) / total if total else None
+
+
+def _kernels(record: Record) -> list[Figure]:
+    kernels = record.kernels or {}
+    if kernels.get("asked") not in KERNEL_PRECISIONS or not kernels.get("precision_s"):
+        return []
+    asked = KERNEL_PRECISIONS[kernels["asked"]]
+    share = precision_share(kernels)
     return [Figure(KERNEL_SHARE, share, "", NEITHER,
                    note=f"share of the profiled pass's node time in {'/'.join(asked)} nodes "
                         f"({kernels['asked']} asked)")]
@@ -516,16 +526,20 @@ def relative_speed(new: Figure, base: Figure) -> float | None:
 def kernel_mismatch(run: Record | dict[str, Any]) -> str | None:
     """Why a run's kernels do not match the precision it asked for (None when they do, or when
     its runtime did not profile them)."""
-    share = figures(run).get(KERNEL_SHARE)
-    if share is None or share.value is None or share.value >= MIN_KERNEL_SHARE:
+    return kernels_problem(_record(run).kernels)
+
+
+def kernels_problem(kernels: dict[str, Any] | None) -> str | None:
+    """Why a profiled pass (a record's `kernels`) did not run the precision it asked for."""
+    share = precision_share(kernels)
+    if share is None or share >= MIN_KERNEL_SHARE:
         return None
-    record = _record(run)
-    spent = record.kernels["precision_s"]
+    spent = kernels["precision_s"]
     total = sum(spent.values()) or 1.0
     top = ", ".join(f"{p} {s / total:.0%}" for p, s in
                     sorted(spent.items(), key=lambda kv: -kv[1])[:3])
-    return (f"asked for {record.kernels['asked']} but spent {share.value:.0%} of its profiled "
-            f"time in {record.kernels['asked']} kernels ({top})")
+    return (f"asked for {kernels['asked']} but spent {share:.0%} of its profiled "
+            f"time in {kernels['asked']} kernels ({top})")
 
 
 TRANSFER_TOTAL = ("decode_s", "extraction_s", "head_trace_s", "head_s")

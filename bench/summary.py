@@ -14,6 +14,7 @@ import statistics
 from typing import Any
 
 from bench import backends, record
+from bench.backends import support
 
 BASELINE_BACKEND = "tf-stock"
 
@@ -121,7 +122,7 @@ def precision_rows(doc: dict[str, Any]) -> list[dict[str, Any]]:
         if base is None:
             continue
         row: dict[str, Any] = {"backend": backend, "fp32": base, "speed": {}, "accuracy": {},
-                               "kernel_share": None, "note": None}
+                               "kernel_share": None, "note": None, "isa": ran_on(doc, backend)}
         for scenario in ("inference", "transfer"):
             run, ref = ok.get((scenario, backend)), ok.get((scenario, base))
             if run is None:
@@ -145,6 +146,15 @@ def precision_rows(doc: dict[str, Any]) -> list[dict[str, Any]]:
         if row["speed"] or row["accuracy"] or row["kernel_share"] is not None:
             rows.append(row)
     return rows
+
+
+def ran_on(doc: dict[str, Any], backend: str) -> str:
+    """The instructions a backend's precision runs on, on the result's CPU: its declared
+    support (`bench.backends.support`) read from the machine block's ISA flags."""
+    if backend not in backends.names():
+        return "?"
+    got = backends.get(backend).support((doc.get("machine") or {}).get("isa") or {})
+    return got.isa if got.level == support.NATIVE else f"{got.isa} ({got.level})"
 
 
 def speed_figures(rows: list[dict[str, Any]]) -> list[str]:
@@ -173,7 +183,8 @@ def kernel_rows(doc: dict[str, Any], top: int = 3) -> list[dict[str, Any]]:
                          "top": [f"{impl} {s / total:.0%}" for impl, s in
                                  sorted(spent.items(), key=lambda kv: -kv[1])[:top]],
                          "share": share.value if share else None,
-                         "mismatch": record.kernel_mismatch(run)})
+                         "mismatch": record.kernel_mismatch(run),
+                         "isa": ran_on(doc, run["backend"])})
         elif onednn and onednn.get("implementations"):
             impls = onednn["implementations"]
             rows.append({"run_id": run["run_id"],
@@ -182,5 +193,5 @@ def kernel_rows(doc: dict[str, Any], top: int = 3) -> list[dict[str, Any]]:
                                    if run["backend"] in backends.names() else "?"),
                          "top": [f"{impl} ×{n}" for impl, n in
                                  sorted(impls.items(), key=lambda kv: -kv[1])[:top]],
-                         "share": None, "mismatch": None})
+                         "share": None, "mismatch": None, "isa": ran_on(doc, run["backend"])})
     return rows

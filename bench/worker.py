@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import resource
 import sys
 import tempfile
@@ -37,8 +38,15 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
+# A primitive's source memory descriptor: `src:bf16::blocked...` (oneDNN >= 3.4), `src_bf16::...`
+_SOURCE_TYPE = re.compile(r"(?:^|[\s,])src[_:]([a-z]+[0-9]*)")
+_COMPUTE = ("convolution", "deconvolution", "inner_product", "matmul")  # reorders only convert
+
+
 def onednn_summary(lines: list[str]) -> dict[str, Any]:
-    """oneDNN's verbose lines → its version, the ISA it dispatched to, implementations used.
+    """oneDNN's verbose lines → its version, the ISA it dispatched to, implementations used and
+    compute primitives (convolutions, inner products, matmuls) by source data type
+    (`data_types`: the precision the kernels computed in).
 
     With ONEDNN_VERBOSE=profile_create oneDNN prints an info header (version, `isa:`) and one
     line per primitive created, naming its implementation, e.g.
@@ -58,6 +66,10 @@ def onednn_summary(lines: list[str]) -> dict[str, Any]:
         elif len(fields) > 5 and fields[1] == "primitive" and fields[2].startswith("create"):
             impl = fields[5]
             info["implementations"][impl] = info["implementations"].get(impl, 0) + 1
+            found = _SOURCE_TYPE.search(",".join(fields[6:]))
+            if found and fields[4] in _COMPUTE:
+                types = info.setdefault("data_types", {})
+                types[found.group(1)] = types.get(found.group(1), 0) + 1
     return info
 
 
@@ -135,6 +147,13 @@ def main(argv: list[str]) -> int:
             code = 1
     if captured.onednn:
         doc["onednn"] = captured.onednn
+    if doc["status"] == "ok":
+        from bench import backends
+
+        problem = backends.get(task["run"]["backend"]).obtained_problem(doc)
+        if problem:  # measured, kept, but never shown as the precision it asked for
+            doc.update(status="failed", error=f"precision not obtained: {problem}")
+            code = 1
     doc.update(worker_wall_s=time.time() - started, peak_rss_mb=peak_rss_mb())
     write_atomic(out_path, doc)
     return code

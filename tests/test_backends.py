@@ -86,7 +86,8 @@ def test_onednn_verbose_lines_give_version_isa_and_implementations() -> None:
     info = onednn_summary(VERBOSE.splitlines(keepends=True))
     assert info == {"version": "oneDNN v3.7.3", "isa": "Intel AVX-512 with Intel DL Boost",
                     "implementations": {"brg_conv_fwd:avx512_core": 2,
-                                        "brg_conv_fwd:avx512_core_amx": 1}}
+                                        "brg_conv_fwd:avx512_core_amx": 1},
+                    "data_types": {"f32": 2, "bf16": 1}}
     old = onednn_summary(VERBOSE_3_3.splitlines(keepends=True))
     assert old == {"version": "oneDNN v3.3.0", "isa": "Intel AVX-512 with Intel DL Boost",
                    "implementations": {"brgconv:avx512_core": 1, "jit:uni": 1}}

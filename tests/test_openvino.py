@@ -126,6 +126,9 @@ def test_nncf_quantises_the_ir_on_the_calibration_images_and_records_how(quantiz
     assert got["nncf"] and got["openvino"] and got["cached"] in (True, False)
     xml = Path(got["ir"])
     assert xml.parent == ir_path(facts["weights"]).parent and xml.is_file()
+    # the record names the artefact that ran (benchmark_app -m <obtained.ir>): the INT8 IR
+    assert ov8.obtained["ir"] == got["ir"] != ov8.obtained["f32_ir"]
+    assert ov8.obtained["f32_ir"] == str(ir_path(facts["weights"]))
     assert xml.with_suffix(".bin").is_file() and xml.with_suffix(".json").is_file()
 
 

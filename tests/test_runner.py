@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from bench import record, summary
-from bench.backends import BF16_FLAGS
 from bench.cli import main
 from bench.launcher import worker_environment
 from bench.machine import ISA_FLAGS
@@ -122,8 +121,9 @@ def test_result_records_machine_software_and_suite(e2e) -> None:
     _, doc = e2e
     assert doc["machine"]["logical_cpus"] >= 1
     # Each ISA feature is recorded as what this CPU's /proc/cpuinfo says, present or absent; the
-    # bf16 flags the launcher's skip decision reads are among them.
-    assert set(BF16_FLAGS) <= set(ISA_FLAGS)
+    # flags the CPU classes of `backends.support` are read from are among them.
+    assert {"avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16"} <= set(
+        ISA_FLAGS)
     flags = _cpu_flags()
     assert doc["machine"]["isa"] == {flag: flag in flags for flag in ISA_FLAGS}
     assert "tensorflow-cpu" in doc["software"]["packages"]

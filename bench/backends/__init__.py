@@ -1,7 +1,7 @@
 """Backends: one small interface that every software stack implements.
 
-The parent process reads only `environment()`, `python` and `skip_reason()` (no runtime is
-imported there); everything else runs in the worker, after pinning:
+The parent process reads only `environment()`, `python`, `support()` and `skip_reason()` (no
+runtime is imported there); everything else runs in the worker, after pinning:
 `start` (import and configure the runtime) → `load` (the Keras model in the runtime's form) →
 `predictor` / `throughput` / `extractor`. A backend that cannot run a scenario here says why,
 and the run is recorded as skipped with that reason, never dropped.
@@ -19,10 +19,11 @@ from typing import Any
 
 import numpy as np
 
+from bench.backends import support as isa_support
+from bench.backends.support import EMULATED, UNAVAILABLE, Support
 from bench.measure import time_calls
 from bench.record import Series
 
-BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 # extraction: (batches, how many) -> each batch's outputs in order, their series, how they ran
 Embed = Callable[[Iterator[np.ndarray], int], tuple[list[np.ndarray], Series, dict[str, Any]]]
 TRAINING_SCENARIOS = ("full_training", "fine_tune")  # they train the network itself
@@ -44,6 +45,15 @@ class Backend(ABC):
     precision: str  # "fp32", "bf16" or "int8"
     trains: bool = True
     calibrates: bool = False  # load() needs a Calibration (post-training quantisation)
+    bf16_support: isa_support.Table | None = None  # what its bf16 does on each CPU class
+
+    def support(self, isa: dict[str, bool]) -> Support:
+        """What this backend's precision is on a CPU with these ISA flags (`backends.support`)."""
+        tables = {"fp32": isa_support.FP32, "int8": isa_support.INT8, "bf16": self.bf16_support}
+        table = tables[self.precision]
+        if table is None:
+            raise NotImplementedError(f"{self.name}: no bf16 support table declared")
+        return isa_support.on(table, isa)
 
     @property
     def python(self) -> str:
@@ -54,14 +64,22 @@ class Backend(ABC):
         """Variables the runtime reads when it is imported; set by the parent for the worker."""
         return {}
 
-    def skip_reason(self, scenario: str, isa: dict[str, bool]) -> str | None:
-        """Why this backend cannot run `scenario` on this machine, or None when it can."""
+    def skip_reason(self, scenario: str, isa: dict[str, bool],
+                    emulated: bool = False) -> str | None:
+        """Why this backend cannot run `scenario` on this machine, or None when it can.
+        `emulated`: run a precision this CPU only emulates (tests of what it computes)."""
         if scenario in TRAINING_SCENARIOS and not self.trains:
             return f"{self.name} does not train: it runs inference and transfer extraction only"
-        if self.precision == "bf16" and not any(isa.get(f) for f in BF16_FLAGS):
-            return (f"this CPU has no native bf16 ({' / '.join(BF16_FLAGS)} absent): bf16 would "
-                    f"be emulated, which measures no bf16 hardware; run it on a Xeon with "
-                    f"AVX512_BF16 or AMX")
+        got = self.support(isa)
+        where = isa_support.WHERE_NATIVE.get(self.precision, "another CPU")
+        if got.level == UNAVAILABLE:
+            return (f"{self.name} cannot run {self.precision} on this CPU "
+                    f"({isa_support.class_label(isa)}, no native {self.precision}): {got.how}; "
+                    f"run it on {where}")
+        if got.level == EMULATED and not emulated:
+            return (f"this CPU has no native {self.precision} ({isa_support.class_label(isa)}): "
+                    f"{self.name} would run {got.how}, which measures no {self.precision} "
+                    f"hardware; run it on {where}")
         return None
 
     @abstractmethod
@@ -127,10 +145,49 @@ class Backend(ABC):
 
         return train_head(train_x, train_y, classes, spec, evaluate)
 
+    def obtained_problem(self, doc: dict[str, Any]) -> str | None:
+        """Why the worker's finished record shows another precision than this backend asked
+        for (None when it ran what it asked). Read in the worker, after the run and after
+        oneDNN's lines were summarised into `doc["onednn"]`: such a run is failed, its figures
+        never shown as this precision."""
+        return None
+
     def kernels(self, loaded: Any, batch: np.ndarray) -> dict[str, Any] | None:
         """A short profiled pass outside every timed window: the kernels that executed and the
         precision each ran in (runtimes that report them; oneDNN's own are in `onednn`)."""
         return None
+
+
+def policy_problem(doc: dict[str, Any], asked: str = "mixed_bfloat16") -> str | None:
+    """A Keras bf16 run whose global precision policy is not the one it set."""
+    got = (doc.get("runtime") or {}).get("precision_policy")
+    return None if got == asked else f"asked for Keras's {asked} policy, obtained {got}"
+
+
+def onednn_bf16_problem(doc: dict[str, Any]) -> str | None:
+    """A bf16 run on a oneDNN runtime that created no primitive on bf16 data (its
+    ONEDNN_VERBOSE summary, `doc["onednn"]["data_types"]`: primitives by source data type)."""
+    types = (doc.get("onednn") or {}).get("data_types")
+    if types is None:
+        return ("asked for bf16 but oneDNN reported no primitive it created (no "
+                "ONEDNN_VERBOSE lines): the bf16 kernels cannot be shown to have run")
+    if not types.get("bf16"):
+        found = ", ".join(f"{t} ×{n}" for t, n in sorted(types.items())) or "none"
+        return f"asked for bf16 but oneDNN created no bf16 primitive (by source type: {found})"
+    return None
+
+
+def support_rows(isa: dict[str, bool]) -> list[dict[str, str]]:
+    """Every backend's precision on a CPU with these ISA flags, as `tlbench machine` shows it:
+    native, emulated or unavailable, on which instructions, and whether a suite runs it."""
+    rows = []
+    for name in names():
+        backend = get(name)
+        got = backend.support(isa)
+        rows.append({"backend": name, "precision": backend.precision, "level": got.level,
+                     "isa": got.isa, "how": got.how,
+                     "suite": "skipped" if got.level in (EMULATED, UNAVAILABLE) else "runs"})
+    return rows
 
 
 def names() -> tuple[str, ...]:

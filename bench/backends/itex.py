@@ -12,6 +12,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from bench.backends import onednn_bf16_problem, support
+from bench.backends.support import UNAVAILABLE, Support
 from bench.backends.tensorflow import TensorFlowBackend
 
 REPO = Path(__file__).resolve().parent.parent.parent
@@ -22,7 +24,17 @@ def itex_python() -> Path:
     return Path(os.environ.get("TLBENCH_ITEX_PYTHON") or REPO / ".venv-itex/bin/python")
 
 
+# ITEX's AVX2 CPU backend cannot create a bf16 convolution: "could not create a primitive
+# descriptor for a convolution forward propagation primitive", then SIGABRT (seen on a Zen 3).
+BF16 = support.bf16(
+    "oneDNN's avx512_core bf16 kernels: bf16 data, fp32 arithmetic",
+    Support(UNAVAILABLE, "AVX2", "ITEX's AVX2 backend creates no bf16 convolution: its worker "
+                                 "aborts (SIGABRT)"))
+
+
 class ItexBackend(TensorFlowBackend):
+    bf16_support = BF16
+
     def __init__(self, name: str, precision: str = "fp32"):
         super().__init__(name, onednn=True, precision=precision)
 
@@ -37,11 +49,16 @@ class ItexBackend(TensorFlowBackend):
                        ITEX_AUTO_MIXED_PRECISION_DATA_TYPE="BFLOAT16")
         return env
 
-    def skip_reason(self, scenario: str, isa: dict[str, bool]) -> str | None:
+    def skip_reason(self, scenario: str, isa: dict[str, bool],
+                    emulated: bool = False) -> str | None:
         if not itex_python().exists():
             return (f"the Intel Extension for TensorFlow environment is missing "
                     f"({itex_python()}); build it with `make itex`")
-        return super().skip_reason(scenario, isa)
+        return super().skip_reason(scenario, isa, emulated)
+
+    def obtained_problem(self, doc: dict[str, Any]) -> str | None:
+        # bf16 through ITEX's own auto mixed precision, not a Keras policy
+        return onednn_bf16_problem(doc) if self.precision == "bf16" else None
 
     def start(self, threads: int) -> dict[str, Any]:
         import intel_extension_for_tensorflow as itex

@@ -30,7 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from bench.backends import Backend
+from bench.backends import Backend, policy_problem, support
+from bench.backends.support import EMULATED, Support
 from bench.training import Trainer, decayed, rmsprop
 
 INSTALL = "pip install -e '.[keras3]'"  # what `make install` runs: PyTorch (CPU) and JAX
@@ -85,11 +86,15 @@ class Keras3Backend(Backend):
         # oneDNN inside PyTorch (and XLA's classic runtime) print what they create: the ISA.
         return {"KERAS_BACKEND": self.keras_backend, "ONEDNN_VERBOSE": "profile_create"}
 
-    def skip_reason(self, scenario: str, isa: dict[str, bool]) -> str | None:
+    def skip_reason(self, scenario: str, isa: dict[str, bool],
+                    emulated: bool = False) -> str | None:
         if importlib.util.find_spec(self.keras_backend) is None:
             return (f"{self.keras_backend} is not installed in {sys.executable}: install it "
                     f"with `{INSTALL}` (`make install` does)")
-        return super().skip_reason(scenario, isa)
+        return super().skip_reason(scenario, isa, emulated)
+
+    def obtained_problem(self, doc: dict[str, Any]) -> str | None:
+        return policy_problem(doc) if self.precision == "bf16" else None
 
     def _keras(self) -> dict[str, Any]:
         import keras
@@ -153,7 +158,16 @@ def _torch_inference(forward) -> Callable[[np.ndarray], np.ndarray]:
     return run
 
 
+# torch.ops.mkldnn._is_mkldnn_bf16_supported() is False below AVX-512: ATen's own bf16 kernels
+# run instead, converting to fp32 (they compute the right embeddings, slowly).
+TORCH_BF16 = support.bf16(
+    "oneDNN's avx512_core bf16 kernels: bf16 data, fp32 arithmetic",
+    Support(EMULATED, "AVX2", "ATen's bf16 kernels, converting to fp32 (no oneDNN bf16 below "
+                              "AVX-512)"))
+
+
 class TorchBackend(Keras3Backend):
+    bf16_support = TORCH_BF16
     keras_backend = "torch"
 
     def __init__(self, name: str, compiled: bool = False, precision: str = "fp32"):

@@ -34,7 +34,9 @@ from typing import Any
 
 import numpy as np
 
-from bench.backends import Backend, Calibration, Embed
+from bench import record
+from bench.backends import Backend, Calibration, Embed, support
+from bench.backends.support import UNAVAILABLE, Support
 from bench.measure import completion_bins
 from bench.record import Series
 from bench.suite import OpenVinoSpec
@@ -128,7 +130,16 @@ def profile(compiled: Any, batch: np.ndarray, calls: int = PROFILE_CALLS) -> dic
             "node_types": nodes, "precision_s": precision_s}
 
 
+# The CPU plugin's bf16 needs avx512_core (emulated there, native from AVX512_BF16); below it,
+# INFERENCE_PRECISION_HINT=bf16 is accepted and read back as f32 (seen on a Zen 3).
+BF16 = support.bf16(
+    "OpenVINO's bf16 on avx512_core: bf16 data, fp32 arithmetic",
+    Support(UNAVAILABLE, "AVX2", "OpenVINO's CPU plugin has no bf16 below AVX-512: it silently "
+                                 "infers in f32"))
+
+
 class OpenVinoBackend(Backend):
+    bf16_support = BF16
     trains = False
 
     def __init__(self, name: str, precision: str = "fp32"):
@@ -151,16 +162,31 @@ class OpenVinoBackend(Backend):
         return {"openvino": ov.get_version(), "inference_num_threads": threads,
                 "precision_asked": _PRECISION[self.precision], "obtained": self.obtained}
 
-    def skip_reason(self, scenario: str, isa: dict[str, bool]) -> str | None:
+    def skip_reason(self, scenario: str, isa: dict[str, bool],
+                    emulated: bool = False) -> str | None:
         if self.calibrates and importlib.util.find_spec("nncf") is None:
             return f"NNCF is not installed, {self.name} quantises with it: {NNCF_INSTALL}"
-        return super().skip_reason(scenario, isa)
+        return super().skip_reason(scenario, isa, emulated)
+
+    def obtained_problem(self, doc: dict[str, Any]) -> str | None:
+        """Every compiled model at the inference precision asked for (OpenVINO reads bf16
+        back as f32 where it cannot run it), and the profiled pass's node time mostly in the
+        precision asked (an INT8 IR whose nodes ran f32)."""
+        asked = _PRECISION[self.precision]
+        obtained = (doc.get("runtime") or {}).get("obtained") or {}
+        other = sorted({f"{label}: {got['precision']}" for label, got in obtained.items()
+                        if isinstance(got, dict) and "precision" in got
+                        and got["precision"] != asked})
+        if other:
+            return (f"asked OpenVINO for inference precision {asked}, obtained "
+                    f"{', '.join(other)}")
+        return record.kernels_problem(doc.get("kernels"))
 
     def load(self, model: Any, weights: Path, calibration: Calibration | None = None) -> Any:
         import openvino as ov
 
         xml = ir_path(weights)
-        self.obtained["ir"] = str(xml)
+        self.obtained["ir"] = str(xml)  # the IR that runs: for int8, the quantised one below
         if _cached(xml):
             converted = self.core.read_model(xml)
         else:
@@ -170,11 +196,14 @@ class OpenVinoBackend(Backend):
             return converted
         if calibration is None:
             raise ValueError(f"{self.name} quantises on calibration images; none were given")
-        return self._int8(converted, xml, calibration)
+        quantized, int8_xml = self._int8(converted, xml, calibration)
+        self.obtained.update(ir=str(int8_xml), f32_ir=str(xml))
+        return quantized
 
-    def _int8(self, f32: Any, f32_xml: Path, calibration: Calibration) -> Any:
-        """The INT8 IR of `f32` on these calibration images: from the cache, or quantised now
-        (timed apart, a one-off) and cached with a .json beside it saying what it was made of."""
+    def _int8(self, f32: Any, f32_xml: Path, calibration: Calibration) -> tuple[Any, Path]:
+        """The INT8 IR of `f32` on these calibration images, and its path: from the cache, or
+        quantised now (timed apart, a one-off) and cached with a .json beside it saying what it
+        was made of."""
         import nncf
         import openvino as ov
 
@@ -190,7 +219,7 @@ class OpenVinoBackend(Backend):
             _save(quantized, xml)
             xml.with_suffix(".json").write_text(json.dumps(key, indent=1, sort_keys=True))
         self.obtained.setdefault("calibration", facts)  # a second load (random weights) aside
-        return quantized
+        return quantized, xml
 
     def _compile(self, model: Any, batch_size: int, label: str, **config: Any) -> Any:
         """`model` at this batch size, compiled with the precision asked for and the

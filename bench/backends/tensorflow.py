@@ -13,10 +13,19 @@ from typing import Any
 
 import numpy as np
 
-from bench.backends import Backend
+from bench.backends import Backend, onednn_bf16_problem, policy_problem, support
+from bench.backends.support import UNAVAILABLE, Support
+
+# TensorFlow's own log on an AVX2 CPU: "oneDNN supports DT_BFLOAT16 only on platforms with
+# AVX-512. Falling back to the default Eigen-based implementation".
+BF16 = support.bf16(
+    "oneDNN's avx512_core bf16 kernels: bf16 data, fp32 arithmetic",
+    Support(UNAVAILABLE, "AVX2", "TensorFlow's oneDNN has no bf16 below AVX-512; it falls back "
+                                 "to Eigen's bf16 ops, which measure no oneDNN"))
 
 
 class TensorFlowBackend(Backend):
+    bf16_support = BF16
     def __init__(self, name: str, onednn: bool, precision: str = "fp32", xla: bool = False):
         if precision == "bf16" and not onednn:
             raise ValueError("stock TensorFlow (oneDNN off) with bf16 is refused: it runs "
@@ -56,6 +65,11 @@ class TensorFlowBackend(Backend):
             "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
             "jit_compile": self.xla,
         }
+
+    def obtained_problem(self, doc: dict[str, Any]) -> str | None:
+        if self.precision != "bf16":
+            return None
+        return policy_problem(doc) or onednn_bf16_problem(doc)
 
     def strategy(self) -> tuple[Any, int, int]:
         found = super().strategy()

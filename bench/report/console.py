@@ -249,10 +249,11 @@ def precision_table(doc: dict[str, Any]) -> Table:
     rows = summary.precision_rows(doc)
     speeds = summary.speed_figures(rows)
     table = _table("Precision: speed relative to the stack's fp32 (same run), accuracy deltas",
-                   "backend", "vs", *speeds, *(f"Δ {n}" for n in summary.ACCURACY_FIGURES),
-                   "time in precision asked", left=2)
+                   "backend", "vs", "ran on", *speeds,
+                   *(f"Δ {n}" for n in summary.ACCURACY_FIGURES), "time in precision asked",
+                   left=3)
     for r in rows:
-        table.add_row(r["backend"], r["fp32"],
+        table.add_row(r["backend"], r["fp32"], r["isa"],
                       *(_num(r["speed"].get(n), ".2f") + ("x" if r["speed"].get(n) else "")
                         for n in speeds),
                       *(_signed(r["accuracy"].get(n), "+.3f" if n == "LFW AUC" else "+.1%")
@@ -263,10 +264,10 @@ def precision_table(doc: dict[str, Any]) -> Table:
 
 
 def kernels_table(doc: dict[str, Any]) -> Table:
-    table = _table("Kernels that ran", "run", "source", "asked", "top kernels",
-                   "time in precision asked", left=4)
+    table = _table("Kernels that ran", "run", "source", "asked", "ran on", "top kernels",
+                   "time in precision asked", left=5)
     for r in summary.kernel_rows(doc):
-        table.add_row(r["run_id"], r["source"], r["asked"], ", ".join(r["top"]),
+        table.add_row(r["run_id"], r["source"], r["asked"], r["isa"], ", ".join(r["top"]),
                       Text(_signed(r["share"], ".0%"), style="red" if r["mismatch"] else ""))
     return table
 

@@ -1,4 +1,5 @@
-"""Rich tables of `tlbench machine`: CPU, topology, peak FLOP/s, backends, energy."""
+"""Rich tables of `tlbench machine`: CPU, topology, peak FLOP/s, backends, what each can run
+on this CPU, energy."""
 
 from __future__ import annotations
 
@@ -140,6 +141,25 @@ def backends_table(stacks: list[dict[str, Any]]) -> Table:
     return table
 
 
+_LEVEL_STYLE = {"native": "green", "emulated": "yellow", "unavailable": "red", "unknown": "yellow"}
+
+
+def support_table(support: dict[str, Any]) -> Table:
+    """What each backend's precision is on this CPU (`bench.backends.support`)."""
+    table = Table(title=f"What each backend can run on this CPU: {support['cpu_class']}",
+                  title_justify="left",
+                  caption="native: measured; emulated: skipped by suites (fp32 arithmetic, no "
+                          "hardware of that precision); unavailable: always skipped",
+                  caption_justify="left")
+    for col in ("backend", "precision", "on this CPU", "instructions", "what runs", "suite"):
+        table.add_column(col, overflow="fold", no_wrap=col == "backend")
+    for r in support["backends"]:
+        table.add_row(r["backend"], r["precision"],
+                      Text(r["level"], style=_LEVEL_STYLE.get(r["level"], "")), r["isa"],
+                      r["how"], r["suite"])
+    return table
+
+
 def energy_table(m: dict[str, Any]) -> Table | Text:
     e = m.get("energy", {})
     if e.get("status") != "available":
@@ -158,4 +178,6 @@ def energy_table(m: dict[str, Any]) -> Table | Text:
 def render(facts: dict[str, Any]) -> Group:
     m = facts["machine"]
     return Group(cpu_table(m), topology_table(m), numa_table(m), peak_table(m),
-                 backends_table(facts["software"].get("backends", [])), energy_table(m))
+                 backends_table(facts["software"].get("backends", [])),
+                 *([support_table(facts["support"])] if facts.get("support") else []),
+                 energy_table(m))
