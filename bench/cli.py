@@ -8,6 +8,7 @@ placement, data, result file), named with its fix; 130 / 143 interrupted by SIGI
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import datetime as dt
 import json
@@ -28,6 +29,7 @@ from rich.progress import (
 )
 
 from bench import __version__, distributed, machine, results
+from bench import lock as cpu_lock
 from bench import suite as suite_mod
 from bench.data.lfw import DataError
 from bench.models.checkpoint import is_tf1_checkpoint
@@ -37,6 +39,9 @@ from bench.plan import expand, interleaved, plan
 from bench.report import console as console_report
 
 EXIT_FAILED_RUN, EXIT_BAD_INPUT = 1, 2  # interrupted: 128 + the signal (130 for SIGINT)
+# sysexits.h: EX_IOERR, a result file could not be written; EX_TEMPFAIL, another suite holds
+# the CPUs (try again later)
+EXIT_CANNOT_WRITE, EXIT_BUSY = 74, 75
 _COLUMNS = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
             TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
 
@@ -189,105 +194,121 @@ def _measure(suite: suite_mod.Suite, sides: list[_Side], args: argparse.Namespac
     topology = read_topology()
     placement = resolve(suite.placement, topology, suite.use_logical_cores)
     _preflight(suite, out)
-    runs = plan(suite)
-    now = dt.datetime.now(dt.UTC)
-    facts = machine.describe()
-    from bench import backends
-    from bench.launcher import Launcher, Limits
-
-    isa = facts["isa"]  # every process of every run planned before any starts
-    planned = {run.run_id: expand(run, placement, topology,
-                                  backends.get(run.backend).skip_reason(run.scenario, isa),
-                                  cluster.workers if cluster else None,
-                                  cluster.task_index if cluster else 0) for run in runs}
-    for side in sides:
-        name = f"{suite.name}-{side.label}" if side.label else suite.name
-        side.path = results.new_path(Path(args.out), facts["id"], name, now)
-        software = machine.software()
-        if side.python:  # the packages of the environment this side's workers run in
-            software["workers"] = {"python": side.python, "packages": machine.env_versions(
-                machine.site_packages(side.python))}
-        side.result = results.ResultFile(side.path, {
-            "tool": {"name": "tlbench", "version": __version__},
-            "created": now.isoformat(timespec="seconds"), "machine": facts,
-            "software": software, "project": machine.project_commit(),
-            "suite": suite.to_dict(), "resumed_from": getattr(args, "resume", "") or None,
-            "cluster": dataclasses.asdict(cluster) if cluster else None,
-            **({"ab": {"side": side.label, "python": side.python, "env": side.env}}
-               if side.label else {})})
-        side.launcher = Launcher(topology, log_dir=side.path.with_suffix(".logs"),
-                                 pass_env=suite.pass_env, env=side.env,
-                                 **({"python": side.python} if side.python else {}))
-    limits = Limits(timeout_s=suite.timeout_s, max_memory_gb=suite.max_memory_gb)
-    resuming = f", {len(carried)} carried over from {args.resume}" if carried else ""
-    out.print(f"tlbench {__version__}: suite [bold]{suite.name}[/] ({len(runs)} runs{resuming}) on "
-              f"{facts['cpu_model']}, CPUs {list(placement.cpus)} → "
-              + ", ".join(str(s.path) for s in sides))
-    previous = {s: signal.signal(s, _interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
-    order = [(k, run, side) for k, run in interleaved(runs, suite.repeats)
-             for side in (sides if k % 2 else sides[::-1])]
+    held = cpu_lock.acquire(placement.cpus, getattr(args, "allow_concurrent", False))
     try:
-        started = time.monotonic()
-        with Progress(*_COLUMNS, console=out, disable=not out.is_terminal) as bars:
-            overall = bars.add_task("suite", total=len(order))
-            for index, (round_, run, side) in enumerate(order, start=1):
-                if run.run_id in carried:
+        runs = plan(suite)
+        now = dt.datetime.now(dt.UTC)
+        facts = machine.describe()
+        from bench import backends
+        from bench.launcher import Launcher, Limits
+
+        isa = facts["isa"]  # every process of every run planned before any starts
+        planned = {run.run_id: expand(run, placement, topology,
+                                      backends.get(run.backend).skip_reason(run.scenario, isa),
+                                      cluster.workers if cluster else None,
+                                      cluster.task_index if cluster else 0) for run in runs}
+        for side in sides:
+            name = f"{suite.name}-{side.label}" if side.label else suite.name
+            side.path = results.new_path(Path(args.out), facts["id"], name, now)
+            software = machine.software()
+            if side.python:  # the packages of the environment this side's workers run in
+                software["workers"] = {"python": side.python, "packages": machine.env_versions(
+                    machine.site_packages(side.python))}
+            side.result = results.ResultFile(side.path, {
+                "tool": {"name": "tlbench", "version": __version__},
+                "created": now.isoformat(timespec="seconds"), "machine": facts,
+                "software": software, "project": machine.project_commit(),
+                "suite": suite.to_dict(), "resumed_from": getattr(args, "resume", "") or None,
+                "cluster": dataclasses.asdict(cluster) if cluster else None,
+                "lock": held.describe(),
+                **({"ab": {"side": side.label, "python": side.python, "env": side.env}}
+                   if side.label else {})})
+            side.launcher = Launcher(topology, log_dir=side.path.with_suffix(".logs"),
+                                     pass_env=suite.pass_env, env=side.env,
+                                     **({"python": side.python} if side.python else {}))
+        limits = Limits(timeout_s=suite.timeout_s, max_memory_gb=suite.max_memory_gb)
+        resuming = f", {len(carried)} carried over from {args.resume}" if carried else ""
+        out.print(f"tlbench {__version__}: suite [bold]{suite.name}[/] ({len(runs)} runs"
+                  f"{resuming}) on {facts['cpu_model']}, CPUs {list(placement.cpus)} → "
+                  + ", ".join(str(s.path) for s in sides))
+        if held.concurrent:
+            out.print(f"[yellow]--allow-concurrent: another suite measures on CPU(s) "
+                      f"{sorted(c for h in held.concurrent for c in h['on'])}[/] (the result "
+                      f"says so)")
+        previous = {s: signal.signal(s, _interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
+        order = [(k, run, side) for k, run in interleaved(runs, suite.repeats)
+                 for side in (sides if k % 2 else sides[::-1])]
+        try:
+            started = time.monotonic()
+            with Progress(*_COLUMNS, console=out, disable=not out.is_terminal) as bars:
+                overall = bars.add_task("suite", total=len(order))
+                for index, (round_, run, side) in enumerate(order, start=1):
+                    if run.run_id in carried:
+                        if round_ == 1:
+                            side.result.add_run(carried[run.run_id])
+                        bars.advance(overall)
+                        continue
+                    side.launcher.log_suffix = f".r{round_}" if round_ > 1 else ""
+                    label = run.run_id + (f" [{side.label}]" if side.label else "")
+                    phase = bars.add_task(f"  {label}: starting", total=None)
+
+                    def on_event(event: dict[str, Any], phase: int = phase, label: str = label):
+                        bars.update(phase, description=f"  {label}: {event['phase']}",
+                                    completed=event.get("done") or 0, total=event.get("total"))
+
+                    record = side.launcher.run(planned[run.run_id], limits, on_event)
                     if round_ == 1:
-                        side.result.add_run(carried[run.run_id])
+                        side.result.add_run(record)
+                    else:
+                        side.result.add_repeat(run.run_id, round_, record)
+                    bars.update(phase, description=f"  {label}: {record['status']} "
+                                f"({record['wall_s']:.0f} s)", completed=1, total=1)
                     bars.advance(overall)
-                    continue
-                side.launcher.log_suffix = f".r{round_}" if round_ > 1 else ""
-                label = run.run_id + (f" [{side.label}]" if side.label else "")
-                phase = bars.add_task(f"  {label}: starting", total=None)
+                    if not out.is_terminal:  # a CI log: one plain line per finished run
+                        where = " ".join(filter(None, [
+                            f"round {round_}/{suite.repeats}" if suite.repeats > 1 else "",
+                            f"side {side.label}" if side.label else ""]))
+                        out.print(_run_line(record, index, len(order), started,
+                                            f" ({where})" if where else ""), markup=False,
+                                  highlight=False, soft_wrap=True)
+        except Interrupted as exc:  # the launcher has killed the running worker
+            for side in sides:
+                _annotate_parity(side.result.doc)
+                side.result.finish(interrupted=str(exc))
+                out.print(f"[red]interrupted ({exc})[/]: {len(side.result.doc['runs'])} finished "
+                          f"run(s) kept in {side.path}")
+            return 128 + signal.Signals[str(exc)].value, []
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+        from bench.report import html
 
-                def on_event(event: dict[str, Any], phase: int = phase, label: str = label):
-                    bars.update(phase, description=f"  {label}: {event['phase']}",
-                                completed=event.get("done") or 0, total=event.get("total"))
-
-                record = side.launcher.run(planned[run.run_id], limits, on_event)
-                if round_ == 1:
-                    side.result.add_run(record)
-                else:
-                    side.result.add_repeat(run.run_id, round_, record)
-                bars.update(phase, description=f"  {label}: {record['status']} "
-                            f"({record['wall_s']:.0f} s)", completed=1, total=1)
-                bars.advance(overall)
-                if not out.is_terminal:  # a CI log: one plain line per finished run
-                    where = " ".join(filter(None, [
-                        f"round {round_}/{suite.repeats}" if suite.repeats > 1 else "",
-                        f"side {side.label}" if side.label else ""]))
-                    out.print(_run_line(record, index, len(order), started,
-                                        f" ({where})" if where else ""), markup=False,
-                              highlight=False, soft_wrap=True)
-    except Interrupted as exc:  # the launcher has killed the running worker
+        failed = []
         for side in sides:
             _annotate_parity(side.result.doc)
-            side.result.finish(interrupted=str(exc))
-            out.print(f"[red]interrupted ({exc})[/]: {len(side.result.doc['runs'])} finished "
-                      f"run(s) kept in {side.path}")
-        return 128 + signal.Signals[str(exc)].value, []
+            side.result.finish(interrupted=None)
+            console_report.show(side.result.doc, out)
+            # reports/ beside the results folder: ./reports for the default ./results
+            page = html.write(html.render(side.result.doc, str(side.path)),
+                              html.default_path(side.path, Path(args.out).parent / "reports"))
+            out.print(f"result: {side.path}\nHTML report: {page}")
+            failed += [f"{r['run_id']}{f' [{side.label}]' if side.label else ''}"
+                       for r in side.result.doc["runs"] if r["status"] == "failed"]
+        docs = [(side.result.doc, side.path) for side in sides]
+        if failed:
+            out.print(f"[red]{len(failed)} run(s) failed[/]: {', '.join(failed)} (logs in "
+                      + ", ".join(str(s.launcher.log_dir) for s in sides) + ")")
+            return EXIT_FAILED_RUN, docs
+        return 0, docs
+    except results.SaveError as exc:  # the suite stops: nothing more can be kept there
+        print(f"tlbench: error: {exc}", file=sys.stderr)
+        for side in sides:
+            if side.result is not None and side.result.path != exc.path:
+                with contextlib.suppress(results.SaveError):
+                    side.result.finish(interrupted=f"stopped: {exc.path} could not be written")
+        return EXIT_CANNOT_WRITE, []
     finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
-    from bench.report import html
-
-    failed = []
-    for side in sides:
-        _annotate_parity(side.result.doc)
-        side.result.finish(interrupted=None)
-        console_report.show(side.result.doc, out)
-        # reports/ beside the results folder: ./reports for the default ./results
-        page = html.write(html.render(side.result.doc, str(side.path)),
-                          html.default_path(side.path, Path(args.out).parent / "reports"))
-        out.print(f"result: {side.path}\nHTML report: {page}")
-        failed += [f"{r['run_id']}{f' [{side.label}]' if side.label else ''}"
-                   for r in side.result.doc["runs"] if r["status"] == "failed"]
-    docs = [(side.result.doc, side.path) for side in sides]
-    if failed:
-        out.print(f"[red]{len(failed)} run(s) failed[/]: {', '.join(failed)} (logs in "
-                  + ", ".join(str(s.launcher.log_dir) for s in sides) + ")")
-        return EXIT_FAILED_RUN, docs
-    return 0, docs
+        held.release()
 
 
 def cmd_pretrain(args: argparse.Namespace, out: Console) -> int:
@@ -627,6 +648,9 @@ def parser() -> argparse.ArgumentParser:
                      help="pass this variable of the shell to the workers (repeatable; also "
                      "[suite] pass_env). Workers get only PATH, HOME, the locale, the cache "
                      "folder and what the harness sets, recorded in the result")
+    run.add_argument("--allow-concurrent", action="store_true",
+                     help="run even while another tlbench suite measures on the same CPUs "
+                     "(refused by default); the result names it")
     run.add_argument("--resume", default="", metavar="RESULT",
                      help="run only what RESULT (an interrupted or failed suite run) is missing, "
                      "into a new result file that carries its finished runs over")
@@ -651,6 +675,7 @@ def parser() -> argparse.ArgumentParser:
                          ("--workers", {"type": int, "default": 0}),
                          ("--pass-env", {"action": "append", "default": []}),
                          ("--skip-bad", {"action": "store_true"}),
+                         ("--allow-concurrent", {"action": "store_true"}),
                          ("--repeats", {"type": int, "default": 0}),
                          ("--max-slowdown", {"type": float, "default": 5.0}),
                          ("--alpha", {"type": _alpha, "default": None})):
@@ -792,6 +817,9 @@ def main(argv: list[str] | None = None) -> int:
             distributed.ClusterError, WeightsError) as exc:
         print(f"tlbench: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except cpu_lock.BusyError as exc:
+        print(f"tlbench: error: {exc}", file=sys.stderr)
+        return EXIT_BUSY
 
 
 if __name__ == "__main__":

@@ -83,9 +83,12 @@ class Row:
     relative_ratio: float | None = None
     relative_change_pct: float | None = None
     relative_p: float | None = None    # same test as p_value, Holm-adjusted over the rows
-    # the median CPU steal share of each side's processes (None: not recorded)
+    # the median CPU steal share, and other processes' load share, of each side's processes
+    # (None: not recorded)
     steal_base: float | None = None
     steal_new: float | None = None
+    foreign_base: float | None = None
+    foreign_new: float | None = None
 
     @property
     def comparable(self) -> bool:
@@ -197,7 +200,9 @@ def measure(run_id: str, base: dict[str, Any], new: dict[str, Any],
               time_change_pct=(_time_ratio(ratio, figure_b) - 1) * 100, p_value=p,
               n_base=len(base_s), n_new=len(new_s),
               judged_on="processes" if processes else "samples",
-              steal_base=_median_steal(base), steal_new=_median_steal(new))
+              steal_base=_median_share(base, "steal"), steal_new=_median_share(new, "steal"),
+              foreign_base=_median_share(base, "foreign_load"),
+              foreign_new=_median_share(new, "foreign_load"))
     if speeds is None:
         return row
     power = -1 if figure_b.better == record.HIGHER else 1
@@ -208,8 +213,8 @@ def measure(run_id: str, base: dict[str, Any], new: dict[str, Any],
                    relative_p=test(rel_b, rel_n))
 
 
-def _median_steal(run: dict[str, Any]) -> float | None:
-    shares = record.steal_shares(run)
+def _median_share(run: dict[str, Any], kind: str) -> float | None:
+    shares = record.disturbance_shares(run, kind)
     return float(np.median(shares)) if shares else None
 
 
@@ -268,6 +273,9 @@ def machine_comparable(base_doc: dict[str, Any], new_doc: dict[str, Any]) -> str
 # threads that wait for each other both stall when either vCPU does, and more than the
 # single-threaded reference kernel showed. Interleaved rounds put such a spell on either side.
 DISTURBED_STEAL = 0.05
+# Likewise a side whose processes shared their CPUs with other processes for a median
+# DISTURBED_FOREIGN of their time: two suites on the same two CPUs each see about half.
+DISTURBED_FOREIGN = summary.NOTABLE["foreign_load"]
 
 # The change relative to the reference kernel is shown, never judged on: in a quiet interleaved
 # run on the 2-vCPU dev VM (16 processes, no CPU steal) the kernel's readings scattered 2.1-6.1
@@ -292,7 +300,8 @@ def decide(row: Row, p_adjusted: float, max_slowdown_pct: float, alpha: float,
     """Status from the family-adjusted p-value and the slowdown threshold, as measured. With
     the machine's reference on both sides, the note adds the change relative to the machine's
     speed and its verdict, as context only (see RELATIVE_CONTEXT). A row either side of which
-    ran with a median DISTURBED_STEAL of CPU steal is not judged: the note says so."""
+    ran with a median DISTURBED_STEAL of CPU steal, or DISTURBED_FOREIGN of other processes'
+    load on its CPUs, is not judged: the note says so."""
     significant = p_adjusted < alpha
     status = _verdict(row.time_change_pct, significant, max_slowdown_pct)
     if status == WORSE:
@@ -317,12 +326,16 @@ def decide(row: Row, p_adjusted: float, max_slowdown_pct: float, alpha: float,
                  if abs(drift) >= 0.05 else "steady")
         note += (f"; the machine {speed} (reference kernel), relative to it "
                  f"{row.relative_change_pct:+.1f}% ({relative}; {RELATIVE_CONTEXT})")
-    disturbed = [(side, x) for side, x in (("baseline", row.steal_base), ("new", row.steal_new))
-                 if x is not None and x >= DISTURBED_STEAL]
+    disturbed = [(side, x, what) for side, x, limit, what in (
+        ("baseline", row.steal_base, DISTURBED_STEAL, "steal"),
+        ("new", row.steal_new, DISTURBED_STEAL, "steal"),
+        ("baseline", row.foreign_base, DISTURBED_FOREIGN, "other processes"),
+        ("new", row.foreign_new, DISTURBED_FOREIGN, "other processes"))
+        if x is not None and x >= limit]
     if status != SAME and disturbed:
-        side, share = max(disturbed, key=lambda d: d[1])
+        side, share, what = max(disturbed, key=lambda d: d[1])
         note += (f"; not judged {status}: the {side} processes lost a median {share:.0%} of "
-                 f"their CPUs' time to steal, a disturbed machine — rerun on a quiet one")
+                 f"their CPUs' time to {what}, a disturbed machine — rerun on a quiet one")
         status = SAME
     return replace(row, status=status, p_value=p_adjusted, significant=significant,
                    relative_p=relative_p_adjusted, note=note)
@@ -434,10 +447,12 @@ def context_notes(base_doc: dict[str, Any], new_doc: dict[str, Any]) -> list[str
                      f"new/base {speed_n / speed_b:.3f}x")
     elif "differ" in why_not:
         notes.append(why_not)
-    stolen = [summary.steal(doc) for doc in (base_doc, new_doc)]
-    if any(stolen):
-        notes.append(f"CPU steal (the hypervisor's other work on these vCPUs): base "
-                     f"{stolen[0] or 'none notable'}, new {stolen[1] or 'none notable'}")
+    for kind, what in (("steal", "CPU steal (the hypervisor's other work on these vCPUs)"),
+                       ("foreign_load", "other processes' load on the runs' CPUs")):
+        shares = [summary.disturbance(doc, kind) for doc in (base_doc, new_doc)]
+        if any(shares):
+            notes.append(f"{what}: base {shares[0] or 'none notable'}, new "
+                         f"{shares[1] or 'none notable'}")
     return notes
 
 

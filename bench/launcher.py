@@ -83,13 +83,17 @@ def _tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
 
 
 def _pump(stream, log, on_event: Callable[[dict[str, Any]], None]) -> None:
+    """The worker's stdout: progress events to `on_event`, anything else to its log. The pipe
+    is drained to the end even when the log cannot be written (a full disk): a worker whose
+    pipe fills would block."""
     for line in stream:
         if line.startswith(PROGRESS_PREFIX):
             try:
                 on_event(json.loads(line[len(PROGRESS_PREFIX):]))
+                continue
             except ValueError:
-                log.write(line)
-        else:
+                pass
+        with contextlib.suppress(OSError):
             log.write(line)
             log.flush()
 

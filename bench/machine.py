@@ -19,7 +19,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import psutil
 
@@ -249,11 +249,23 @@ STEAL_SOURCE = ("/proc/stat steal ticks of the run's CPUs over its scenario: tim
                 "hypervisor gave those vCPUs' turn to something else")
 
 
-def cpu_ticks(cpus: tuple[int, ...], path: str | Path = STAT) -> tuple[int, int] | None:
-    """(steal, all) clock ticks so far of these CPUs, or None where /proc/stat has no steal
-    column (bare metal has one, always near 0) or cannot be read."""
+FOREIGN_SOURCE = ("/proc/stat busy ticks of the run's CPUs over its scenario, less the CPU time "
+                  "of the worker's own process tree: what other processes ran on those CPUs")
+
+
+class Ticks(NamedTuple):
+    """Clock ticks so far of some CPUs, summed (/proc/stat, in USER_HZ)."""
+
+    steal: int
+    total: int
+    busy: int  # user + nice + system + irq + softirq: running anything, this worker included
+
+
+def cpu_ticks(cpus: tuple[int, ...], path: str | Path = STAT) -> Ticks | None:
+    """These CPUs' ticks so far, or None where /proc/stat has no steal column (bare metal has
+    one, always near 0) or cannot be read."""
     wanted = {f"cpu{c}" for c in cpus}
-    steal = total = 0
+    steal = total = busy = 0
     try:
         lines = Path(path).read_text().splitlines()
     except OSError:
@@ -265,14 +277,40 @@ def cpu_ticks(cpus: tuple[int, ...], path: str | Path = STAT) -> tuple[int, int]
                 return None
             ticks = [int(x) for x in fields[1:9]]  # user nice system idle iowait irq softirq steal
             steal, total = steal + ticks[7], total + sum(ticks)
-    return (steal, total) if total else None
+            busy += ticks[0] + ticks[1] + ticks[2] + ticks[5] + ticks[6]
+    return Ticks(steal, total, busy) if total else None
 
 
-def steal(before: tuple[int, int] | None, after: tuple[int, int] | None) -> dict[str, Any] | None:
+def steal(before: Ticks | None, after: Ticks | None) -> dict[str, Any] | None:
     """The share of the CPUs' time stolen between two `cpu_ticks` readings."""
-    if before is None or after is None or after[1] <= before[1]:
+    if before is None or after is None or after.total <= before.total:
         return None
-    return {"share": (after[0] - before[0]) / (after[1] - before[1]), "source": STEAL_SOURCE}
+    return {"share": (after.steal - before.steal) / (after.total - before.total),
+            "source": STEAL_SOURCE}
+
+
+def foreign_load(before: Ticks | None, after: Ticks | None,
+                 own_s: float) -> dict[str, Any] | None:
+    """The share of the CPUs' time other processes ran between two `cpu_ticks` readings, when
+    this worker's process tree used `own_s` CPU seconds of it (it runs on no other CPU)."""
+    if before is None or after is None or after.total <= before.total:
+        return None
+    hz = os.sysconf("SC_CLK_TCK")
+    busy_s = (after.busy - before.busy) / hz
+    return {"share": max(0.0, busy_s - own_s) / ((after.total - before.total) / hz),
+            "source": FOREIGN_SOURCE}
+
+
+def tree_cpu_seconds() -> float:
+    """User + system CPU seconds of this process and its descendants, live or waited for."""
+    me = psutil.Process()
+    times = me.cpu_times()
+    total = times.user + times.system + times.children_user + times.children_system
+    for child in me.children(recursive=True):
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+            child_times = child.cpu_times()
+            total += child_times.user + child_times.system
+    return total
 
 
 @functools.cache

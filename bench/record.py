@@ -122,6 +122,7 @@ class Record:
     kernels: Json | None = None  # OpenVINO: the profiled pass's kernels and precisions
     peak: Json | None = None  # the peak of the run's cores at its precision (efficiency)
     steal: Json | None = None  # the CPUs' time the hypervisor gave away during the scenario
+    foreign_load: Json | None = None  # the CPUs' time other processes ran during the scenario
     reference: Json | None = None  # the machine's speed beside the scenario (measure.reference)
     reason: str | None = None
     error: str | None = None
@@ -593,11 +594,15 @@ def rounds(run: Record | dict[str, Any]) -> list[Record]:
             *(parse_run(r, f"{record.run_id} repeat") for r in record.repeats)]
 
 
-def steal_shares(run: Record | dict[str, Any]) -> list[float]:
-    """The CPU steal share of each worker process of a run: its rounds, and their processes
-    side by side (instances, data-parallel workers)."""
+DISTURBANCES = ("steal", "foreign_load")  # what else took the run's CPUs during its scenario
+
+
+def disturbance_shares(run: Record | dict[str, Any], kind: str) -> list[float]:
+    """The share of its CPUs' time each worker process of a run lost to `kind` (one of
+    DISTURBANCES): its rounds, and their processes side by side (instances, data-parallel
+    workers)."""
     return [s["share"] for rec in rounds(run)
-            for s in (rec.steal, *(p.get("steal") for p in rec.processes)) if s]
+            for s in (getattr(rec, kind), *(p.get(kind) for p in rec.processes)) if s]
 
 
 def references(run: Record | dict[str, Any]) -> list[Json | None]:
@@ -747,7 +752,7 @@ def pooled(series: list[Series]) -> Series:
 
 
 _KEEP = ("status", "error", "placement", "placement_obtained", "log", "wall_s", "peak_rss_mb",
-         "series", "distributed", "measured", "steal", "reference")
+         "series", "distributed", "measured", "steal", "foreign_load", "reference")
 
 
 def _processes(records: list[Record]) -> tuple[Json, ...]:

@@ -9,6 +9,7 @@ run is never overwritten: a new stamp-derived name is chosen.
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import json
 import os
 import tempfile
@@ -22,6 +23,46 @@ SCHEMA_VERSION = 2  # 1 is read through bench.schema_v1's migration
 
 class ResultError(ValueError):
     """A result file that cannot be used; the message names the file and what to do."""
+
+
+# what to do when a result file cannot be written, by the cause
+_WRITE_FIXES = {
+    errno.ENOSPC: "free space on that disk, or give --out a folder on another one",
+    errno.EDQUOT: "free space within your quota, or give --out a folder on another disk",
+    errno.EROFS: "the file system is read-only: give --out a writable folder",
+    errno.EACCES: "no permission to write there: give --out a folder you can write",
+    errno.EPERM: "no permission to write there: give --out a folder you can write",
+}
+
+
+class SaveError(RuntimeError):
+    """A result file that could not be written. The document, with every run measured so far,
+    is kept in a fallback file where one could be written (`kept`); the message names both."""
+
+    def __init__(self, path: Path, exc: OSError, kept: Path | None):
+        self.path, self.kept = path, kept
+        fix = _WRITE_FIXES.get(exc.errno, "check the folder given to --out")
+        where = (f" Every run measured so far, the last one included, is kept in {kept}: "
+                 f"`tlbench report {kept}` shows it, `tlbench run --resume {kept}` runs what it "
+                 f"is missing." if kept else
+                 " It could not be kept anywhere else either (the temporary folder and "
+                 "~/.cache/tlbench/unsaved failed too): the runs measured since the file's last "
+                 "good write are lost.")
+        super().__init__(f"cannot write the result file {path}: "
+                         f"{exc.strerror or exc} — {fix}.{where}")
+
+
+def _keep_elsewhere(path: Path, doc: dict[str, Any]) -> Path | None:
+    """The document written to the first fallback folder that takes it, or None."""
+    for folder in (Path(tempfile.gettempdir()) / "tlbench-unsaved",
+                   Path.home() / ".cache/tlbench/unsaved"):
+        target = folder / f"{path.stem}-{os.getpid()}.json"
+        try:
+            write_atomic(target, doc)
+        except OSError:
+            continue
+        return target
+    return None
 
 
 def write_atomic(path: Path, doc: dict[str, Any]) -> None:
@@ -65,9 +106,12 @@ class ResultFile:
         self.doc: dict[str, Any] = {"schema_version": SCHEMA_VERSION, **header,
                                     "complete": False, "runs": []}
         # Claim the name now, exclusively, so two concurrent suites cannot share one file.
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "x", encoding="utf-8"):
-            pass
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "x", encoding="utf-8"):
+                pass
+        except OSError as exc:
+            raise SaveError(path, exc, None) from None
         self.save()
 
     def add_run(self, run: dict[str, Any]) -> None:
@@ -91,7 +135,12 @@ class ResultFile:
         self.save()
 
     def save(self) -> None:
-        write_atomic(self.path, self.doc)
+        """The whole document, atomically: a failed write leaves the file as it was (every
+        earlier run in it) and raises SaveError, the document kept in a fallback file."""
+        try:
+            write_atomic(self.path, self.doc)
+        except OSError as exc:
+            raise SaveError(self.path, exc, _keep_elsewhere(self.path, self.doc)) from None
 
 
 def _checked(run: dict[str, Any]) -> dict[str, Any]:

@@ -88,18 +88,35 @@ def not_ok(doc: dict[str, Any]) -> list[dict[str, Any]]:
     return [r for r in doc["runs"] if r.get("status") != "ok"]
 
 
-STEAL_NOTABLE = 0.02  # below, a VM's steal is within what bare metal's interrupts cost
+# Below these, a run's CPUs were as good as its own: a VM's steal within what bare metal's
+# interrupts cost; other processes' load within what the system's daemons and this harness's
+# parent cost on a quiet machine (FOREIGN_LOAD_NOTABLE's measurement: bench.compare).
+NOTABLE = {"steal": 0.02, "foreign_load": 0.05}
 
 
-def steal(doc: dict[str, Any]) -> str | None:
-    """The median and range of the steal share over a result's processes, when notable."""
+def disturbance(doc: dict[str, Any], kind: str) -> str | None:
+    """The median and range over a result's processes of the share of their CPUs' time lost to
+    `kind` (record.DISTURBANCES), when notable."""
     shares = sorted(x for r in doc["runs"] if r.get("status") == "ok"
-                    for x in record.steal_shares(r))
-    if not shares or shares[-1] < STEAL_NOTABLE:
+                    for x in record.disturbance_shares(r, kind))
+    if not shares or shares[-1] < NOTABLE[kind]:
         return None
     return (f"median {statistics.median(shares):.0%}, {shares[0]:.0%}–{shares[-1]:.0%} over "
-            f"{len(shares)} "
-            f"worker process(es)")
+            f"{len(shares)} worker process(es)")
+
+
+def disturbed_runs(doc: dict[str, Any]) -> list[tuple[str, str, float]]:
+    """(run id, kind, its processes' median share) of each ok run that lost a notable share of
+    its CPUs to another process or the hypervisor: figures not of this hardware alone."""
+    out = []
+    for r in doc["runs"]:
+        if r.get("status") != "ok":
+            continue
+        for kind in record.DISTURBANCES:
+            shares = record.disturbance_shares(r, kind)
+            if shares and statistics.median(shares) >= NOTABLE[kind]:
+                out.append((r["run_id"], kind, statistics.median(shares)))
+    return out
 
 
 LOWER_PRECISIONS = ("-bf16", "-int8")  # a stack's backend at a lower precision: name + suffix

@@ -288,7 +288,7 @@ def test_steal_is_the_share_of_the_runs_cpus_ticks_the_hypervisor_took(tmp_path:
     stat = tmp_path / "stat"
     stat.write_text(STAT_TEXT)
     before = machine.cpu_ticks((0,), stat)
-    assert before == (50, 700) and machine.cpu_ticks((0, 1), stat) == (90, 1490)
+    assert before == (50, 700, 150) and machine.cpu_ticks((0, 1), stat) == (90, 1490, 400)
     stat.write_text(STAT_TEXT.replace("cpu0 100 0 50 500 0 0 0 50", "cpu0 160 0 50 500 0 0 0 90"))
     stolen = machine.steal(before, machine.cpu_ticks((0,), stat))
     assert stolen["share"] == pytest.approx(40 / 100) and "steal" in stolen["source"]
@@ -301,4 +301,34 @@ def test_no_steal_column_or_no_stat_file_means_unknown_steal(tmp_path: Path) -> 
     assert machine.cpu_ticks((0,), old) is None
     assert machine.cpu_ticks((0,), tmp_path / "absent") is None
     assert machine.cpu_ticks((7,), old) is None  # a CPU the file does not list
-    assert machine.steal(None, (1, 2)) is None
+    assert machine.steal(None, machine.Ticks(1, 2, 1)) is None
+    assert machine.foreign_load(None, machine.Ticks(1, 2, 1), 0.0) is None
+
+
+def test_foreign_load_is_the_cpus_busy_time_less_the_workers_own(tmp_path: Path,
+                                                                 monkeypatch) -> None:
+    monkeypatch.setattr(machine.os, "sysconf", lambda name: 100)  # USER_HZ
+    before = machine.Ticks(steal=0, total=1000, busy=300)
+    after = machine.Ticks(steal=0, total=1400, busy=600)  # 4 s of CPU time, 3 s of it busy
+    load = machine.foreign_load(before, after, own_s=1.0)
+    assert load["share"] == pytest.approx(2.0 / 4.0) and "other processes" in load["source"]
+    assert machine.foreign_load(before, after, own_s=3.5)["share"] == 0.0, "never below 0"
+    assert machine.foreign_load(before, before, 0.0) is None  # no time passed: no share
+
+
+def test_a_process_trees_cpu_time_counts_its_live_children() -> None:
+    import subprocess
+    import sys
+    import time
+
+    before = machine.tree_cpu_seconds()
+    child = subprocess.Popen([sys.executable, "-c", "import time\nend = time.process_time() + "
+                              "0.3\nwhile time.process_time() < end: pass\ntime.sleep(30)"])
+    try:
+        deadline = time.monotonic() + 20
+        while machine.tree_cpu_seconds() - before < 0.3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert machine.tree_cpu_seconds() - before >= 0.3, "the child's CPU time is counted"
+    finally:
+        child.kill()
+        child.wait()

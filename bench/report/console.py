@@ -31,10 +31,24 @@ def quality_lines(doc: dict[str, Any]) -> list[str]:
         shown = "; ".join(f"{s['path']} ({s['problem']})" for s in skipped[:5])
         lines.append(f"data: {len(skipped)} bad image(s) left out (on_bad_image = \"skip\"): "
                      f"{shown}" + (f"; and {len(skipped) - 5} more" if len(skipped) > 5 else ""))
-    stolen = summary.steal(doc)
+    stolen = summary.disturbance(doc, "steal")
     if stolen:
         lines.append(f"CPU steal: {stolen} — the hypervisor gave these vCPUs' time to other "
                      f"work: figures are slower and noisier than this hardware alone")
+    foreign = summary.disturbance(doc, "foreign_load")
+    if foreign:
+        lines.append(f"other processes' load on the runs' CPUs: {foreign} — something else ran "
+                     f"on these CPUs: figures are slower and noisier than this hardware alone")
+    for run_id, kind, share in summary.disturbed_runs(doc):
+        what = "CPU steal" if kind == "steal" else "other processes' load"
+        lines.append(f"{run_id}: measured under {share:.0%} {what} on its CPUs — not judged "
+                     f"by compare")
+    concurrent = (doc.get("lock") or {}).get("concurrent")
+    if concurrent:
+        lines.append("run with --allow-concurrent beside another suite on CPU(s) "
+                     + "; ".join(f"{h['on']} (pid {h.get('pid', '?')}: "
+                                 f"{h.get('command') or 'command unknown'})" for h in concurrent)
+                     + ": its figures may measure that suite too")
     for r in doc["runs"]:
         if r.get("injected_slowdown"):
             lines.append(f"{r['run_id']}: NOT A MEASUREMENT of the stack — its training steps "
