@@ -39,10 +39,11 @@ class SaveError(RuntimeError):
     """A result file that could not be written. The document, with every run measured so far,
     is kept in a fallback file where one could be written (`kept`); the message names both."""
 
-    def __init__(self, path: Path, exc: OSError, kept: Path | None):
+    def __init__(self, path: Path, exc: OSError, kept: Path | None, measured: int):
         self.path, self.kept = path, kept
         fix = _WRITE_FIXES.get(exc.errno, "check the folder given to --out")
-        where = (f" Every run measured so far, the last one included, is kept in {kept}: "
+        where = (" No run had been measured yet: nothing is lost." if not measured else
+                 f" Every run measured so far, the last one included, is kept in {kept}: "
                  f"`tlbench report {kept}` shows it, `tlbench run --resume {kept}` runs what it "
                  f"is missing." if kept else
                  " It could not be kept anywhere else either (the temporary folder and "
@@ -110,8 +111,10 @@ class ResultFile:
             path.parent.mkdir(parents=True, exist_ok=True)
             with open(path, "x", encoding="utf-8"):
                 pass
+        except FileExistsError:
+            raise  # new_path never names one: another writer took it
         except OSError as exc:
-            raise SaveError(path, exc, None) from None
+            raise SaveError(path, exc, None, 0) from None
         self.save()
 
     def add_run(self, run: dict[str, Any]) -> None:
@@ -140,7 +143,9 @@ class ResultFile:
         try:
             write_atomic(self.path, self.doc)
         except OSError as exc:
-            raise SaveError(self.path, exc, _keep_elsewhere(self.path, self.doc)) from None
+            measured = len(self.doc["runs"])
+            kept = _keep_elsewhere(self.path, self.doc) if measured else None
+            raise SaveError(self.path, exc, kept, measured) from None
 
 
 def _checked(run: dict[str, Any]) -> dict[str, Any]:

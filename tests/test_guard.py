@@ -112,13 +112,13 @@ def test_a_second_suite_is_refused_or_labelled_and_foreign_load_is_flagged(
                if r.significant)
 
 
-def _mount_tmpfs(where: Path, size: str) -> None:
+def _mount_tmpfs(where: Path, options: str) -> None:
     if os.geteuid() != 0:
         pytest.skip("mounting a small tmpfs needs root")
     if shutil.which("mount") is None:
         pytest.skip("no mount command here")
     where.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(where)],
                           capture_output=True, text=True)
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
@@ -138,7 +138,7 @@ def _fill(folder: Path) -> None:
 @pytest.mark.slow
 def test_a_full_disk_stops_the_suite_cleanly_and_keeps_every_run(tmp_path: Path) -> None:
     disk = tmp_path / "disk"
-    _mount_tmpfs(disk, "2m")
+    _mount_tmpfs(disk, "size=2m")
     try:
         suite = write_suite(tmp_path, "full", backends=("tf-stock", "tf-onednn"),
                             scenarios=("inference",))
@@ -166,5 +166,21 @@ def test_a_full_disk_stops_the_suite_cleanly_and_keeps_every_run(tmp_path: Path)
         assert [r["run_id"] for r in unsaved["runs"]] == ["inference/tf-stock",
                                                           "inference/tf-onednn"]
         assert unsaved["runs"][1]["status"] == "ok" and unsaved["runs"][1]["series"]
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def test_a_read_only_folder_is_refused_before_any_run_with_the_fix(tmp_path: Path,
+                                                                   capsys) -> None:
+    disk = tmp_path / "ro"
+    _mount_tmpfs(disk, "ro,size=1m")
+    try:
+        suite = write_suite(tmp_path, backends=("openvino",), scenarios=("full_training",))
+        assert cli.main(["run", str(suite), "--out", str(disk / "results")]) == \
+            cli.EXIT_CANNOT_WRITE
+        err = capsys.readouterr().err
+        assert f"cannot write the result file {disk / 'results'}" in err
+        assert "the file system is read-only: give --out a writable folder" in err
+        assert "No run had been measured yet: nothing is lost" in err
     finally:
         subprocess.run(["umount", "-l", str(disk)], check=False)
