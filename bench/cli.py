@@ -1,16 +1,16 @@
 """`tlbench` command line: run suites, show results, describe the machine, manage data.
 
 Exit codes: 0 success; 1 a run failed (its result is still written); 2 unusable input (suite,
-placement, data, result file), named with its fix; 130 / 143 interrupted by SIGINT / SIGTERM
-(finished runs are kept).
+placement, data, result file), named with its fix; 74 a result file could not be written (every
+run kept in a fallback file); 75 another suite holds the CPUs; 130 / 143 interrupted by SIGINT /
+SIGTERM (finished runs are kept). The run loop itself is `bench.runner`'s; this module parses
+arguments and draws.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
-import datetime as dt
 import json
 import signal
 import sys
@@ -28,14 +28,12 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from bench import __version__, distributed, machine, results
+from bench import __version__, distributed, machine, results, runner
 from bench import lock as cpu_lock
 from bench import suite as suite_mod
 from bench.data.lfw import DataError
-from bench.models.checkpoint import is_tf1_checkpoint
 from bench.models.weights import WeightsError
 from bench.pinning import PlacementError, read_topology, resolve
-from bench.plan import expand, interleaved, plan
 from bench.report import console as console_report
 
 EXIT_FAILED_RUN, EXIT_BAD_INPUT = 1, 2  # interrupted: 128 + the signal (130 for SIGINT)
@@ -44,43 +42,6 @@ EXIT_FAILED_RUN, EXIT_BAD_INPUT = 1, 2  # interrupted: 128 + the signal (130 for
 EXIT_CANNOT_WRITE, EXIT_BUSY = 74, 75
 _COLUMNS = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
             TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
-
-
-class Interrupted(Exception):
-    """SIGINT or SIGTERM of the suite: stop the current worker, keep what was measured."""
-
-
-def _interrupt(signum: int, _frame: Any) -> None:
-    raise Interrupted(signal.Signals(signum).name)
-
-
-def _preflight(suite: suite_mod.Suite, out: Console) -> None:
-    """Check what can be checked before any worker starts, so bad input costs no run: the data
-    (every bad image at once; with on_bad_image = "skip", which are left out) and the weights
-    (opened and checked against the suite's model)."""
-    if suite.data.source == "lfw":
-        from bench.data import lfw
-
-        index = lfw.scan(Path(suite.data.path).expanduser(),
-                         min_images_per_identity=suite.data.holdout_per_identity + 1,
-                         on_bad_image=suite.data.on_bad_image)
-        if index.skipped:
-            out.print(f"[yellow]on_bad_image = \"skip\"[/]: {len(index.skipped)} bad image(s) "
-                      f"left out and listed in the result, e.g. {index.skipped[0][0]} "
-                      f"({index.skipped[0][1]})")
-        if (index.root / "pairs.txt").is_file():  # a broken pairs file would fail every run
-            from bench.data import pairs
-
-            pairs.read_pairs(index.root / "pairs.txt", index.root)
-    given = suite.model.weights
-    if given and not (Path(given).expanduser().is_file() or is_tf1_checkpoint(given)):
-        raise DataError(f"weights {given} do not exist; pass a .npz written by tlbench (e.g. by "
-                        f"`tlbench pretrain`) or a TF1 checkpoint prefix (Sandberg's "
-                        f"model-20180402-114759.ckpt-275)")
-    if given and not is_tf1_checkpoint(given):
-        from bench.models import weights
-
-        weights.inspect(Path(given).expanduser(), dataclasses.asdict(suite.model))
 
 
 def _clock(seconds: float) -> str:
@@ -106,24 +67,6 @@ def _run_line(run: dict[str, Any], index: int, total: int, started: float,
             f"({run.get('wall_s', 0):.0f} s); elapsed {_clock(elapsed)}, ETA {_clock(eta)}")
 
 
-def _annotate_parity(doc: dict[str, Any]) -> None:
-    from bench import backends, parity
-
-    parity.annotate(doc["runs"], lambda name: backends.get(name).precision)
-
-
-@dataclasses.dataclass
-class _Side:
-    """One stack a suite is measured on: its label, interpreter, result file and launcher."""
-
-    label: str  # "" for a plain run; "A" / "B" for an interleaved A/B comparison
-    python: str | None  # None: each backend's own interpreter
-    env: dict[str, str] = dataclasses.field(default_factory=dict)  # set in its every worker
-    path: Path | None = None
-    result: Any = None
-    launcher: Any = None
-
-
 def _suite_of(args: argparse.Namespace, base: suite_mod.Suite, workers: int) -> suite_mod.Suite:
     return suite_mod.override(base, backends=args.backend, scenarios=args.scenario,
                               data=args.data, weights=args.weights, placement=args.placement,
@@ -142,7 +85,7 @@ def cmd_run(args: argparse.Namespace, out: Console) -> int:
     # Resuming: runs that finished (ok or skipped) are carried over, marked, not measured again.
     carried = {r["run_id"]: {**r, "carried_from": args.resume} for r in previous["runs"]
                if r.get("status") in ("ok", "skipped")} if previous else {}
-    code, _ = _measure(suite, [_Side("", None)], args, out, carried, cluster)
+    code, _ = _measure(suite, [runner.Side("", None)], args, out, carried, cluster)
     return code
 
 
@@ -156,8 +99,8 @@ def cmd_ab(args: argparse.Namespace, out: Console) -> int:
             raise DataError(f"--{label.lower()} {python}: no such interpreter; give the python "
                             f"of the environment to measure (e.g. .venv/bin/python)")
     suite = _suite_of(args, suite_mod.load(args.suite), args.workers)
-    sides = [_Side("A", args.a, _assignments(args.a_env, "--a-env")),
-             _Side("B", args.b, _assignments(args.b_env, "--b-env"))]
+    sides = [runner.Side("A", args.a, _assignments(args.a_env, "--a-env")),
+             runner.Side("B", args.b, _assignments(args.b_env, "--b-env"))]
     code, docs = _measure(suite, sides, args, out, {}, None)
     if code not in (0, EXIT_FAILED_RUN):
         return code
@@ -186,129 +129,69 @@ def _assignments(items: list[str], flag: str) -> dict[str, str]:
     return out
 
 
-def _measure(suite: suite_mod.Suite, sides: list[_Side], args: argparse.Namespace,
+def _measure(suite: suite_mod.Suite, sides: list[runner.Side], args: argparse.Namespace,
              out: Console, carried: dict[str, dict[str, Any]],
              cluster: distributed.Cluster | None) -> tuple[int, list[tuple[dict, Path]]]:
-    """Every run of `suite` on every side, interleaved round by round; one result file a side.
-    Returns the exit code and each side's (document, path)."""
-    topology = read_topology()
-    placement = resolve(suite.placement, topology, suite.use_logical_cores)
-    _preflight(suite, out)
-    held = cpu_lock.acquire(placement.cpus, getattr(args, "allow_concurrent", False))
-    try:
-        runs = plan(suite)
-        now = dt.datetime.now(dt.UTC)
-        facts = machine.describe()
-        from bench import backends
-        from bench.launcher import Launcher, Limits
+    """The runner's suite, drawn: live progress on a terminal, one plain line per finished run
+    otherwise; then each side's tables and HTML page. Returns the exit code and each side's
+    (document, path)."""
+    started = time.monotonic()
+    with Progress(*_COLUMNS, console=out, disable=not out.is_terminal) as bars:
+        overall: list[Any] = []  # the suite's bar, once the runner says how many runs
+        phases: dict[str, Any] = {}
 
-        isa = facts["isa"]  # every process of every run planned before any starts
-        planned = {run.run_id: expand(run, placement, topology,
-                                      backends.get(run.backend).skip_reason(run.scenario, isa),
-                                      cluster.workers if cluster else None,
-                                      cluster.task_index if cluster else 0) for run in runs}
-        for side in sides:
-            name = f"{suite.name}-{side.label}" if side.label else suite.name
-            side.path = results.new_path(Path(args.out), facts["id"], name, now)
-            software = machine.software()
-            if side.python:  # the packages of the environment this side's workers run in
-                software["workers"] = {"python": side.python, "packages": machine.env_versions(
-                    machine.site_packages(side.python))}
-            side.result = results.ResultFile(side.path, {
-                "tool": {"name": "tlbench", "version": __version__},
-                "created": now.isoformat(timespec="seconds"), "machine": facts,
-                "software": software, "project": machine.project_commit(),
-                "suite": suite.to_dict(), "resumed_from": getattr(args, "resume", "") or None,
-                "cluster": dataclasses.asdict(cluster) if cluster else None,
-                "lock": held.describe(),
-                **({"ab": {"side": side.label, "python": side.python, "env": side.env}}
-                   if side.label else {})})
-            side.launcher = Launcher(topology, log_dir=side.path.with_suffix(".logs"),
-                                     pass_env=suite.pass_env, env=side.env,
-                                     **({"python": side.python} if side.python else {}))
-        limits = Limits(timeout_s=suite.timeout_s, max_memory_gb=suite.max_memory_gb)
-        resuming = f", {len(carried)} carried over from {args.resume}" if carried else ""
-        out.print(f"tlbench {__version__}: suite [bold]{suite.name}[/] ({len(runs)} runs"
-                  f"{resuming}) on {facts['cpu_model']}, CPUs {list(placement.cpus)} → "
-                  + ", ".join(str(s.path) for s in sides))
-        if held.concurrent:
-            out.print(f"[yellow]--allow-concurrent: another suite measures on CPU(s) "
-                      f"{sorted(c for h in held.concurrent for c in h['on'])}[/] (the result "
-                      f"says so)")
-        previous = {s: signal.signal(s, _interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
-        order = [(k, run, side) for k, run in interleaved(runs, suite.repeats)
-                 for side in (sides if k % 2 else sides[::-1])]
+        def draw(event: runner.Event) -> None:
+            if event.kind in (runner.STARTED, runner.NOTE):
+                out.print(event.text)
+                return
+            if not overall:
+                overall.append(bars.add_task("suite", total=event.total))
+            if event.kind == runner.CARRIED:
+                bars.advance(overall[0])
+            elif event.kind == runner.RUN_STARTED:
+                phases[event.label] = bars.add_task(f"  {event.label}: starting", total=None)
+            elif event.kind == runner.PHASE:
+                bars.update(phases[event.label], description=f"  {event.label}: {event.phase}",
+                            completed=event.done, total=event.of)
+            elif event.kind == runner.RUN_FINISHED:
+                record = event.record or {}
+                bars.update(phases[event.label], description=f"  {event.label}: "
+                            f"{record['status']} ({record['wall_s']:.0f} s)", completed=1,
+                            total=1)
+                bars.advance(overall[0])
+                if not out.is_terminal:  # a CI log: one plain line per finished run
+                    where = " ".join(filter(None, [
+                        f"round {event.round}/{event.repeats}" if event.repeats > 1 else "",
+                        f"side {event.side}" if event.side else ""]))
+                    out.print(_run_line(record, event.index, event.total, started,
+                                        f" ({where})" if where else ""), markup=False,
+                              highlight=False, soft_wrap=True)
+
         try:
-            started = time.monotonic()
-            with Progress(*_COLUMNS, console=out, disable=not out.is_terminal) as bars:
-                overall = bars.add_task("suite", total=len(order))
-                for index, (round_, run, side) in enumerate(order, start=1):
-                    if run.run_id in carried:
-                        if round_ == 1:
-                            side.result.add_run(carried[run.run_id])
-                        bars.advance(overall)
-                        continue
-                    side.launcher.log_suffix = f".r{round_}" if round_ > 1 else ""
-                    label = run.run_id + (f" [{side.label}]" if side.label else "")
-                    phase = bars.add_task(f"  {label}: starting", total=None)
+            outcome = runner.measure(suite, sides, Path(args.out), draw, carried, cluster,
+                                     getattr(args, "resume", "") or None,
+                                     getattr(args, "allow_concurrent", False))
+        except results.SaveError as exc:
+            print(f"tlbench: error: {exc}", file=sys.stderr)
+            return EXIT_CANNOT_WRITE, []
+    if outcome.interrupted:
+        for doc, path in outcome.docs:
+            out.print(f"[red]interrupted ({outcome.interrupted})[/]: {len(doc['runs'])} "
+                      f"finished run(s) kept in {path}")
+        return 128 + signal.Signals[outcome.interrupted].value, []
+    from bench.report import html
 
-                    def on_event(event: dict[str, Any], phase: int = phase, label: str = label):
-                        bars.update(phase, description=f"  {label}: {event['phase']}",
-                                    completed=event.get("done") or 0, total=event.get("total"))
-
-                    record = side.launcher.run(planned[run.run_id], limits, on_event)
-                    if round_ == 1:
-                        side.result.add_run(record)
-                    else:
-                        side.result.add_repeat(run.run_id, round_, record)
-                    bars.update(phase, description=f"  {label}: {record['status']} "
-                                f"({record['wall_s']:.0f} s)", completed=1, total=1)
-                    bars.advance(overall)
-                    if not out.is_terminal:  # a CI log: one plain line per finished run
-                        where = " ".join(filter(None, [
-                            f"round {round_}/{suite.repeats}" if suite.repeats > 1 else "",
-                            f"side {side.label}" if side.label else ""]))
-                        out.print(_run_line(record, index, len(order), started,
-                                            f" ({where})" if where else ""), markup=False,
-                                  highlight=False, soft_wrap=True)
-        except Interrupted as exc:  # the launcher has killed the running worker
-            for side in sides:
-                _annotate_parity(side.result.doc)
-                side.result.finish(interrupted=str(exc))
-                out.print(f"[red]interrupted ({exc})[/]: {len(side.result.doc['runs'])} finished "
-                          f"run(s) kept in {side.path}")
-            return 128 + signal.Signals[str(exc)].value, []
-        finally:
-            for s, handler in previous.items():
-                signal.signal(s, handler)
-        from bench.report import html
-
-        failed = []
-        for side in sides:
-            _annotate_parity(side.result.doc)
-            side.result.finish(interrupted=None)
-            console_report.show(side.result.doc, out)
-            # reports/ beside the results folder: ./reports for the default ./results
-            page = html.write(html.render(side.result.doc, str(side.path)),
-                              html.default_path(side.path, Path(args.out).parent / "reports"))
-            out.print(f"result: {side.path}\nHTML report: {page}")
-            failed += [f"{r['run_id']}{f' [{side.label}]' if side.label else ''}"
-                       for r in side.result.doc["runs"] if r["status"] == "failed"]
-        docs = [(side.result.doc, side.path) for side in sides]
-        if failed:
-            out.print(f"[red]{len(failed)} run(s) failed[/]: {', '.join(failed)} (logs in "
-                      + ", ".join(str(s.launcher.log_dir) for s in sides) + ")")
-            return EXIT_FAILED_RUN, docs
-        return 0, docs
-    except results.SaveError as exc:  # the suite stops: nothing more can be kept there
-        print(f"tlbench: error: {exc}", file=sys.stderr)
-        for side in sides:
-            if side.result is not None and side.result.path != exc.path:
-                with contextlib.suppress(results.SaveError):
-                    side.result.finish(interrupted=f"stopped: {exc.path} could not be written")
-        return EXIT_CANNOT_WRITE, []
-    finally:
-        held.release()
+    for doc, path in outcome.docs:
+        console_report.show(doc, out)
+        # reports/ beside the results folder: ./reports for the default ./results
+        page = html.write(html.render(doc, str(path)),
+                          html.default_path(path, Path(args.out).parent / "reports"))
+        out.print(f"result: {path}\nHTML report: {page}")
+    if outcome.failed:
+        out.print(f"[red]{len(outcome.failed)} run(s) failed[/]: {', '.join(outcome.failed)} "
+                  "(logs in " + ", ".join(str(s.launcher.log_dir) for s in sides) + ")")
+        return EXIT_FAILED_RUN, outcome.docs
+    return 0, outcome.docs
 
 
 def cmd_pretrain(args: argparse.Namespace, out: Console) -> int:
@@ -634,7 +517,7 @@ def parser() -> argparse.ArgumentParser:
                      " one per core group of the placement")
     run.add_argument("--cluster", default="", metavar="FILE",
                      help='several hosts: JSON {"worker": ["host:port", ...]}, the same on every '
-                     "host; this host runs only its own worker (see README)")
+                     "host; this host runs only its own worker (see docs/placement.md)")
     run.add_argument("--task-index", type=int, default=0, metavar="I",
                      help="with --cluster: this host's position in the worker list (0 = chief)")
     run.add_argument("--repeats", type=int, default=0, metavar="N",
@@ -791,7 +674,8 @@ def parser() -> argparse.ArgumentParser:
 
 
 ALPHA_HELP = ("family-wise significance level of the verdicts (default: bench.compare.ALPHA; "
-              "the README gives the false-alarm and detection rates measured at two levels)")
+              "docs/validation-log.md gives the false-alarm and detection rates measured at two "
+              "levels)")
 
 
 def _alpha(text: str) -> float:

@@ -11,6 +11,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from bench import backends
 from bench.pinning import Placement, Topology, divide
 from bench.suite import Suite
 
@@ -36,11 +37,15 @@ def run_id(scenario: str, backend: str) -> str:
 def plan(suite: Suite) -> list[Run]:
     model = dataclasses.asdict(suite.model)
     data = dataclasses.asdict(suite.data)
+
+    def settings(backend: str) -> dict[str, Any]:  # the suite section the backend declares
+        section = backends.get(backend).settings
+        return dataclasses.asdict(getattr(suite, section)) if section else {}
+
     return [
         Run(run_id=run_id(scenario, backend), backend=backend, scenario=scenario,
             params=dataclasses.asdict(suite.scenario_spec(scenario)), model=model, data=data,
-            backend_params=(dataclasses.asdict(suite.openvino)
-                            if backend.startswith("openvino") else {}))
+            backend_params=settings(backend))
         for scenario in suite.scenarios
         for backend in suite.backends
     ]

@@ -12,7 +12,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from bench.backends import onednn_bf16_problem, support
+from bench.backends import support
+from bench.backends.base import onednn_bf16_problem
 from bench.backends.support import UNAVAILABLE, Support
 from bench.backends.tensorflow import TensorFlowBackend
 

@@ -30,7 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from bench.backends import Backend, policy_problem, support
+from bench.backends import support
+from bench.backends.base import Backend, policy_problem
 from bench.backends.support import EMULATED, Support
 from bench.training import Trainer, decayed, rmsprop
 
@@ -61,7 +62,7 @@ def softmax_loss(spec, kernels: list[int]):
 
 def head_loss(kind: str, classes: int, kernel: int):
     """The transfer head's loss: softmax cross-entropy, or a linear SVM's multi-class hinge
-    (Crammer–Singer) with its margin regulariser 1e-4·|W|², as `transfer._head_loss`."""
+    (Crammer–Singer) with its margin regulariser 1e-4·|W|², as `heads._head_loss`."""
     import keras
 
     ops = keras.ops
@@ -122,7 +123,7 @@ class Keras3Backend(Backend):
                    evaluate=None) -> dict[str, Any]:
         import keras
 
-        from bench.scenarios.transfer import fit_head
+        from bench.heads import fit_head
 
         head = keras.layers.Dense(classes, name="head", dtype="float32")
         head.build((None, train_x.shape[1]))

@@ -35,7 +35,8 @@ from typing import Any
 import numpy as np
 
 from bench import record
-from bench.backends import Backend, Calibration, Embed, support
+from bench.backends import support
+from bench.backends.base import Backend, Calibration, Embed
 from bench.backends.support import UNAVAILABLE, Support
 from bench.measure import completion_bins
 from bench.record import Series
@@ -140,6 +141,7 @@ BF16 = support.bf16(
 
 class OpenVinoBackend(Backend):
     bf16_support = BF16
+    settings = "openvino"  # [openvino]: OpenVinoSpec
     trains = False
 
     def __init__(self, name: str, precision: str = "fp32"):

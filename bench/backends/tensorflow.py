@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from bench.backends import Backend, onednn_bf16_problem, policy_problem, support
+from bench.backends import support
+from bench.backends.base import Backend, onednn_bf16_problem, policy_problem
 from bench.backends.support import UNAVAILABLE, Support
 
 # TensorFlow's own log on an AVX2 CPU: "oneDNN supports DT_BFLOAT16 only on platforms with

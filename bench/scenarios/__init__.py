@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
-from bench.backends import Backend
-
-Progress = Callable[..., None]
+from bench.backends.base import Backend
+from bench.scenarios.common import Progress
 
 
 def run(run: dict[str, Any], backend: Backend, progress: Progress) -> dict[str, Any]:

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from bench.backends import Backend, Calibration
+from bench.backends.base import Backend, Calibration
 from bench.data import lfw, synthetic
 from bench.data import pairs as pairs_mod
 from bench.models import facenet
 from bench.models.store import build_base, resolve_weights
 from bench.suite import OpenVinoSpec
+
+Progress = Callable[..., None]  # (phase, done, total): what the worker tells its parent
 
 
 @dataclass(frozen=True)

@@ -16,12 +16,11 @@ import math
 import time
 from typing import Any
 
-from bench.backends import Backend
+from bench.backends.base import Backend
 from bench.data import lfw
 from bench.models import facenet
 from bench.record import Series, Stage
-from bench.scenarios import Progress
-from bench.scenarios.common import prepare
+from bench.scenarios.common import Progress, prepare
 from bench.suite import FINE_TUNE_STAGES, FineTuneSpec, FullTrainingSpec
 from bench.training import accuracy
 

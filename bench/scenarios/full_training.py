@@ -18,13 +18,12 @@ import time
 from typing import Any
 
 from bench import measure
-from bench.backends import Backend
+from bench.backends.base import Backend
 from bench.data import lfw
 from bench.models import facenet
 from bench.models.store import build_base
 from bench.record import Series
-from bench.scenarios import Progress
-from bench.scenarios.common import load_split, model_facts
+from bench.scenarios.common import Progress, load_split, model_facts
 from bench.suite import FullTrainingSpec
 from bench.training import accuracy
 

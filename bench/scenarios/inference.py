@@ -11,13 +11,12 @@ from typing import Any
 
 import numpy as np
 
-from bench.backends import Backend
+from bench.backends.base import Backend
 from bench.data import lfw
 from bench.measure import time_calls
 from bench.parity import parity_embeddings
 from bench.record import Series
-from bench.scenarios import Progress
-from bench.scenarios.common import load_model, prepare
+from bench.scenarios.common import Progress, load_model, prepare
 from bench.suite import InferenceSpec
 
 

@@ -1,0 +1,83 @@
+"""The result contract: each scenario's sample series, and its figures, defined once.
+
+A worker records what it timed as **series**: every call of one kind, in the order they ran.
+One rule for every scenario: the first call (tracing, compiling, a cold cache), the warm-up
+calls and the steady samples are kept apart, in three fields. A sample is the seconds that
+`work` images took — one call, or for an asynchronous queue one group of consecutive
+completions, about a second's worth (`per = "bin"`: the time from the completion before the
+group to its last, over its requests; `bench.measure.completion_bins`). One-off costs (data
+decoding, a head's tracing, a measured total) go in **measured**, never inside a series.
+
+**Figures** are computed here and nowhere else, from the series, the one-off measurements and
+the run's parameters. A figure judged on a series is the median of that series' per-sample
+values (img/s of one sample, or its milliseconds), so the value shown and the samples a
+comparison tests are the same thing. Compare, summary, history, the console and the HTML
+report all read `figures(run)`.
+
+Schema: frozen dataclasses with one validator (`parse`), not pydantic or msgspec: the worker
+emits the contract in two environments (TensorFlow 2.21 with numpy 2.4, and ITEX's TensorFlow
+2.15 with numpy 1.26), and the contract imports in both with nothing added to either. The
+validator is strict: an unknown key or a value of the wrong type is an error naming its path.
+
+Four modules: `schema` (the record and its validator), `figures` (every figure), `paper` (the
+paper's experiment beside this run's), `combine` (several processes → one record, pure); this
+package gives their names as `bench.record.X`.
+"""
+
+from bench.record.combine import (
+    combine_instances,
+    combine_workers,
+    harmonic,
+    pace,
+    pooled,
+    worker_step_s,
+)
+from bench.record.figures import (
+    DISTURBANCES,
+    HIGHER,
+    KERNEL_PRECISIONS,
+    KERNEL_SHARE,
+    LOWER,
+    MIN_KERNEL_SHARE,
+    NEITHER,
+    TRAIN_FLOPS_PER_FORWARD,
+    TRANSFER_TOTAL,
+    Figure,
+    accumulation,
+    disturbance_shares,
+    figures,
+    headline,
+    headline_name,
+    judged,
+    kernel_mismatch,
+    kernels_problem,
+    precision_share,
+    process_figures,
+    projection,
+    references,
+    relative_speed,
+    rounds,
+    samples,
+    value,
+)
+from bench.record.paper import PAPER, speedup
+from bench.record.schema import (
+    Json,
+    Record,
+    RecordError,
+    Series,
+    Stage,
+    parse,
+    parse_run,
+    to_dict,
+)
+
+__all__ = [
+    "DISTURBANCES", "HIGHER", "KERNEL_PRECISIONS", "KERNEL_SHARE", "LOWER", "MIN_KERNEL_SHARE",
+    "NEITHER", "PAPER", "TRAIN_FLOPS_PER_FORWARD", "TRANSFER_TOTAL", "Figure", "Json", "Record",
+    "RecordError", "Series", "Stage", "accumulation", "combine_instances", "combine_workers",
+    "disturbance_shares", "figures", "harmonic", "headline", "headline_name", "judged",
+    "kernel_mismatch", "kernels_problem", "pace", "parse", "parse_run", "pooled",
+    "precision_share", "process_figures", "projection", "references", "relative_speed",
+    "rounds", "samples", "speedup", "to_dict", "value", "worker_step_s",
+]

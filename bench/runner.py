@@ -1,0 +1,226 @@
+"""The run loop: a suite measured on one stack (`tlbench run`) or two (`tlbench ab`).
+
+plan → lock the CPUs → one result file a side → every run of every side, round by round, each
+through the launcher → results finished, parity applied. It draws nothing: it reports what
+happens as `Event`s to a callback (the CLI draws progress and log lines from them), and returns
+what it measured. Interrupted by SIGINT or SIGTERM it kills the running worker and keeps every
+finished run; a result file that cannot be written raises `results.SaveError` once every other
+side's file is finished.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench import __version__, distributed, machine, parity, results
+from bench import lock as cpu_lock
+from bench import suite as suite_mod
+from bench.data.lfw import DataError
+from bench.models.checkpoint import is_tf1_checkpoint
+from bench.pinning import read_topology, resolve
+from bench.plan import expand, interleaved, plan
+
+# what an Event is about
+STARTED, NOTE, CARRIED, RUN_STARTED, PHASE, RUN_FINISHED = (
+    "started", "note", "carried", "run started", "phase", "run finished")
+
+
+@dataclass(frozen=True)
+class Event:
+    """Something the run loop did, for whoever draws it."""
+
+    kind: str  # STARTED, NOTE, CARRIED (an earlier result's run), RUN_STARTED, PHASE, RUN_FINISHED
+    text: str = ""  # STARTED: the suite line; NOTE: a message (rich markup)
+    label: str = ""  # the run's id, with its side in brackets in an A/B job
+    index: int = 0  # this run's place in the measuring order, from 1
+    total: int = 0  # the processes the order holds
+    round: int = 1
+    repeats: int = 1
+    side: str = ""
+    phase: str = ""  # PHASE: what the worker does now
+    done: float = 0
+    of: float | None = None
+    record: dict[str, Any] | None = None  # RUN_FINISHED: what the launcher returned
+
+
+@dataclass
+class Side:
+    """One stack a suite is measured on: its label, interpreter, result file and launcher."""
+
+    label: str  # "" for a plain run; "A" / "B" for an interleaved A/B comparison
+    python: str | None  # None: each backend's own interpreter
+    env: dict[str, str] = field(default_factory=dict)  # set in its every worker
+    path: Path | None = None
+    result: results.ResultFile | None = None
+    launcher: Any = None
+
+
+@dataclass
+class Outcome:
+    """What a measured suite left: each side's finished document, the runs that failed, and
+    the signal that stopped it (None when it ran to the end)."""
+
+    docs: list[tuple[dict[str, Any], Path]]
+    failed: list[str]
+    interrupted: str | None = None
+
+
+class Interrupted(Exception):
+    """SIGINT or SIGTERM of the suite: stop the current worker, keep what was measured."""
+
+
+def _interrupt(signum: int, _frame: Any) -> None:
+    raise Interrupted(signal.Signals(signum).name)
+
+
+def preflight(suite: suite_mod.Suite, note: Callable[[str], None]) -> None:
+    """Check what can be checked before any worker starts, so bad input costs no run: the data
+    (every bad image at once; with on_bad_image = "skip", which are left out) and the weights
+    (opened and checked against the suite's model)."""
+    if suite.data.source == "lfw":
+        from bench.data import lfw
+
+        index = lfw.scan(Path(suite.data.path).expanduser(),
+                         min_images_per_identity=suite.data.holdout_per_identity + 1,
+                         on_bad_image=suite.data.on_bad_image)
+        if index.skipped:
+            note(f"[yellow]on_bad_image = \"skip\"[/]: {len(index.skipped)} bad image(s) "
+                 f"left out and listed in the result, e.g. {index.skipped[0][0]} "
+                 f"({index.skipped[0][1]})")
+        if (index.root / "pairs.txt").is_file():  # a broken pairs file would fail every run
+            from bench.data import pairs
+
+            pairs.read_pairs(index.root / "pairs.txt", index.root)
+    given = suite.model.weights
+    if given and not (Path(given).expanduser().is_file() or is_tf1_checkpoint(given)):
+        raise DataError(f"weights {given} do not exist; pass a .npz written by tlbench (e.g. by "
+                        f"`tlbench pretrain`) or a TF1 checkpoint prefix (Sandberg's "
+                        f"model-20180402-114759.ckpt-275)")
+    if given and not is_tf1_checkpoint(given):
+        from bench.models import weights
+
+        weights.inspect(Path(given).expanduser(), dataclasses.asdict(suite.model))
+
+
+def finish(result: results.ResultFile, interrupted: str | None) -> None:
+    """A side's file completed: parity of each run against fp32 TensorFlow, then saved."""
+    from bench import backends
+
+    parity.annotate(result.doc["runs"], lambda name: backends.get(name).precision)
+    result.finish(interrupted=interrupted)
+
+
+def measure(suite: suite_mod.Suite, sides: list[Side], out_dir: Path,
+            on_event: Callable[[Event], None], carried: dict[str, dict[str, Any]] | None = None,
+            cluster: distributed.Cluster | None = None, resumed_from: str | None = None,
+            allow_concurrent: bool = False) -> Outcome:
+    """Every run of `suite` on every side, interleaved round by round; one result file a side
+    under `out_dir`. `carried`: runs of an earlier result (by run id) kept, not measured."""
+    carried = carried or {}
+    topology = read_topology()
+    placement = resolve(suite.placement, topology, suite.use_logical_cores)
+    preflight(suite, lambda text: on_event(Event(NOTE, text=text)))
+    with cpu_lock.acquire(placement.cpus, allow_concurrent) as held:
+        try:
+            return _measure(suite, sides, out_dir, on_event, carried, cluster, resumed_from,
+                            held, topology, placement)
+        except results.SaveError as exc:  # the suite stops: nothing more can be kept there
+            for side in sides:
+                if side.result is not None and side.result.path != exc.path:
+                    try:
+                        side.result.finish(interrupted=f"stopped: {exc.path} could not be "
+                                                       f"written")
+                    except results.SaveError:
+                        continue
+            raise
+
+
+def _measure(suite: suite_mod.Suite, sides: list[Side], out_dir: Path,
+             on_event: Callable[[Event], None], carried: dict[str, dict[str, Any]],
+             cluster: distributed.Cluster | None, resumed_from: str | None,
+             held: cpu_lock.CpuLock, topology: Any, placement: Any) -> Outcome:
+    from bench import backends
+    from bench.launcher import Launcher, Limits
+
+    runs = plan(suite)
+    now = dt.datetime.now(dt.UTC)
+    facts = machine.describe()
+    isa = facts["isa"]  # every process of every run planned before any starts
+    planned = {run.run_id: expand(run, placement, topology,
+                                  backends.get(run.backend).skip_reason(run.scenario, isa),
+                                  cluster.workers if cluster else None,
+                                  cluster.task_index if cluster else 0) for run in runs}
+    for side in sides:
+        name = f"{suite.name}-{side.label}" if side.label else suite.name
+        side.path = results.new_path(out_dir, facts["id"], name, now)
+        software = machine.software()
+        if side.python:  # the packages of the environment this side's workers run in
+            software["workers"] = {"python": side.python, "packages": machine.env_versions(
+                machine.site_packages(side.python))}
+        side.result = results.ResultFile(side.path, {
+            "tool": {"name": "tlbench", "version": __version__},
+            "created": now.isoformat(timespec="seconds"), "machine": facts,
+            "software": software, "project": machine.project_commit(),
+            "suite": suite.to_dict(), "resumed_from": resumed_from or None,
+            "cluster": dataclasses.asdict(cluster) if cluster else None,
+            "lock": held.describe(),
+            **({"ab": {"side": side.label, "python": side.python, "env": side.env}}
+               if side.label else {})})
+        side.launcher = Launcher(topology, log_dir=side.path.with_suffix(".logs"),
+                                 pass_env=suite.pass_env, env=side.env,
+                                 **({"python": side.python} if side.python else {}))
+    limits = Limits(timeout_s=suite.timeout_s, max_memory_gb=suite.max_memory_gb)
+    resuming = f", {len(carried)} carried over from {resumed_from}" if carried else ""
+    on_event(Event(STARTED, text=(
+        f"tlbench {__version__}: suite [bold]{suite.name}[/] ({len(runs)} runs{resuming}) on "
+        f"{facts['cpu_model']}, CPUs {list(placement.cpus)} → "
+        + ", ".join(str(s.path) for s in sides))))
+    if held.concurrent:
+        on_event(Event(NOTE, text=(
+            f"[yellow]--allow-concurrent: another suite measures on CPU(s) "
+            f"{sorted(c for h in held.concurrent for c in h['on'])}[/] (the result says so)")))
+    order = [(k, run, side) for k, run in interleaved(runs, suite.repeats)
+             for side in (sides if k % 2 else sides[::-1])]
+    previous = {s: signal.signal(s, _interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        for index, (round_, run, side) in enumerate(order, start=1):
+            label = run.run_id + (f" [{side.label}]" if side.label else "")
+            common = {"label": label, "index": index, "total": len(order), "round": round_,
+                      "repeats": suite.repeats, "side": side.label}
+            if run.run_id in carried:
+                if round_ == 1:
+                    side.result.add_run(carried[run.run_id])
+                on_event(Event(CARRIED, **common, record=carried[run.run_id]))
+                continue
+            side.launcher.log_suffix = f".r{round_}" if round_ > 1 else ""
+            on_event(Event(RUN_STARTED, **common))
+
+            def phase(event: dict[str, Any], common: dict[str, Any] = common) -> None:
+                on_event(Event(PHASE, **common, phase=event["phase"],
+                               done=event.get("done") or 0, of=event.get("total")))
+
+            record = side.launcher.run(planned[run.run_id], limits, phase)
+            if round_ == 1:
+                side.result.add_run(record)
+            else:
+                side.result.add_repeat(run.run_id, round_, record)
+            on_event(Event(RUN_FINISHED, **common, record=record))
+    except Interrupted as exc:  # the launcher has killed the running worker
+        for side in sides:
+            finish(side.result, str(exc))
+        return Outcome([(s.result.doc, s.path) for s in sides], [], interrupted=str(exc))
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    failed = []
+    for side in sides:
+        finish(side.result, None)
+        failed += [f"{r['run_id']}{f' [{side.label}]' if side.label else ''}"
+                   for r in side.result.doc["runs"] if r["status"] == "failed"]
+    return Outcome([(s.result.doc, s.path) for s in sides], failed)
