@@ -20,7 +20,7 @@ LAYERS = (
     ("the parent: plan, launcher, the run loop", ("plan", "launcher", "runner")),
     ("views: figures across runs, comparisons, reports", ("summary", "compare", "rates",
                                                           "fleet", "history", "report")),
-    ("commands", ("cli", "pretrain", "__main__")),
+    ("commands", ("cli", "commands", "pretrain", "__main__")),
 )
 
 

@@ -1,0 +1,216 @@
+"""The commands that measure: `tlbench run`, `tlbench ab` (through `bench.runner`, drawn
+here), and `tlbench pretrain`."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from bench import distributed, results, runner
+from bench import suite as suite_mod
+from bench.commands import EXIT_BAD_INPUT, EXIT_CANNOT_WRITE, EXIT_FAILED_RUN
+from bench.commands.views import rows_of
+from bench.data.lfw import DataError
+from bench.pinning import read_topology, resolve
+from bench.report import console as console_report
+
+_COLUMNS = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
+
+
+def _clock(seconds: float) -> str:
+    minutes, s = divmod(round(seconds), 60)
+    return f"{minutes // 60}:{minutes % 60:02d}:{s:02d}"
+
+
+def _run_line(run: dict[str, Any], index: int, total: int, started: float,
+              round_: str = "") -> str:
+    """`[3/28] transfer/tf-stock ok: extract img/s 66.0 (6 s); elapsed 0:02:13, ETA 0:10:01`:
+    what a log shows of each finished run (the ETA: the mean run so far, times the runs left)."""
+    from bench import record
+
+    if run["status"] == "ok":
+        figure = record.headline(run)
+        what = f"{figure.name} {figure.value:.4g}" if figure and figure.value is not None else ""
+    else:
+        what = (str(run.get("reason") or run.get("error") or "no cause recorded")
+                .splitlines() or [""])[0][:120]
+    elapsed = time.monotonic() - started
+    eta = elapsed / index * (total - index)
+    return (f"[{index}/{total}] {run['run_id']}{round_} {run['status']}: {what} "
+            f"({run.get('wall_s', 0):.0f} s); elapsed {_clock(elapsed)}, ETA {_clock(eta)}")
+
+
+def _suite_of(args: argparse.Namespace, base: suite_mod.Suite, workers: int) -> suite_mod.Suite:
+    return suite_mod.override(base, backends=args.backend, scenarios=args.scenario,
+                              data=args.data, weights=args.weights, placement=args.placement,
+                              workers=workers, pass_env=args.pass_env, skip_bad=args.skip_bad,
+                              repeats=args.repeats)
+
+
+def cmd_run(args: argparse.Namespace, out: Console) -> int:
+    previous = results.load(args.resume) if args.resume else None
+    base = (suite_mod.from_dict(previous["suite"], args.resume) if previous
+            else suite_mod.load(args.suite))
+    cluster = distributed.load_cluster(args.cluster, args.task_index) if args.cluster else None
+    if cluster is None and args.task_index:
+        raise distributed.ClusterError("--task-index needs --cluster FILE (the hosts' list)")
+    suite = _suite_of(args, base, len(cluster.workers) if cluster else args.workers)
+    # Resuming: runs that finished (ok or skipped) are carried over, marked, not measured again.
+    carried = {r["run_id"]: {**r, "carried_from": args.resume} for r in previous["runs"]
+               if r.get("status") in ("ok", "skipped")} if previous else {}
+    code, _ = _measure(suite, [runner.Side("", None)], args, out, carried, cluster)
+    return code
+
+
+def cmd_ab(args: argparse.Namespace, out: Console) -> int:
+    """The same suite on two stacks in one job, alternating A B, then B A, round by round (as
+    asv continuous does), so the machine's drift falls on both alike; then A vs B compared."""
+    from bench import compare
+
+    for label, python in (("A", args.a), ("B", args.b)):
+        if not Path(python).is_file():
+            raise DataError(f"--{label.lower()} {python}: no such interpreter; give the python "
+                            f"of the environment to measure (e.g. .venv/bin/python)")
+    suite = _suite_of(args, suite_mod.load(args.suite), args.workers)
+    sides = [runner.Side("A", args.a, _assignments(args.a_env, "--a-env")),
+             runner.Side("B", args.b, _assignments(args.b_env, "--b-env"))]
+    code, docs = _measure(suite, sides, args, out, {}, None)
+    if code not in (0, EXIT_FAILED_RUN):
+        return code
+    (doc_a, path_a), (doc_b, path_b) = docs
+    rows = rows_of(doc_a, doc_b, f"{path_a} vs {path_b}", args.max_slowdown, args.alpha)
+    if rows is None:
+        return EXIT_BAD_INPUT
+    out.print(console_report.compare_table(rows, args.max_slowdown, args.alpha))
+    worse = compare.regressions(rows)
+    if worse:
+        out.print(f"[bold red]B is slower[/] in {len(worse)} row(s): "
+                  + ", ".join(f"{r.run_id} {r.metric} {r.time_change_pct:+.1f}%" for r in worse))
+        return 1
+    return code
+
+
+def _assignments(items: list[str], flag: str) -> dict[str, str]:
+    """NAME=VALUE arguments as a dict; a malformed one is refused, naming it."""
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise DataError(f"{flag} {item!r}: give NAME=VALUE (e.g. {flag} "
+                            f"TLBENCH_INJECT_SLOWDOWN=0.10)")
+        out[name.strip()] = value
+    return out
+
+
+def _measure(suite: suite_mod.Suite, sides: list[runner.Side], args: argparse.Namespace,
+             out: Console, carried: dict[str, dict[str, Any]],
+             cluster: distributed.Cluster | None) -> tuple[int, list[tuple[dict, Path]]]:
+    """The runner's suite, drawn: live progress on a terminal, one plain line per finished run
+    otherwise; then each side's tables and HTML page. Returns the exit code and each side's
+    (document, path)."""
+    started = time.monotonic()
+    with Progress(*_COLUMNS, console=out, disable=not out.is_terminal) as bars:
+        overall: list[Any] = []  # the suite's bar, once the runner says how many runs
+        phases: dict[str, Any] = {}
+
+        def draw(event: runner.Event) -> None:
+            if event.kind in (runner.STARTED, runner.NOTE):
+                out.print(event.text)
+                return
+            if not overall:
+                overall.append(bars.add_task("suite", total=event.total))
+            if event.kind == runner.CARRIED:
+                bars.advance(overall[0])
+            elif event.kind == runner.RUN_STARTED:
+                phases[event.label] = bars.add_task(f"  {event.label}: starting", total=None)
+            elif event.kind == runner.PHASE:
+                bars.update(phases[event.label], description=f"  {event.label}: {event.phase}",
+                            completed=event.done, total=event.of)
+            elif event.kind == runner.RUN_FINISHED:
+                record = event.record or {}
+                bars.update(phases[event.label], description=f"  {event.label}: "
+                            f"{record['status']} ({record['wall_s']:.0f} s)", completed=1,
+                            total=1)
+                bars.advance(overall[0])
+                if not out.is_terminal:  # a CI log: one plain line per finished run
+                    where = " ".join(filter(None, [
+                        f"round {event.round}/{event.repeats}" if event.repeats > 1 else "",
+                        f"side {event.side}" if event.side else ""]))
+                    out.print(_run_line(record, event.index, event.total, started,
+                                        f" ({where})" if where else ""), markup=False,
+                              highlight=False, soft_wrap=True)
+
+        try:
+            outcome = runner.measure(suite, sides, Path(args.out), draw, carried, cluster,
+                                     getattr(args, "resume", "") or None,
+                                     getattr(args, "allow_concurrent", False))
+        except results.SaveError as exc:
+            print(f"tlbench: error: {exc}", file=sys.stderr)
+            return EXIT_CANNOT_WRITE, []
+    if outcome.interrupted:
+        for doc, path in outcome.docs:
+            out.print(f"[red]interrupted ({outcome.interrupted})[/]: {len(doc['runs'])} "
+                      f"finished run(s) kept in {path}")
+        return 128 + signal.Signals[outcome.interrupted].value, []
+    from bench.report import html
+
+    for doc, path in outcome.docs:
+        console_report.show(doc, out)
+        # reports/ beside the results folder: ./reports for the default ./results
+        page = html.write(html.render(doc, str(path)),
+                          html.default_path(path, Path(args.out).parent / "reports"))
+        out.print(f"result: {path}\nHTML report: {page}")
+    if outcome.failed:
+        out.print(f"[red]{len(outcome.failed)} run(s) failed[/]: {', '.join(outcome.failed)} "
+                  "(logs in " + ", ".join(str(s.launcher.log_dir) for s in sides) + ")")
+        return EXIT_FAILED_RUN, outcome.docs
+    return 0, outcome.docs
+
+
+def cmd_pretrain(args: argparse.Namespace, out: Console) -> int:
+    """Train on the synthetic source identities in this process, pinned like a worker."""
+    import os
+
+    from bench.backends import get
+    from bench.pinning import pin_self
+
+    suite = suite_mod.override(suite_mod.load(args.suite), placement=args.placement)
+    placement = resolve(suite.placement, read_topology(), suite.use_logical_cores)
+    # oneDNN's runtime as the tf-onednn worker has it, without its verbose lines: this process
+    # prints to the user's terminal, and pretraining's kernels are not a measurement
+    os.environ.update({**placement.environment(), **get("tf-onednn").environment()})
+    os.environ.pop("ONEDNN_VERBOSE")
+    pin_self(placement.cpus)
+    from bench.pretrain import pretrain
+
+    model = {**dataclasses.asdict(suite.model), "weights": ""}
+    with Progress(*_COLUMNS, console=out) as bars:
+        task = bars.add_task("pretrain", total=None)
+
+        def progress(phase: str, done: float = 0, total: float | None = None) -> None:
+            bars.update(task, description=phase, completed=done, total=total)
+
+        facts = pretrain(model, identities=args.identities, epochs=args.epochs,
+                         micro_batch=args.batch, learning_rate=args.learning_rate,
+                         seed=suite.data.seed, progress=progress)
+    out.print(f"pretrained weights: {facts['path']} ({facts['steps']} steps on "
+              f"{facts['images']} images of {facts['identities']} source identities, final "
+              f"loss {facts['final_loss']:.3f}); transfer and inference runs of this model "
+              f"configuration now start from them")
+    return 0
