@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from scipy.stats import ttest_ind
 
 from bench import cli, compare, record, results
 from bench.compare import IMPROVED, NOT_COMPARABLE, SAME, WORSE
@@ -401,7 +402,28 @@ def test_rates_count_false_alarms_of_a_a_halves_and_catch_the_slowed_training() 
     assert loose["alpha"] == 0.05 and loose["aa"]["false_alarms"] >= 1
     first = view["aa"]["trials"][0]
     assert len({tuple(t["base_rounds"] + t["new_rounds"]) for t in view["aa"]["trials"]}) == 10
-    assert first["rows"][0]["p_value"] is not None
+    # A trial's rows are compare's verdict on exactly its rounds of A against its other rounds
+    rows = compare.compare(*(rates.keep_rounds(a, tuple(i - 1 for i in first[side]))
+                             for side in ("base_rounds", "new_rounds")))
+    assert first["rows"] == [{"run_id": r.run_id, "metric": r.metric, "status": r.status,
+                              "time_change_pct": r.time_change_pct, "p_value": r.p_value}
+                             for r in rows]
+    # ... and its first row's p-value is Welch's t on the logs of those rounds' own training
+    # figures, Holm-adjusted over the judged rows: between the raw p and m times it
+    row = first["rows"][0]
+    assert (row["run_id"], row["metric"]) == ("full_training/tf-stock", rates.TRAINING)
+    own = record.process_figures(next(r for r in a["runs"] if r["run_id"] == row["run_id"]))
+    logs = {side: np.log([own[i - 1][row["metric"]].value for i in first[side]])
+            for side in ("base_rounds", "new_rounds")}
+    raw = float(ttest_ind(logs["new_rounds"], logs["base_rounds"], equal_var=False).pvalue)
+    judged = sum(r["status"] != NOT_COMPARABLE for r in first["rows"])
+    assert 0 < raw <= row["p_value"] <= min(1.0, judged * raw), (raw, row["p_value"], judged)
+    # a verdict other than `same` only where the adjusted p-value is significant
+    for trial in view["aa"]["trials"] + view["detection"]["trials"]:
+        for r in trial["rows"]:
+            if r["status"] != NOT_COMPARABLE:
+                assert 0 < r["p_value"] <= 1
+                assert r["status"] == SAME or r["p_value"] < view["alpha"], r
 
 
 def test_a_drift_as_large_as_the_slowdown_is_reported_as_missed_not_hidden() -> None:

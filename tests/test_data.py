@@ -6,6 +6,7 @@ import json
 import re
 from dataclasses import asdict, replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -274,12 +275,18 @@ def test_dataset_keeps_index_order_and_shuffles_reproducibly(small_set: Path) ->
     assert first[1].tolist() != list(index.labels)
 
 
-def test_repeated_dataset_with_drop_remainder_gives_full_batches(small_set: Path) -> None:
+def test_repeated_dataset_with_drop_remainder_gives_full_batches(
+        small_set: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     index = lfw.scan(small_set)
     ds = lfw.dataset(index, 32, 5, shuffle=True, repeat=True, drop_remainder=True)
     shapes = [tuple(x.shape) for x, _ in ds.take(2 * len(index))]
     assert set(shapes) == {(5, 32, 32, 3)}
-    assert lfw.pipeline_throughput(ds, 3) > 0
+    # The pipeline's rate on a clock the test controls: read once before the timed batches and
+    # once after, 2.5 s apart, so 3 full batches of 5 images give exactly 15 / 2.5 images/s.
+    readings = [100.0, 102.5]
+    monkeypatch.setattr(lfw, "time", SimpleNamespace(perf_counter=lambda: readings.pop(0)))
+    assert lfw.pipeline_throughput(ds, 3) == 3 * 5 / 2.5
+    assert readings == [], "the clock is read before and after the timed batches"
 
 
 def test_split_holds_out_per_identity_without_overlap(small_set: Path) -> None:

@@ -210,7 +210,13 @@ center_loss_factor = 0.01
 def test_two_workers_train_side_by_side_each_pinned_to_its_own_core(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     suite = tmp_path / "dist.toml"
-    suite.write_text(SUITE.format(backend="tf-onednn"))
+    # The same 4 updates as one epoch, so that the one evaluation toward the target is of the
+    # final weights: whether it was reached is then known from the run's recorded accuracy.
+    text = SUITE.format(backend="tf-onednn")
+    one_epoch = text.replace("epochs = 2\nsteps_per_epoch = 2\n",
+                             "epochs = 1\nsteps_per_epoch = 4\n")
+    assert one_epoch != text
+    suite.write_text(one_epoch)
     assert main(["run", str(suite), "--out", str(tmp_path / "r")]) == 0
     doc = only_result(tmp_path / "r")
     run = doc["runs"][0]
@@ -233,20 +239,20 @@ def test_two_workers_train_side_by_side_each_pinned_to_its_own_core(
     assert figs["train total s"].kind == "measured"
     # the run's micro-steps carry the global batch: 2 workers x micro-batch 2
     assert run["series"]["micro_step"]["work"] == 4
-    # Evaluated after each of the 2 epochs until the target is met; the last evaluation is of
-    # the final weights, so `reached` is exactly what the recorded accuracies imply.
+    # Evaluated after the one epoch, on the final weights: `reached` is exactly what the run's
+    # recorded accuracy (evaluated after training, apart) implies, and the record is checked
+    # whole either way, so a wrong one fails whatever accuracy the run got.
     tta, test_images = run["time_to_accuracy"], run["data"]["test_images"]
-    final_correct = correct_of(run["accuracy"], test_images)
+    correct_of(run["accuracy"], test_images)
     assert tta["target"] == 0.01 and "off the clock" in tta["evaluation"]
-    if tta["reached"]:
-        assert tta["accuracy"] >= 0.01 and tta["epoch"] in (1, 2)
-        correct_of(tta["accuracy"], test_images)
+    reached = run["accuracy"] >= tta["target"]
+    assert tta["reached"] is reached
+    assert {k: v for k, v in tta.items() if k not in ("target", "evaluation", "elapsed_s")} == (
+        {"reached": True, "accuracy": run["accuracy"], "epoch": 1} if reached
+        else {"reached": False})
+    assert ("elapsed_s" in tta) is reached
+    if reached:  # known from the accuracy above, not from the record under test
         assert 0 < tta["elapsed_s"] <= figs["train total s"].value
-        if tta["epoch"] == 2:
-            assert tta["accuracy"] == run["accuracy"], "epoch 2 ended with the final weights"
-    else:
-        assert final_correct == 0, "1 right of the held-out images already beats 1%"
-        assert {"accuracy", "epoch", "elapsed_s"}.isdisjoint(tta)
     scaling = summary.scaling_rows(doc)[0]
     assert scaling["workers"] == 2 and scaling["cores_per_worker"] == len(cpus[0])
     assert scaling["alone"]["cores"] == len(cpus[0])

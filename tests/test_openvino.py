@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -9,8 +10,10 @@ import pytest
 
 from bench import backends, parity, record
 from bench.backends import Calibration
+from bench.backends import openvino as openvino_backend
 from bench.backends.openvino import int8_key, int8_path, ir_path
 from bench.data import lfw
+from bench.measure import completion_bins
 from bench.models import facenet
 from bench.scenarios.common import build_pretrained
 from bench.scenarios.transfer import extract
@@ -19,12 +22,16 @@ MODEL = {"variant": "small", "image_size": 80, "embedding_size": 16, "weights": 
 
 
 @pytest.fixture(scope="module")
-def converted():
-    base, facts = build_pretrained(MODEL, seed=3)
-    keras_model = facenet.embedding_model(base)
-    ov = backends.get("openvino")
-    ov.start(threads=2)
-    return keras_model, ov, ov.load(keras_model, Path(facts["weights"])), facts
+def converted(tmp_path_factory: pytest.TempPathFactory):
+    # A cache of this module's own (the session's may hold another test's files, or the
+    # user's, when TLBENCH_CACHE was set): the weights, their IR and the INT8 IR are made here.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TLBENCH_CACHE", str(tmp_path_factory.mktemp("openvino-cache")))
+        base, facts = build_pretrained(MODEL, seed=3)
+        keras_model = facenet.embedding_model(base)
+        ov = backends.get("openvino")
+        ov.start(threads=2)
+        yield keras_model, ov, ov.load(keras_model, Path(facts["weights"])), facts
 
 
 def _images(n: int) -> np.ndarray:
@@ -53,12 +60,38 @@ def test_openvino_f32_embeddings_match_tensorflow(converted) -> None:
     assert ov.obtained["latency_bs4"]["precision"] == "f32", "f32 asked for and obtained"
 
 
-def test_throughput_counts_completions_inside_the_window(converted) -> None:
+def test_throughput_counts_completions_inside_the_window(
+        converted, monkeypatch: pytest.MonkeyPatch) -> None:
     _, ov, loaded, _ = converted
+    binned = []  # what the backend hands to completion_bins: every completion, and the window
+
+    def spy(ends, start, stop, *args, **kwargs):
+        out = completion_bins(ends, start, stop, *args, **kwargs)
+        binned.append((sorted(ends), start, stop, out))
+        return out
+
+    monkeypatch.setattr(openvino_backend, "completion_bins", spy)
+    before = time.perf_counter()
     series, driven = ov.throughput(loaded, _images(4), warmup_s=0.3, duration_s=0.6)
-    assert series.per == "bin" and series.work == 4 and len(series.samples) >= 1
-    # a 0.6 s window is one group of completions: its seconds per request, well inside it
-    assert len(series.samples) == 1 and 0 < series.samples[0] < 0.6
+    after = time.perf_counter()
+    (ends, start, stop, steady), (warm_ends, warm_start, warm_stop, warm) = binned
+    # the window: 0.6 s after 0.3 s of warm-up, inside the call; the completions are the
+    # requests' own, taken during it, and the warm-up's bins are those before the window
+    assert stop - start == pytest.approx(0.6) and before + 0.3 <= start and stop <= after
+    assert ends and before <= ends[0] and ends[-1] <= after
+    assert warm_ends == ends and (warm_start, warm_stop) == (min(ends), start)
+    assert series.per == "bin" and series.work == 4
+    assert series.samples == tuple(steady) and series.warmup == tuple(warm)
+    # A window under 1.5 s is one group of completions whatever the machine's speed
+    # (completion_bins makes about one a second): the time from the last completion before
+    # the window (else the window's first) to the window's last, over the requests completed
+    # after that first mark (a lone completion: the window's length). So at any speed it is
+    # under the warm-up and the window together, never bounded by the window alone.
+    inside = [e for e in ends if start <= e < stop]
+    marks = [e for e in ends if e < start][-1:] + inside
+    assert inside, "a request completed in the window (else throughput raises)"
+    expected = stop - start if len(marks) == 1 else (marks[-1] - marks[0]) / (len(marks) - 1)
+    assert series.samples == pytest.approx([expected]) and 0 < expected <= 0.3 + 0.6
     assert series.first is not None and series.first > 0
     assert driven["asynchronous"] is True and driven["requests"] >= 1
     assert ov.obtained["throughput_bs4"]["optimal_requests"] >= 1
@@ -123,7 +156,10 @@ def test_nncf_quantises_the_ir_on_the_calibration_images_and_records_how(quantiz
     got = ov8.obtained["calibration"]
     assert got["images"] == 8 and got["asked"] == 300 and got["source"] == "training split"
     assert got["preset"] == "performance" and got["fast_bias_correction"] is True
-    assert got["nncf"] and got["openvino"] and got["cached"] in (True, False)
+    assert got["nncf"] and got["openvino"]
+    # the module's cache is fresh (the `converted` fixture): this first load quantised, timed
+    assert got["cached"] is False
+    assert isinstance(got["seconds"], float) and got["seconds"] > 0
     xml = Path(got["ir"])
     assert xml.parent == ir_path(facts["weights"]).parent and xml.is_file()
     # the record names the artefact that ran (benchmark_app -m <obtained.ir>): the INT8 IR

@@ -88,15 +88,19 @@ def test_fine_tuning_reports_time_and_accuracy_per_stage(doc) -> None:
     # 3 steps a stage: the first (a new compiled step) apart, 2 steady
     assert all(s["series"]["first"] > 0 and len(s["series"]["samples"]) == 2 for s in stages)
     # Each stage is evaluated on the held-out images; the run's accuracy is the last stage's,
-    # and the target (1%) is reached at the first stage that gets one of them right.
+    # and the target (1%) is reached at the first stage whose recorded accuracy meets it. The
+    # outcome is read from those accuracies, not from the time-to-accuracy record, and either
+    # way the whole record is checked: a wrong one fails whichever stage got what.
     test_images = run["data"]["test_images"]
-    correct = [correct_of(s["accuracy"], test_images) for s in stages]
+    for s in stages:
+        correct_of(s["accuracy"], test_images)
     assert run["accuracy"] == stages[-1]["accuracy"]
-    first = next((s for s, c in zip(stages, correct, strict=True) if c >= 1), None)
     tta = run["time_to_accuracy"]
-    assert tta["reached"] is (first is not None)
-    if first is not None:
-        assert (tta["stage"], tta["elapsed_s"]) == (first["stage"], first["elapsed_s"])
+    assert tta["target"] == 0.01
+    first = next((s for s in stages if s["accuracy"] >= tta["target"]), None)
+    expected = ({"reached": False} if first is None else
+                {"reached": True, "stage": first["stage"], "elapsed_s": first["elapsed_s"]})
+    assert {k: v for k, v in tta.items() if k not in ("target", "evaluation")} == expected
     assert run["model"]["weights_source"] == "given"
 
 

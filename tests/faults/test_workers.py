@@ -5,6 +5,7 @@ small script stands in for `bench.worker` and does exactly that, whatever the ma
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import signal
@@ -123,15 +124,22 @@ def test_an_interrupt_keeps_finished_runs_and_resume_runs_the_rest(tmp_path: Pat
     env = {**os.environ, "TMPDIR": str(tmp_path)}  # the worker's task file lands here
     proc = subprocess.Popen([sys.executable, "-m", "bench", "run", str(suite), "--out", str(out)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    # The signal comes while the second run's worker is alive, whatever the machine's speed:
+    # the launcher opens the run's log (under the result's `.logs` folder) once the first run
+    # is recorded, then starts the worker; that worker is stopped (SIGSTOP) so that it cannot
+    # finish before the suite is interrupted, which kills it as it would a running one.
     deadline = time.monotonic() + 240
-    while time.monotonic() < deadline:
-        files = list(out.glob("*/*.json"))
-        if files and load(files[0])["runs"]:
-            break
-        time.sleep(0.5)
-    else:
+    worker = None
+    while worker is None and time.monotonic() < deadline and proc.poll() is None:
+        if any(out.rglob("inference--tf-onednn.log")):
+            worker = next((pid for pid in _processes_mentioning(str(tmp_path))
+                           if "bench.worker" in _cmdline(pid)), None)
+        time.sleep(0.05)
+    if worker is None or not _stop(worker):
         proc.kill()
-        pytest.fail("the first run never finished")
+        proc.wait()
+        pytest.fail("the second run's worker never started, or ended before it was stopped")
+    files = list(out.glob("*/*.json"))
     proc.send_signal(sig)
     assert proc.wait(timeout=60) == code
     doc = only_result(out)
@@ -147,6 +155,38 @@ def test_an_interrupt_keeps_finished_runs_and_resume_runs_the_rest(tmp_path: Pat
     assert [(r["run_id"], r["status"], r.get("carried_from")) for r in resumed["runs"]] == [
         ("inference/tf-stock", "ok", str(files[0])), ("inference/tf-onednn", "ok", None)]
     assert resumed["runs"][0]["series"] == doc["runs"][0]["series"]
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _state(pid: int) -> str | None:
+    """A process's state letter from /proc (R, S, T, Z, ...), None once it is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except OSError:
+        return None
+
+
+def _stop(pid: int, timeout: float = 10.0) -> bool:
+    """SIGSTOP `pid`; True once it is stopped (alive, and going nowhere). Otherwise — it ended
+    first — False, and it is killed if it is still there."""
+    try:
+        os.kill(pid, signal.SIGSTOP)
+    except ProcessLookupError:
+        return False
+    deadline = time.monotonic() + timeout
+    while _state(pid) not in ("T", "Z", None) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    if _state(pid) == "T":
+        return True
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    return False
 
 
 def _processes_mentioning(text: str) -> list[int]:
