@@ -143,7 +143,6 @@ class Launcher:
             {role: record.parse_run(r) for role, r in refs.items()}))
         combined["cluster"] = {"workers": list(cluster.workers),
                                "this_host": [p.task_index for p in planned.group]}
-        combined["wall_s"] += sum(r["wall_s"] for r in refs.values())
         return combined
 
     def _together(self, run: Run, processes: tuple[Process, ...], limits: Limits,

@@ -253,6 +253,10 @@ def test_two_workers_train_side_by_side_each_pinned_to_its_own_core(
     assert ("elapsed_s" in tta) is reached
     if reached:  # known from the accuracy above, not from the record under test
         assert 0 < tta["elapsed_s"] <= figs["train total s"].value
+    # its wall time: the two workers side by side, then each reference alone
+    assert run["wall_s"] == pytest.approx(max(p["wall_s"] for p in run["processes"])
+                                          + sum(r["wall_s"] for r in run["references"].values()))
+    assert len(run["references"]) == 2
     scaling = summary.scaling_rows(doc)[0]
     assert scaling["workers"] == 2 and scaling["cores_per_worker"] == len(cpus[0])
     assert scaling["alone"]["cores"] == len(cpus[0])

@@ -91,9 +91,11 @@ def combine_workers(base: Record, records: list[Record], workers: int,
                     references: dict[str, Record]) -> Record:
     """A data-parallel run's workers (those of this host) → one run at the slowest worker's
     pace: its micro-steps carry the global batch (`workers` x micro-batch) and its update
-    (all-reduce included), each worker kept, and the scaling references beside."""
+    (all-reduce included), each worker kept, and the scaling references beside. Its wall time
+    is the workers' side by side, then each reference's alone."""
     fields: dict[str, Any] = {
-        "processes": _processes(records), "wall_s": max(r.wall_s for r in records),
+        "processes": _processes(records),
+        "wall_s": max(r.wall_s for r in records) + sum(r.wall_s for r in references.values()),
         "peak_rss_mb": sum(r.peak_rss_mb or 0 for r in records), "energy": records[0].energy}
     failure = _group_failure(records, [f"worker {(r.distributed or {}).get('task_index', i)}"
                                        for i, r in enumerate(records)])
