@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rich.markup import escape
+
 from bench import __version__, distributed, machine, parity, results
 from bench import lock as cpu_lock
 from bench import suite as suite_mod
@@ -36,7 +38,7 @@ class Event:
     """Something the run loop did, for whoever draws it."""
 
     kind: str  # STARTED, NOTE, CARRIED (an earlier result's run), RUN_STARTED, PHASE, RUN_FINISHED
-    text: str = ""  # STARTED: the suite line; NOTE: a message (rich markup)
+    text: str = ""  # STARTED: the suite line; NOTE: a message (rich markup, its data escaped)
     label: str = ""  # the run's id, with its side in brackets in an A/B job
     index: int = 0  # this run's place in the measuring order, from 1
     total: int = 0  # the processes the order holds
@@ -46,6 +48,7 @@ class Event:
     phase: str = ""  # PHASE: what the worker does now
     done: float = 0
     of: float | None = None
+    ahead: int = 0  # processes after this one that will start a worker (not skipped, carried)
     record: dict[str, Any] | None = None  # RUN_FINISHED: what the launcher returned
 
 
@@ -91,8 +94,8 @@ def preflight(suite: suite_mod.Suite, note: Callable[[str], None]) -> None:
                          on_bad_image=suite.data.on_bad_image)
         if index.skipped:
             note(f"[yellow]on_bad_image = \"skip\"[/]: {len(index.skipped)} bad image(s) "
-                 f"left out and listed in the result, e.g. {index.skipped[0][0]} "
-                 f"({index.skipped[0][1]})")
+                 f"left out and listed in the result, e.g. "
+                 + escape(f"{index.skipped[0][0]} ({index.skipped[0][1]})"))
         if (index.root / "pairs.txt").is_file():  # a broken pairs file would fail every run
             from bench.data import pairs
 
@@ -178,21 +181,24 @@ def _measure(suite: suite_mod.Suite, sides: list[Side], out_dir: Path,
     limits = Limits(timeout_s=suite.timeout_s, max_memory_gb=suite.max_memory_gb)
     resuming = f", {len(carried)} carried over from {resumed_from}" if carried else ""
     on_event(Event(STARTED, text=(
-        f"tlbench {__version__}: suite [bold]{suite.name}[/] ({len(runs)} runs{resuming}) on "
-        f"{facts['cpu_model']}, CPUs {list(placement.cpus)} → "
-        + ", ".join(str(s.path) for s in sides))))
+        f"tlbench {__version__}: suite [bold]{escape(suite.name)}[/] ("
+        + escape(f"{len(runs)} runs{resuming}) on {facts['cpu_model']}, CPUs "
+                 f"{list(placement.cpus)} → " + ", ".join(str(s.path) for s in sides)))))
     if held.concurrent:
         on_event(Event(NOTE, text=(
             f"[yellow]--allow-concurrent: another suite measures on CPU(s) "
             f"{sorted(c for h in held.concurrent for c in h['on'])}[/] (the result says so)")))
     order = [(k, run, side) for k, run in interleaved(runs, suite.repeats)
              for side in (sides if k % 2 else sides[::-1])]
+    costs = [not (run.run_id in carried or planned[run.run_id].skip_reason)
+             for _, run, _ in order]  # which processes start a worker
     previous = {s: signal.signal(s, _interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         for index, (round_, run, side) in enumerate(order, start=1):
             label = run.run_id + (f" [{side.label}]" if side.label else "")
             common = {"label": label, "index": index, "total": len(order), "round": round_,
-                      "repeats": suite.repeats, "side": side.label}
+                      "repeats": suite.repeats, "side": side.label,
+                      "ahead": sum(costs[index:])}
             if run.run_id in carried:
                 if round_ == 1:
                     side.result.add_run(carried[run.run_id])

@@ -389,6 +389,7 @@ def test_data_check_lists_every_fault_and_says_the_directory_is_not_usable(
         assert str(path) in out, path
     assert "2 pair(s) lack an image" in out and "pairs.txt:6: Bob 1 / Bob 9" in out
     assert "not usable as is: 2 bad image(s)" in out and "--skip-bad" in out
+    assert 'leave them out with [data] on_bad_image = "skip"' in out, "bracketed text survives"
     faults["truncated"].unlink()
     faults["empty"].unlink()
     assert cli.main(["data", "check", str(tmp_path)]) == 0

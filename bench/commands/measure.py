@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -38,22 +39,28 @@ def _clock(seconds: float) -> str:
     return f"{minutes // 60}:{minutes % 60:02d}:{s:02d}"
 
 
-def _run_line(run: dict[str, Any], index: int, total: int, started: float,
+def eta_s(elapsed: float, measured: int, ahead: int) -> float | None:
+    """Seconds left: the mean measured run so far, times the runs still to measure (skipped and
+    carried-over runs cost nothing); None before any run was measured."""
+    return elapsed / measured * ahead if measured else None
+
+
+def _run_line(run: dict[str, Any], index: int, total: int, elapsed: float, eta: float | None,
               round_: str = "") -> str:
     """`[3/28] transfer/tf-stock ok: extract img/s 66.0 (6 s); elapsed 0:02:13, ETA 0:10:01`:
-    what a log shows of each finished run (the ETA: the mean run so far, times the runs left)."""
+    what a log shows of each finished run; a skip reason or an error whole, on one line."""
     from bench import record
 
     if run["status"] == "ok":
         figure = record.headline(run)
         what = f"{figure.name} {figure.value:.4g}" if figure and figure.value is not None else ""
     else:
-        what = (str(run.get("reason") or run.get("error") or "no cause recorded")
-                .splitlines() or [""])[0][:120]
-    elapsed = time.monotonic() - started
-    eta = elapsed / index * (total - index)
+        what = " / ".join(line.strip() for line in str(
+            run.get("reason") or run.get("error") or "no cause recorded").splitlines()
+            if line.strip())
     return (f"[{index}/{total}] {run['run_id']}{round_} {run['status']}: {what} "
-            f"({run.get('wall_s', 0):.0f} s); elapsed {_clock(elapsed)}, ETA {_clock(eta)}")
+            f"({run.get('wall_s', 0):.0f} s); elapsed {_clock(elapsed)}, "
+            f"ETA {'?' if eta is None else _clock(eta)}")
 
 
 def _suite_of(args: argparse.Namespace, base: suite_mod.Suite, workers: int) -> suite_mod.Suite:
@@ -101,7 +108,8 @@ def cmd_ab(args: argparse.Namespace, out: Console) -> int:
     worse = compare.regressions(rows)
     if worse:
         out.print(f"[bold red]B is slower[/] in {len(worse)} row(s): "
-                  + ", ".join(f"{r.run_id} {r.metric} {r.time_change_pct:+.1f}%" for r in worse))
+                  + escape(", ".join(f"{r.run_id} {r.metric} {r.time_change_pct:+.1f}%"
+                                     for r in worse)))
         return 1
     return code
 
@@ -128,6 +136,7 @@ def _measure(suite: suite_mod.Suite, sides: list[runner.Side], args: argparse.Na
     with Progress(*_COLUMNS, console=out, disable=not out.is_terminal) as bars:
         overall: list[Any] = []  # the suite's bar, once the runner says how many runs
         phases: dict[str, Any] = {}
+        measured = [0]  # runs that started a worker so far
 
         def draw(event: runner.Event) -> None:
             if event.kind in (runner.STARTED, runner.NOTE):
@@ -138,13 +147,16 @@ def _measure(suite: suite_mod.Suite, sides: list[runner.Side], args: argparse.Na
             if event.kind == runner.CARRIED:
                 bars.advance(overall[0])
             elif event.kind == runner.RUN_STARTED:
-                phases[event.label] = bars.add_task(f"  {event.label}: starting", total=None)
+                phases[event.label] = bars.add_task(f"  {escape(event.label)}: starting",
+                                                    total=None)
             elif event.kind == runner.PHASE:
-                bars.update(phases[event.label], description=f"  {event.label}: {event.phase}",
+                bars.update(phases[event.label],
+                            description=f"  {escape(event.label)}: {escape(event.phase)}",
                             completed=event.done, total=event.of)
             elif event.kind == runner.RUN_FINISHED:
                 record = event.record or {}
-                bars.update(phases[event.label], description=f"  {event.label}: "
+                measured[0] += record.get("status") != "skipped"
+                bars.update(phases[event.label], description=f"  {escape(event.label)}: "
                             f"{record['status']} ({record['wall_s']:.0f} s)", completed=1,
                             total=1)
                 bars.advance(overall[0])
@@ -152,7 +164,9 @@ def _measure(suite: suite_mod.Suite, sides: list[runner.Side], args: argparse.Na
                     where = " ".join(filter(None, [
                         f"round {event.round}/{event.repeats}" if event.repeats > 1 else "",
                         f"side {event.side}" if event.side else ""]))
-                    out.print(_run_line(record, event.index, event.total, started,
+                    elapsed = time.monotonic() - started
+                    out.print(_run_line(record, event.index, event.total, elapsed,
+                                        eta_s(elapsed, measured[0], event.ahead),
                                         f" ({where})" if where else ""), markup=False,
                               highlight=False, soft_wrap=True)
 
@@ -166,7 +180,7 @@ def _measure(suite: suite_mod.Suite, sides: list[runner.Side], args: argparse.Na
     if outcome.interrupted:
         for doc, path in outcome.docs:
             out.print(f"[red]interrupted ({outcome.interrupted})[/]: {len(doc['runs'])} "
-                      f"finished run(s) kept in {path}")
+                      f"finished run(s) kept in {escape(str(path))}")
         return 128 + signal.Signals[outcome.interrupted].value, []
     from bench.report import html
 
@@ -175,10 +189,11 @@ def _measure(suite: suite_mod.Suite, sides: list[runner.Side], args: argparse.Na
         # reports/ beside the results folder: ./reports for the default ./results
         page = html.write(html.render(doc, str(path)),
                           html.default_path(path, Path(args.out).parent / "reports"))
-        out.print(f"result: {path}\nHTML report: {page}")
+        out.print(f"result: {escape(str(path))}\nHTML report: {escape(str(page))}")
     if outcome.failed:
-        out.print(f"[red]{len(outcome.failed)} run(s) failed[/]: {', '.join(outcome.failed)} "
-                  "(logs in " + ", ".join(str(s.launcher.log_dir) for s in sides) + ")")
+        out.print(f"[red]{len(outcome.failed)} run(s) failed[/]: "
+                  + escape(f"{', '.join(outcome.failed)} (logs in "
+                           + ", ".join(str(s.launcher.log_dir) for s in sides) + ")"))
         return EXIT_FAILED_RUN, outcome.docs
     return 0, outcome.docs
 
@@ -209,7 +224,7 @@ def cmd_pretrain(args: argparse.Namespace, out: Console) -> int:
         facts = pretrain(model, identities=args.identities, epochs=args.epochs,
                          micro_batch=args.batch, learning_rate=args.learning_rate,
                          seed=suite.data.seed, progress=progress)
-    out.print(f"pretrained weights: {facts['path']} ({facts['steps']} steps on "
+    out.print(f"pretrained weights: {escape(str(facts['path']))} ({facts['steps']} steps on "
               f"{facts['images']} images of {facts['identities']} source identities, final "
               f"loss {facts['final_loss']:.3f}); transfer and inference runs of this model "
               f"configuration now start from them")

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 
 from bench import machine
 from bench.commands import EXIT_BAD_INPUT
@@ -37,7 +38,7 @@ def cmd_data(args: argparse.Namespace, out: Console) -> int:
     if args.action == "synth":
         spec = synthetic.SyntheticSpec(identities=args.identities, seed=args.seed)
         root = synthetic.ensure(spec, Path(args.dir) if args.dir else None)
-        out.print(f"synthetic data set: {root}")
+        out.print(f"synthetic data set: {escape(str(root))}")
         return 0
     from bench.data import pairs
 
@@ -46,8 +47,8 @@ def cmd_data(args: argparse.Namespace, out: Console) -> int:
         target = Path(args.out).expanduser() if args.out else root / "pairs.txt"
         written = pairs.write_pairs(root, target, folds=args.folds, per_fold=args.per_fold,
                                     seed=args.seed)
-        out.print(f"{target}: {written.folds} identity-disjoint folds x {written.per_fold} "
-                  f"same-person and {written.per_fold} different-people pairs "
+        out.print(f"{escape(str(target))}: {written.folds} identity-disjoint folds x "
+                  f"{written.per_fold} same-person and {written.per_fold} different-people pairs "
                   f"({len(written.pairs)} pairs of {len(written.images)} images)")
         return 0
     return _data_check(args, out)
@@ -62,8 +63,9 @@ def _data_check(args: argparse.Namespace, out: Console) -> int:
     t0 = time.perf_counter()
     found = lfw.audit(root, min_images_per_identity=args.min_images)
     usable_images = sum(len(images) for _, images in found.identities)
-    out.print(f"{root}: {found.images:,} image files; {len(found.identities):,} identities "
-              f"with {args.min_images} or more usable images ({usable_images:,} images)")
+    out.print(f"{escape(str(root))}: {found.images:,} image files; "
+              f"{len(found.identities):,} identities with {args.min_images} or more usable "
+              f"images ({usable_images:,} images)")
     for kind, what in lfw.PROBLEM_KINDS.items():
         listed = found.of(kind)
         if listed:
@@ -83,8 +85,8 @@ def _data_check(args: argparse.Namespace, out: Console) -> int:
             pairs_usable = False
         else:
             facts = found_pairs.summary()
-            out.print(f"{pairs_file}: {facts['pairs']} pairs in {facts['folds']} folds x "
-                      f"{facts['per_fold']} per class; {facts['missing_pairs']} missing")
+            out.print(f"{escape(str(pairs_file))}: {facts['pairs']} pairs in {facts['folds']} "
+                      f"folds x {facts['per_fold']} per class; {facts['missing_pairs']} missing")
             bad = {p.path for p in found.of("bad image")}
             for pair in found_pairs.missing[:args.show]:
                 out.print(f"  {pairs_file}:{pair.line}: {pair.name1} {pair.number1} / "
@@ -96,7 +98,7 @@ def _data_check(args: argparse.Namespace, out: Console) -> int:
             on_bad = [p for p in found_pairs.usable if {p.path1, p.path2} & bad]
             if on_bad:
                 out.print(f"[red]{len(on_bad)} pair(s) name a bad image[/], e.g. "
-                          f"{pairs_file}:{on_bad[0].line}")
+                          + escape(f"{pairs_file}:{on_bad[0].line}"))
     seconds = time.perf_counter() - t0
     bad = found.of("bad image")
     if found.usable and pairs_usable:
@@ -106,7 +108,7 @@ def _data_check(args: argparse.Namespace, out: Console) -> int:
            f"[data] on_bad_image = \"skip\" (tlbench run --skip-bad)" if bad
            else "no identity has enough usable images" if not found.identities
            else "the pairs file cannot be used")
-    out.print(f"[red]not usable as is[/]: {why} (checked in {seconds:.1f} s)")
+    out.print(f"[red]not usable as is[/]: {escape(why)} (checked in {seconds:.1f} s)")
     return EXIT_BAD_INPUT
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 
 from bench import results
 from bench.commands import EXIT_BAD_INPUT
@@ -33,11 +34,11 @@ def cmd_report(args: argparse.Namespace, out: Console) -> int:
             return EXIT_BAD_INPUT
         out.print(console_report.history_table(entries, args.history))
         for problem in problems:
-            out.print(f"[yellow]skipped[/] {problem}")
+            out.print(f"[yellow]skipped[/] {escape(str(problem))}")
         page = html.render_history(entries, args.history, problems)
         name = f"history-{Path(args.history).resolve().name}.html"
         path = html.write(page, args.html or Path("reports") / name)
-        out.print(f"HTML report: {path}")
+        out.print(f"HTML report: {escape(str(path))}")
         return 0
     if not args.result:
         print("tlbench: error: give a RESULT file, or --history results/<machine>/",
@@ -69,7 +70,7 @@ def cmd_report(args: argparse.Namespace, out: Console) -> int:
                  "max_slowdown_pct": args.max_slowdown}
     page = html.render(doc, args.result, **extra)
     path = html.write(page, args.html or html.default_path(args.result))
-    out.print(f"HTML report: {path}")
+    out.print(f"HTML report: {escape(str(path))}")
     return 0
 
 
@@ -112,7 +113,7 @@ def _fleet(args: argparse.Namespace, out: Console) -> int:
     for table in console_report.fleet_tables(view):
         out.print(table)
     path = html.write(html.render_fleet(view), args.html or Path("reports") / "fleet.html")
-    out.print(f"HTML report: {path}")
+    out.print(f"HTML report: {escape(str(path))}")
     return 0
 
 
@@ -139,7 +140,7 @@ def cmd_compare(args: argparse.Namespace, out: Console) -> int:
     else:
         out.print(console_report.compare_table(rows, args.max_slowdown, args.alpha))
         for note in notes:
-            out.print(f"[yellow]note[/]: {note}")
+            out.print(f"[yellow]note[/]: {escape(note)}")
     if not any(r.comparable for r in rows):
         print(f"tlbench: error: {args.base} vs {args.new}: nothing comparable (every run in "
               f"common failed, was skipped, or ran with other parameters)", file=sys.stderr)
@@ -147,8 +148,8 @@ def cmd_compare(args: argparse.Namespace, out: Console) -> int:
     if worse:
         if not args.json:
             out.print(f"[bold red]{len(worse)} regression(s)[/]: "
-                      + ", ".join(f"{r.run_id} {r.metric} {r.time_change_pct:+.1f}%"
-                                  for r in worse))
+                      + escape(", ".join(f"{r.run_id} {r.metric} {r.time_change_pct:+.1f}%"
+                                  for r in worse)))
         return 1  # a regression: significant and beyond the threshold
     return 0
 
