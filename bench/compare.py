@@ -200,9 +200,10 @@ def measure(run_id: str, base: dict[str, Any], new: dict[str, Any],
               time_change_pct=(_time_ratio(ratio, figure_b) - 1) * 100, p_value=p,
               n_base=len(base_s), n_new=len(new_s),
               judged_on="processes" if processes else "samples",
-              steal_base=_median_share(base, "steal"), steal_new=_median_share(new, "steal"),
-              foreign_base=_median_share(base, "foreign_load"),
-              foreign_new=_median_share(new, "foreign_load"))
+              steal_base=record.disturbance(base, "steal"),
+              steal_new=record.disturbance(new, "steal"),
+              foreign_base=record.disturbance(base, "foreign_load"),
+              foreign_new=record.disturbance(new, "foreign_load"))
     if speeds is None:
         return row
     power = -1 if figure_b.better == record.HIGHER else 1
@@ -211,11 +212,6 @@ def measure(run_id: str, base: dict[str, Any], new: dict[str, Any],
     return replace(row, machine_ratio=speeds[1] / speeds[0], relative_ratio=relative,
                    relative_change_pct=(_time_ratio(relative, figure_b) - 1) * 100,
                    relative_p=test(rel_b, rel_n))
-
-
-def _median_share(run: dict[str, Any], kind: str) -> float | None:
-    shares = record.disturbance_shares(run, kind)
-    return float(np.median(shares)) if shares else None
 
 
 def _time_ratio(ratio: float, figure: record.Figure) -> float:
@@ -267,16 +263,6 @@ def machine_comparable(base_doc: dict[str, Any], new_doc: dict[str, Any]) -> str
     return None
 
 
-# A side whose processes lost a median 5% or more of their CPUs' time to the hypervisor (CPU
-# steal) ran on a disturbed machine, and its figures are not judged against the other's: on the
-# 2-vCPU dev VM, training ran 5x slower at 14-24% steal — far more than the share stolen, as two
-# threads that wait for each other both stall when either vCPU does, and more than the
-# single-threaded reference kernel showed. Interleaved rounds put such a spell on either side.
-DISTURBED_STEAL = 0.05
-# Likewise a side whose processes shared their CPUs with other processes for a median
-# DISTURBED_FOREIGN of their time: two suites on the same two CPUs each see about half.
-DISTURBED_FOREIGN = summary.NOTABLE["foreign_load"]
-
 # The change relative to the reference kernel is shown, never judged on: in a quiet interleaved
 # run on the 2-vCPU dev VM (16 processes, no CPU steal) the kernel's readings scattered 2.1-6.1
 # Gelem/s — highest in a process's first tenth of a second, as the host's clock falls under a
@@ -300,8 +286,8 @@ def decide(row: Row, p_adjusted: float, max_slowdown_pct: float, alpha: float,
     """Status from the family-adjusted p-value and the slowdown threshold, as measured. With
     the machine's reference on both sides, the note adds the change relative to the machine's
     speed and its verdict, as context only (see RELATIVE_CONTEXT). A row either side of which
-    ran with a median DISTURBED_STEAL of CPU steal, or DISTURBED_FOREIGN of other processes'
-    load on its CPUs, is not judged: the note says so."""
+    was disturbed — a median record.DISTURBED share of CPU steal or of other processes' load on
+    its CPUs — is not judged: the note says so."""
     significant = p_adjusted < alpha
     status = _verdict(row.time_change_pct, significant, max_slowdown_pct)
     if status == WORSE:
@@ -326,12 +312,12 @@ def decide(row: Row, p_adjusted: float, max_slowdown_pct: float, alpha: float,
                  if abs(drift) >= 0.05 else "steady")
         note += (f"; the machine {speed} (reference kernel), relative to it "
                  f"{row.relative_change_pct:+.1f}% ({relative}; {RELATIVE_CONTEXT})")
-    disturbed = [(side, x, what) for side, x, limit, what in (
-        ("baseline", row.steal_base, DISTURBED_STEAL, "steal"),
-        ("new", row.steal_new, DISTURBED_STEAL, "steal"),
-        ("baseline", row.foreign_base, DISTURBED_FOREIGN, "other processes"),
-        ("new", row.foreign_new, DISTURBED_FOREIGN, "other processes"))
-        if x is not None and x >= limit]
+    disturbed = [(side, x, what) for side, x, kind, what in (
+        ("baseline", row.steal_base, "steal", "steal"),
+        ("new", row.steal_new, "steal", "steal"),
+        ("baseline", row.foreign_base, "foreign_load", "other processes"),
+        ("new", row.foreign_new, "foreign_load", "other processes"))
+        if x is not None and x >= record.DISTURBED[kind]]
     if status != SAME and disturbed:
         side, share, what = max(disturbed, key=lambda d: d[1])
         note += (f"; not judged {status}: the {side} processes lost a median {share:.0%} of "

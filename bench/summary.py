@@ -88,10 +88,10 @@ def not_ok(doc: dict[str, Any]) -> list[dict[str, Any]]:
     return [r for r in doc["runs"] if r.get("status") != "ok"]
 
 
-# Below these, a run's CPUs were as good as its own: a VM's steal within what bare metal's
-# interrupts cost; other processes' load within what the system's daemons and this harness's
-# parent cost on a quiet machine (FOREIGN_LOAD_NOTABLE's measurement: bench.compare).
-NOTABLE = {"steal": 0.02, "foreign_load": 0.05}
+# Below these, a result's processes had their CPUs as good as to themselves: a VM's steal
+# within what bare metal's interrupts cost; other processes' load within what the system's
+# daemons and this harness's parent cost on a quiet machine (record.DISTURBED says why 5%).
+NOTABLE = {"steal": 0.02, "foreign_load": record.DISTURBED["foreign_load"]}
 
 
 def disturbance(doc: dict[str, Any], kind: str) -> str | None:
@@ -106,17 +106,12 @@ def disturbance(doc: dict[str, Any], kind: str) -> str | None:
 
 
 def disturbed_runs(doc: dict[str, Any]) -> list[tuple[str, str, float]]:
-    """(run id, kind, its processes' median share) of each ok run that lost a notable share of
-    its CPUs to another process or the hypervisor: figures not of this hardware alone."""
-    out = []
-    for r in doc["runs"]:
-        if r.get("status") != "ok":
-            continue
-        for kind in record.DISTURBANCES:
-            shares = record.disturbance_shares(r, kind)
-            if shares and statistics.median(shares) >= NOTABLE[kind]:
-                out.append((r["run_id"], kind, statistics.median(shares)))
-    return out
+    """(run id, kind, its processes' median share) of each ok run that was disturbed
+    (record.DISTURBED) by another process or the hypervisor: compare does not judge it."""
+    return [(r["run_id"], kind, share) for r in doc["runs"] if r.get("status") == "ok"
+            for kind in record.DISTURBANCES
+            if (share := record.disturbance(r, kind)) is not None
+            and share >= record.DISTURBED[kind]]
 
 
 LOWER_PRECISIONS = ("-bf16", "-int8")  # a stack's backend at a lower precision: name + suffix

@@ -350,7 +350,16 @@ def rounds(run: Record | dict[str, Any]) -> list[Record]:
             *(parse_run(r, f"{record.run_id} repeat") for r in record.repeats)]
 
 
-DISTURBANCES = ("steal", "foreign_load")  # what else took the run's CPUs during its scenario
+# What else took a run's CPUs during its scenario, and the median share of its processes' CPU
+# time at which a run is disturbed: flagged in the reports, never judged by compare.
+# - steal (the hypervisor): on the 2-vCPU dev VM, training ran 5x slower at 14-24% steal — far
+#   more than the share stolen, as two threads that wait for each other both stall when either
+#   vCPU does, and more than the single-threaded reference kernel showed. Interleaved rounds put
+#   such a spell on either side.
+# - foreign_load (other processes): a quiet machine reads well under 1%, two suites on the same
+#   two CPUs about half each (docs/2026-12-06-zen3-cpu-classes.md).
+DISTURBED = {"steal": 0.05, "foreign_load": 0.05}
+DISTURBANCES = tuple(DISTURBED)
 
 
 def disturbance_shares(run: Record | dict[str, Any], kind: str) -> list[float]:
@@ -359,6 +368,13 @@ def disturbance_shares(run: Record | dict[str, Any], kind: str) -> list[float]:
     workers)."""
     return [s["share"] for rec in rounds(run)
             for s in (getattr(rec, kind), *(p.get(kind) for p in rec.processes)) if s]
+
+
+def disturbance(run: Record | dict[str, Any], kind: str) -> float | None:
+    """The median share of its CPUs' time a run's processes lost to `kind` (None: not
+    recorded); at DISTURBED[kind] or more the run is disturbed."""
+    shares = disturbance_shares(run, kind)
+    return float(np.median(shares)) if shares else None
 
 
 def references(run: Record | dict[str, Any]) -> list[Json | None]:
