@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.suite import TransferSpec
+from bench.scenarios.transfer import TransferSpec
 
 
 def _head_loss(kind: str):

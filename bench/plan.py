@@ -11,7 +11,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from bench import backends
+from bench import backends, scenarios
 from bench.pinning import Placement, Topology, divide
 from bench.suite import Suite
 
@@ -40,11 +40,11 @@ def plan(suite: Suite) -> list[Run]:
 
     def settings(backend: str) -> dict[str, Any]:  # the suite section the backend declares
         section = backends.get(backend).settings
-        return dataclasses.asdict(getattr(suite, section)) if section else {}
+        return dataclasses.asdict(suite.section(section)) if section else {}
 
     return [
         Run(run_id=run_id(scenario, backend), backend=backend, scenario=scenario,
-            params=dataclasses.asdict(suite.scenario_spec(scenario)), model=model, data=data,
+            params=dataclasses.asdict(suite.section(scenario)), model=model, data=data,
             backend_params=settings(backend))
         for scenario in suite.scenarios
         for backend in suite.backends
@@ -98,7 +98,8 @@ def expand(run: Run, placement: Placement, topology: Topology,
     """
     if skip_reason:
         return RunPlan(run, placement, "single", skip_reason=skip_reason)
-    workers = run.params.get("workers", 1) if run.scenario == "full_training" else 1
+    declared = scenarios.get(run.scenario)
+    workers = run.params.get("workers", 1) if declared.data_parallel else 1
     if workers > 1:
         parts = ([(task_index, placement)] if cluster
                  else list(enumerate(divide(placement, workers, topology))))
@@ -113,11 +114,12 @@ def expand(run: Run, placement: Placement, topology: Topology,
             refs.append(Process(f"{run.run_id}@1worker", "one_worker_all_cores", reference,
                                 placement))
         return RunPlan(run, placement, "workers", group, tuple(refs), workers, cluster)
-    if run.scenario == "inference" and placement.instances > 1:
+    if declared.instances and placement.instances > 1:
         group = tuple(Process(f"{run.run_id}#{i}", "instance", run.params, part)
                       for i, part in enumerate(placement.split()))
         return RunPlan(run, placement, "instances", group)
-    note = ("instances apply to inference; this run used every core of the placement in one "
-            "worker") if placement.instances > 1 else None
+    side_by_side = " and ".join(n for n in scenarios.names() if scenarios.get(n).instances)
+    note = (f"instances apply to {side_by_side}; this run used every core of the placement in "
+            f"one worker") if placement.instances > 1 else None
     return RunPlan(run, placement, "single", (Process(run.run_id, "run", run.params, placement),),
                    note=note)

@@ -19,7 +19,7 @@ def pretrain(model: dict[str, Any], *, identities: int, epochs: int, micro_batch
     """Train from scratch with the full-training recipe, then save the base network's weights."""
     from bench.models import facenet, weights
     from bench.models.store import build_base, weights_path
-    from bench.suite import FullTrainingSpec
+    from bench.scenarios.full_training import FullTrainingSpec
     from bench.training import make_trainer, recalibrate_batchnorm
 
     root = synthetic.ensure(synthetic.SyntheticSpec(identities=identities, seed=seed,

@@ -12,7 +12,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from bench.data import lfw
-from bench.suite import FullTrainingSpec
+from bench.scenarios.full_training import FullTrainingSpec
 
 
 def _nothing(*_args: Any) -> None:

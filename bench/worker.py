@@ -9,6 +9,7 @@ oneDNN's verbose lines summarised into the record (`onednn`).
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import re
@@ -103,6 +104,12 @@ class CapturedStdout:
             self.onednn = onednn_summary(onednn)
 
 
+def _scenario_run(scenario: Any) -> Any:
+    """A scenario's run: the `run` module of its package (bench.scenarios), imported here only,
+    in the worker, after pinning."""
+    return importlib.import_module(f"bench.scenarios.{scenario.name}.run")
+
+
 def execute(task: dict[str, Any]) -> dict[str, Any]:
     run = task["run"]
     cpus = pin_self(tuple(task["cpus"]))
@@ -123,7 +130,7 @@ def execute(task: dict[str, Any]) -> dict[str, Any]:
     progress("reference kernel")
     before = measure.reference_rate(cpus)
     ticks, own = machine.cpu_ticks(cpus), machine.tree_cpu_seconds()
-    doc.update(scenarios.run(run, backend, progress))
+    doc.update(_scenario_run(scenarios.get(run["scenario"])).run(run, backend, progress))
     after = machine.cpu_ticks(cpus)
     doc["steal"] = machine.steal(ticks, after)
     doc["foreign_load"] = machine.foreign_load(ticks, after, machine.tree_cpu_seconds() - own)

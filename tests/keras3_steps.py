@@ -15,7 +15,8 @@ import sys
 import numpy as np
 
 from bench import backends
-from bench.suite import FullTrainingSpec, TransferSpec
+from bench.scenarios.full_training import FullTrainingSpec
+from bench.scenarios.transfer import TransferSpec
 
 BATCH = 8
 TINY_LAYERS = ("hidden", "bn", "out")

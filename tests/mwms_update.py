@@ -13,7 +13,7 @@ import sys
 import numpy as np
 
 from bench import distributed
-from bench.suite import FullTrainingSpec
+from bench.scenarios.full_training import FullTrainingSpec
 from bench.training import make_trainer
 
 BATCH, MICRO = 8, 2

@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from bench import backends, parity, suite
+from bench import backends, parity
 from bench.backends.tensorflow import TensorFlowBackend
 from bench.worker import onednn_summary
 
 NO_BF16 = {"avx512f": True, "avx512_bf16": False, "amx_bf16": False}
 AMX = {"avx512f": True, "avx512_bf16": True, "amx_bf16": True}
-
-
-def test_every_backend_a_suite_accepts_exists_and_vice_versa() -> None:
-    assert backends.names() == suite.BACKENDS
 
 
 @pytest.mark.parametrize("scenario", ["full_training", "fine_tune"])

@@ -16,7 +16,7 @@ from bench.data import lfw
 from bench.measure import completion_bins
 from bench.models import facenet
 from bench.scenarios.common import build_pretrained
-from bench.scenarios.transfer import extract
+from bench.scenarios.transfer.run import extract
 
 MODEL = {"variant": "small", "image_size": 80, "embedding_size": 16, "weights": ""}
 

@@ -15,8 +15,8 @@ from bench import record
 from bench.cli import main
 from bench.models import weights
 from bench.models.store import build_base
-from bench.scenarios.fine_tune import STAGE_PREFIXES, unfreeze
-from bench.suite import FINE_TUNE_STAGES
+from bench.scenarios.fine_tune import FINE_TUNE_STAGES
+from bench.scenarios.fine_tune.run import STAGE_PREFIXES, unfreeze
 
 from .conftest import REPO, correct_of, only_result
 

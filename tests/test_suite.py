@@ -22,7 +22,7 @@ def test_every_shipped_suite_parses(path: Path) -> None:
 
 def test_paper_suite_is_the_papers_config() -> None:
     suite = suite_mod.load(REPO / "suites/paper.toml")
-    ft = suite.full_training
+    ft = suite.section("full_training")
     assert (ft.epochs, ft.steps_per_epoch, ft.batch_size) == (80, 13, 1024)
     assert ft.total_steps * ft.batch_size == 1_064_960
     assert suite.model.image_size == 160 and suite.data.source == "lfw"
@@ -31,7 +31,7 @@ def test_paper_suite_is_the_papers_config() -> None:
 def test_defaults_fill_missing_sections() -> None:
     suite = parse('[suite]\nname = "x"\n')
     assert suite.backends == suite_mod.BACKENDS
-    assert suite.full_training.accumulation == 1024 // 16
+    assert suite.section("full_training").accumulation == 1024 // 16
 
 
 @pytest.mark.parametrize(
@@ -113,7 +113,7 @@ def test_cli_exits_2_on_a_missing_lfw_directory(tmp_path: Path,
 
 def test_workers_split_the_global_batch_and_keep_the_micro_batch() -> None:
     text = "[full_training]\nbatch_size = 1024\nmicro_batch = 16\nworkers = 2\n"
-    spec = parse(text).full_training
+    spec = parse(text).section("full_training")
     assert (spec.worker_batch, spec.accumulation) == (512, 32)
-    one = suite_mod.override(parse("[full_training]\n"), workers=4).full_training
+    one = suite_mod.override(parse("[full_training]\n"), workers=4).section("full_training")
     assert (one.workers, one.worker_batch, one.accumulation) == (4, 256, 16)

@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 from tensorflow import keras
 
-from bench.suite import FullTrainingSpec
+from bench.scenarios.full_training import FullTrainingSpec
 from bench.training import make_trainer
 
 

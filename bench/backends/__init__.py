@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 from bench.backends.base import (
-    TRAINING_SCENARIOS,
     Backend,
     Calibration,
     Embed,
@@ -14,7 +13,7 @@ from bench.backends.base import (
 )
 from bench.backends.support import EMULATED, UNAVAILABLE
 
-__all__ = ["TRAINING_SCENARIOS", "Backend", "Calibration", "Embed", "get", "names",
+__all__ = ["Backend", "Calibration", "Embed", "get", "names",
            "onednn_bf16_problem", "policy_problem", "support_rows"]
 
 

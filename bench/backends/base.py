@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from bench import scenarios
 from bench.backends import support as isa_support
 from bench.backends.support import EMULATED, UNAVAILABLE, Support
 from bench.measure import time_calls
@@ -26,7 +27,6 @@ from bench.record import Series
 
 # extraction: (batches, how many) -> each batch's outputs in order, their series, how they ran
 Embed = Callable[[Iterator[np.ndarray], int], tuple[list[np.ndarray], Series, dict[str, Any]]]
-TRAINING_SCENARIOS = ("full_training", "fine_tune")  # they train the network itself
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,7 @@ class Backend(ABC):
     calibrates: bool = False  # load() needs a Calibration (post-training quantisation)
     bf16_support: isa_support.Table | None = None  # what its bf16 does on each CPU class
     settings: str | None = None  # the suite section of its settings (`configure`), if any
+    config: type | None = None  # that section's class: a frozen dataclass with `check(where)`
 
     def support(self, isa: dict[str, bool]) -> Support:
         """What this backend's precision is on a CPU with these ISA flags (`backends.support`)."""
@@ -69,7 +70,7 @@ class Backend(ABC):
                     emulated: bool = False) -> str | None:
         """Why this backend cannot run `scenario` on this machine, or None when it can.
         `emulated`: run a precision this CPU only emulates (tests of what it computes)."""
-        if scenario in TRAINING_SCENARIOS and not self.trains:
+        if scenarios.get(scenario).trains and not self.trains:
             return f"{self.name} does not train: it runs inference and transfer extraction only"
         got = self.support(isa)
         where = isa_support.WHERE_NATIVE.get(self.precision, "another CPU")

@@ -29,6 +29,7 @@ import json
 import os
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,7 @@ from bench.backends.base import Backend, Calibration, Embed
 from bench.backends.support import UNAVAILABLE, Support
 from bench.measure import completion_bins
 from bench.record import Series
-from bench.suite import OpenVinoSpec
+from bench.spec import at_least, one_of
 
 # INFERENCE_PRECISION_HINT asked for; an int8 IR's nodes outside the quantised ones run at it
 _PRECISION = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}
@@ -139,9 +140,35 @@ BF16 = support.bf16(
                                  "infers in f32"))
 
 
+@dataclass(frozen=True)
+class OpenVinoSpec:
+    """OpenVINO's settings (the openvino* backends): NNCF post-training quantisation of the
+    `openvino-int8` IR (calibration images come from the training split only), and
+    benchmark_app's knobs for the throughput measurement (`-hint -nstreams -nthreads -nireq
+    -pin`), each read back from the compiled model and recorded as obtained. 0 and "auto"
+    leave the choice to OpenVINO (threads: the placement's)."""
+
+    calibration_images: int = 300  # NNCF's default subset_size; the split's size if smaller
+    preset: str = "performance"  # NNCF QuantizationPreset: symmetric, or "mixed" activations
+    fast_bias_correction: bool = True  # NNCF's default; false: the slower full bias correction
+    hint: str = "throughput"  # PERFORMANCE_HINT: "throughput", "latency", or "none" (unset)
+    streams: int = 0  # NUM_STREAMS; 0: the hint's choice
+    threads: int = 0  # INFERENCE_NUM_THREADS; 0: the placement's threads
+    requests: int = 0  # the async queue's requests; 0: OPTIMAL_NUMBER_OF_INFER_REQUESTS
+    pin: str = "auto"  # ENABLE_CPU_PINNING: "yes", "no", or "auto" (OpenVINO's default)
+
+    def check(self, where: str) -> None:
+        at_least(f"{where}.calibration_images", self.calibration_images, 1)
+        one_of(f"{where}.preset", self.preset, ("performance", "mixed"))
+        one_of(f"{where}.hint", self.hint, ("throughput", "latency", "none"))
+        one_of(f"{where}.pin", self.pin, ("yes", "no", "auto"))
+        for key in ("streams", "threads", "requests"):
+            at_least(f"{where}.{key}", getattr(self, key), 0)
+
+
 class OpenVinoBackend(Backend):
     bf16_support = BF16
-    settings = "openvino"  # [openvino]: OpenVinoSpec
+    settings, config = "openvino", OpenVinoSpec  # the suite's [openvino]
     trains = False
 
     def __init__(self, name: str, precision: str = "fp32"):

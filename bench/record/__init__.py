@@ -8,7 +8,8 @@ completions, about a second's worth (`per = "bin"`: the time from the completion
 group to its last, over its requests; `bench.measure.completion_bins`). One-off costs (data
 decoding, a head's tracing, a measured total) go in **measured**, never inside a series.
 
-**Figures** are computed here and nowhere else, from the series, the one-off measurements and
+**Figures** are computed here and nowhere else — each scenario's declared with it
+(bench.scenarios.<name>, read through the registry) — from the series, the one-off measurements and
 the run's parameters. A figure judged on a series is the median of that series' per-sample
 values (img/s of one sample, or its milliseconds), so the value shown and the samples a
 comparison tests are the same thing. Compare, summary, history, the console and the HTML
@@ -19,9 +20,9 @@ emits the contract in two environments (TensorFlow 2.21 with numpy 2.4, and ITEX
 2.15 with numpy 1.26), and the contract imports in both with nothing added to either. The
 validator is strict: an unknown key or a value of the wrong type is an error naming its path.
 
-Four modules: `schema` (the record and its validator), `figures` (every figure), `paper` (the
-paper's experiment beside this run's), `combine` (several processes → one record, pure); this
-package gives their names as `bench.record.X`.
+Five modules: `schema` (the record and its validator), `figure` (one figure and its parts),
+`figures` (a run's figures), `paper` (the paper's experiment beside this run's), `combine`
+(several processes → one record, pure); this package gives their names as `bench.record.X`.
 """
 
 from bench.record.combine import (
@@ -32,19 +33,13 @@ from bench.record.combine import (
     pooled,
     worker_step_s,
 )
+from bench.record.figure import HIGHER, LOWER, NEITHER, Figure
 from bench.record.figures import (
     DISTURBANCES,
     DISTURBED,
-    HIGHER,
     KERNEL_PRECISIONS,
     KERNEL_SHARE,
-    LOWER,
     MIN_KERNEL_SHARE,
-    NEITHER,
-    TRAIN_FLOPS_PER_FORWARD,
-    TRANSFER_TOTAL,
-    Figure,
-    accumulation,
     disturbance,
     disturbance_shares,
     figures,
@@ -55,7 +50,6 @@ from bench.record.figures import (
     kernels_problem,
     precision_share,
     process_figures,
-    projection,
     references,
     relative_speed,
     rounds,
@@ -84,15 +78,12 @@ __all__ = [
     "MIN_KERNEL_SHARE",
     "NEITHER",
     "PAPER",
-    "TRAIN_FLOPS_PER_FORWARD",
-    "TRANSFER_TOTAL",
     "Figure",
     "Json",
     "Record",
     "RecordError",
     "Series",
     "Stage",
-    "accumulation",
     "combine_instances",
     "combine_workers",
     "disturbance",
@@ -110,7 +101,6 @@ __all__ = [
     "pooled",
     "precision_share",
     "process_figures",
-    "projection",
     "references",
     "relative_speed",
     "rounds",

@@ -10,7 +10,7 @@ import numpy as np
 
 from bench.record.figures import value
 from bench.record.schema import Json, Record, RecordError, Series, _record, parse, to_dict
-from bench.suite import FullTrainingSpec
+from bench.scenarios.full_training import FullTrainingSpec
 
 # ---------------------------------------------------------------------------------------------
 # Several processes → one record (pure)

@@ -7,7 +7,7 @@ from typing import Any
 
 from bench.record.figures import figures
 from bench.record.schema import Record, _record
-from bench.suite import FullTrainingSpec
+from bench.scenarios.full_training import FullTrainingSpec
 
 PAPER = {  # reported by the white paper, never mixed with measured or projected figures
     "machine": "2S Intel Xeon Gold 6148",

@@ -15,7 +15,6 @@ from bench.data import lfw, synthetic
 from bench.data import pairs as pairs_mod
 from bench.models import facenet
 from bench.models.store import build_base, resolve_weights
-from bench.suite import OpenVinoSpec
 
 Progress = Callable[..., None]  # (phase, done, total): what the worker tells its parent
 
@@ -95,10 +94,11 @@ def model_facts(base, model: dict[str, Any]) -> dict[str, Any]:
             "forward_flops": facenet.forward_flops(base)}
 
 
-def calibration(run: dict[str, Any], train: lfw.ImageIndex) -> Calibration:
+def calibration(run: dict[str, Any], backend: Backend, train: lfw.ImageIndex) -> Calibration:
     """The calibration set of a quantising backend: training images only (never held-out), the
-    suite's number of them or all the split has, in the order the data seed draws them."""
-    spec = OpenVinoSpec(**run["backend_params"])
+    suite's number of them (its settings') or all the split has, in the order the data seed
+    draws them."""
+    spec = backend.config(**run["backend_params"])
     n = min(spec.calibration_images, len(train.paths))
     chosen = np.random.default_rng(run["data"]["seed"]).permutation(len(train.paths))[:n]
     subset = lfw.ImageIndex(train.root, tuple(train.paths[i] for i in chosen),
@@ -112,4 +112,4 @@ def load_model(run: dict[str, Any], backend: Backend, base, weights: str | Path,
                split: Split) -> Any:
     """The embedding model of `base` in the backend's form (calibrated, for a quantising one)."""
     return backend.load(facenet.embedding_model(base), Path(weights),
-                        calibration(run, split.train) if backend.calibrates else None)
+                        calibration(run, backend, split.train) if backend.calibrates else None)

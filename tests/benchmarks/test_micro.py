@@ -20,7 +20,7 @@ import pytest
 tf = pytest.importorskip("tensorflow")
 
 from bench.models import facenet  # noqa: E402
-from bench.suite import FullTrainingSpec  # noqa: E402
+from bench.scenarios.full_training import FullTrainingSpec  # noqa: E402
 from bench.training import make_trainer  # noqa: E402
 
 IMAGE_SIZE, EMBEDDING, CLASSES, BATCH = 96, 64, 10, 8

@@ -23,7 +23,7 @@ from bench.models.store import build_base, random_init
 from bench.parity import PARITY_IMAGES, stored
 from bench.record import Series
 from bench.scenarios.common import Progress, load_model, prepare
-from bench.suite import TransferSpec
+from bench.scenarios.transfer import TransferSpec
 
 RANDOM_WEIGHTS_NOTE = ("random weights (no --weights given): extraction and head times hold, "
                        "the accuracy means nothing about transfer")

@@ -17,7 +17,7 @@ from bench.measure import time_calls
 from bench.parity import parity_embeddings
 from bench.record import Series
 from bench.scenarios.common import Progress, load_model, prepare
-from bench.suite import InferenceSpec
+from bench.scenarios.inference import InferenceSpec
 
 
 def _batch(index: lfw.ImageIndex, image_size: int, size: int) -> np.ndarray:

@@ -21,7 +21,8 @@ from bench.data import lfw
 from bench.models import facenet
 from bench.record import Series, Stage
 from bench.scenarios.common import Progress, prepare
-from bench.suite import FINE_TUNE_STAGES, FineTuneSpec, FullTrainingSpec
+from bench.scenarios.fine_tune import FINE_TUNE_STAGES, FineTuneSpec
+from bench.scenarios.full_training import FullTrainingSpec
 from bench.training import accuracy
 
 # Layer-name prefixes of each stage, top of the network first (see facenet's name scheme).
@@ -33,7 +34,7 @@ STAGE_PREFIXES = {
     "Mixed_6a": ("Mixed_6a_",),
     "block35": ("block35_",),
     "stem": ("Conv2d_",),
-}  # keys: suite.FINE_TUNE_STAGES, in that order (a test checks)
+}  # keys: bench.scenarios.fine_tune.FINE_TUNE_STAGES, in that order (a test checks)
 
 
 def unfreeze(base, stages: tuple[str, ...]) -> int:

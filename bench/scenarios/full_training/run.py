@@ -24,7 +24,7 @@ from bench.models import facenet
 from bench.models.store import build_base
 from bench.record import Series
 from bench.scenarios.common import Progress, load_split, model_facts
-from bench.suite import FullTrainingSpec
+from bench.scenarios.full_training import FullTrainingSpec
 from bench.training import accuracy
 
 
