@@ -18,6 +18,7 @@ from matplotlib.figure import Figure  # not pyplot: no GUI backend, no global fi
 from matplotlib.patches import Patch
 
 from bench import record, summary
+from bench.report.console import duration  # the tables' format, so chart and table agree
 
 TRADITIONAL = "#2f5d8a"   # deep learning from scratch (the paper's baseline)
 TRANSFER = "#e07b28"      # transfer learning
@@ -39,8 +40,8 @@ _STYLE = {
 
 
 @contextmanager
-def _figure(salt: str, **kwargs: Any) -> Iterator[Any]:
-    with matplotlib.rc_context({**_STYLE, "svg.hashsalt": salt}):
+def _figure(salt: str, font_size: float = _STYLE["font.size"], **kwargs: Any) -> Iterator[Any]:
+    with matplotlib.rc_context({**_STYLE, "svg.hashsalt": salt, "font.size": font_size}):
         yield Figure(**kwargs)
 
 
@@ -68,78 +69,81 @@ def fraction(value: float) -> str:
     return f"1/{n:,.0f}" if n >= 10 else f"1/{n:.1f}"
 
 
-def _duration(seconds: float) -> str:
-    if seconds >= 3600:
-        return f"{seconds / 3600:.1f} h"
-    if seconds >= 60:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds:.1f} s"
+def by_speedup(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """The backends' speed-ups (bench.summary), largest at the paper's scale first: the order
+    of Figure 3 and of the table beside it."""
+    return sorted(summary.speedups(doc), key=lambda row: row["paper_scale"]["speedup"],
+                  reverse=True)
 
 
-def figure3_groups(doc: dict[str, Any]) -> list[dict[str, Any]]:
-    """The bar groups of Figure 3: the paper's, then per backend paper-scale and as-run.
+def figure3_pairs(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """The bar pairs of Figure 3: the paper's, then each backend's at the paper's scale.
 
-    Each group: label, the two absolute times, and whether each is projected.
+    Each pair: label, the two absolute times, the speed-up N (transfer = 1/N) and its kind —
+    the paper's reported, every backend's projected from this run's rates.
     """
     p = record.PAPER
-    groups = [{"label": "white paper\n2S Xeon Gold 6148\n(reported)", "kind": "paper",
-               "full_s": p["full_training_s"], "transfer_s": p["transfer_s"],
-               "full_projected": False, "transfer_projected": False}]
-    for row in summary.speedups(doc):
+    pairs = [{"label": f"white paper\n{p['machine']}", "kind": "reported",
+              "full_s": p["full_training_s"], "transfer_s": p["transfer_s"],
+              "speedup": p["speedup"]}]
+    for row in by_speedup(doc):
         ps = row["paper_scale"]
-        groups.append({"label": f"{row['backend']}\npaper scale\n(projected)", "kind": "box",
-                       "full_s": ps["full_training_s"], "transfer_s": ps["transfer_s"],
-                       "full_projected": True, "transfer_projected": True})
-        groups.append({"label": f"{row['backend']}\nthis suite as run\n"
-                       f"({row['image_size']} px)", "kind": "box",
-                       "full_s": row["full_training_s"], "transfer_s": row["transfer_s"],
-                       "full_projected": row["full_training_kind"] == "projected",
-                       "transfer_projected": False})
-    return groups
+        pairs.append({"label": row["backend"], "kind": "projected",
+                      "full_s": ps["full_training_s"], "transfer_s": ps["transfer_s"],
+                      "speedup": ps["speedup"]})
+    return pairs
+
+
+# The page shows Figure 3 at its natural size, where a point is 4/3 of a CSS pixel: 11 pt is
+# 14.7 px, not below the page's small text (13.5 px) nor its tables' (14 px). 10.5 inches wide
+# (about 1,020 px once trimmed), it fits the page's 1,056-pixel column, so it is not scaled
+# down; rows are added downwards, one a backend. tests/test_layout.py measures it in a browser.
+FIGURE3_FONT_PT = 11
+FIGURE3_WIDTH_IN = 10.5
 
 
 def figure3(doc: dict[str, Any]) -> str | None:
-    """Relative time to train: traditional = 1, transfer = 1/N, per group (log scale)."""
-    groups = figure3_groups(doc)
-    if len(groups) == 1:
+    """Relative time to train: full training = 1, transfer = 1/N, one pair of bars a row
+    (log scale). Horizontal, so that any number of backends keeps its labels at full size."""
+    pairs = figure3_pairs(doc)
+    if len(pairs) == 1:
         return None
-    width = 0.36
-    with _figure("figure3", figsize=(2.0 + 1.55 * len(groups), 4.9)) as fig:
+    height = 0.4  # of each bar; a pair's row is 1
+    with _figure("figure3", font_size=FIGURE3_FONT_PT,
+                 figsize=(FIGURE3_WIDTH_IN, 1.3 + 0.62 * len(pairs)), layout="constrained") as fig:
         ax = fig.add_subplot()
-        lowest = min(g["transfer_s"] / g["full_s"] for g in groups)
-        for i, g in enumerate(groups):
-            rel = g["transfer_s"] / g["full_s"]
-            for dx, value, projected, colour, seconds in (
-                    (-width / 2, 1.0, g["full_projected"], TRADITIONAL, g["full_s"]),
-                    (width / 2, rel, g["transfer_projected"], TRANSFER, g["transfer_s"])):
-                # Projected: a pale face with the colour's hatch; measured or reported: solid.
-                ax.bar(i + dx, value, width * 0.92, color=_pale(colour) if projected else colour,
-                       hatch="////" if projected else None, edgecolor=colour, linewidth=1.0)
-                kind = "reported" if g["kind"] == "paper" else (
-                    "projected" if projected else "measured")
-                # The paper gives ~20 h and ~15 min: no more precision than it states.
-                said = ("~20 h" if dx < 0 else "~15 min") if g["kind"] == "paper" else (
-                    _duration(seconds))
-                ax.annotate(f"{fraction(value)}\n{said}\n{kind}",
-                            (i + dx, value), xytext=(0, 3), textcoords="offset points",
-                            ha="center", va="bottom", fontsize=7.5,
-                            fontweight="bold" if dx > 0 else "normal")
-        ax.axvline(0.5, color=GRID, linewidth=1.0, linestyle=":")
-        ax.set_yscale("log")
-        ax.set_ylim(lowest / 4, 20)
-        ax.set_xticks(range(len(groups)), [g["label"] for g in groups], fontsize=8.5)
-        ax.set_ylabel("relative time to train (traditional = 1, log scale)")
-        ax.yaxis.grid(True, color=GRID, linewidth=0.6)
+        lowest = min(1 / p["speedup"] for p in pairs)
+        for y, p in enumerate(pairs):
+            projected = p["kind"] == "projected"
+            # The paper gives ~20 h and ~15 min: no more precision than it states.
+            full, transfer = (("~20 h", "~15 min") if p["kind"] == "reported"
+                              else (duration(p["full_s"]), duration(p["transfer_s"])))
+            for dy, value, colour, said in ((-height / 2, 1.0, TRADITIONAL, full),
+                                            (height / 2, 1 / p["speedup"], TRANSFER, transfer)):
+                # Projected: a pale face with the colour's hatch; reported: solid.
+                ax.barh(y + dy, value, height * 0.9, color=_pale(colour) if projected else colour,
+                        hatch="////" if projected else None, edgecolor=colour, linewidth=1.0)
+                ax.annotate(f"{fraction(value)} · {said} · {p['kind']}", (value, y + dy),
+                            xytext=(5, 0), textcoords="offset points", ha="left", va="center",
+                            annotation_clip=False, fontweight="bold" if value < 1 else "normal")
+        ax.axhline(0.5, color=GRID, linewidth=1.0, linestyle=":")
+        ax.set_xscale("log")
+        ax.set_xlim(lowest / 4, 1)
+        ax.set_ylim(len(pairs) - 0.5, -0.5)  # the paper's pair on top
+        ax.set_yticks(range(len(pairs)), [p["label"] for p in pairs])
+        ax.tick_params(axis="y", length=0)
+        ax.set_xlabel("relative time to train (full training = 1, log scale)")
+        ax.xaxis.grid(True, color=GRID, linewidth=0.6)
         ax.set_axisbelow(True)
-        ax.set_yticks([t for t in (1, 1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6) if t >= lowest / 4])
-        ax.set_yticklabels([f"1/{round(1 / t):,}" if t < 1 else "1" for t in ax.get_yticks()])
+        ticks = [10.0 ** -k for k in range(8) if 10.0 ** -k >= lowest / 4]
+        ax.set_xticks(ticks, [fraction(t) for t in ticks])
         ax.minorticks_off()
         ax.legend(handles=[
-            Patch(color=TRADITIONAL, label="deep learning from scratch (traditional = 1)"),
+            Patch(color=TRADITIONAL, label="full training, from scratch (= 1)"),
             Patch(color=TRANSFER, label="transfer learning (1/N)"),
             Patch(facecolor=_pale(INK), edgecolor=INK, hatch="////",
-                  label="hatched, pale: projected, not measured"),
-        ], loc="lower center", bbox_to_anchor=(0.5, 1.01), ncol=3, fontsize=8.5, frameon=False)
+                  label="hatched, pale: projected"),
+        ], loc="lower left", bbox_to_anchor=(0.0, 1.0), ncol=3, frameon=False)
         return to_svg(fig)
 
 
