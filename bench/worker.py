@@ -131,6 +131,9 @@ def execute(task: dict[str, Any]) -> dict[str, Any]:
     before = measure.reference_rate(cpus)
     ticks, own = machine.cpu_ticks(cpus), machine.tree_cpu_seconds()
     doc.update(_scenario_run(scenarios.get(run["scenario"])).run(run, backend, progress))
+    cache = backend.compile_cache()
+    if cache is not None:
+        doc["runtime"]["compile_cache"] = cache
     after = machine.cpu_ticks(cpus)
     doc["steal"] = machine.steal(ticks, after)
     doc["foreign_load"] = machine.foreign_load(ticks, after, machine.tree_cpu_seconds() - own)

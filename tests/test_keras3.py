@@ -6,6 +6,7 @@ in this process is the reference."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -106,3 +107,42 @@ def test_keras3_backends_refuse_data_parallel_training_with_the_fix(monkeypatch)
     monkeypatch.setenv("TF_CONFIG", '{"cluster": {"worker": ["a", "b"]}, "task": {"index": 0}}')
     with pytest.raises(ValueError, match="set workers = 1 for torch"):
         backends.get("torch").strategy()
+
+
+COMPILE_ONCE = """
+import json, os, sys
+import keras
+import numpy as np
+from bench import backends
+from tests.keras3_steps import tiny_model
+backend = backends.get(sys.argv[1])
+backend.start(threads=len(os.sched_getaffinity(0)))
+keras.utils.set_random_seed(0)
+predict = backend.predictor(tiny_model(keras, bn=True), 4)
+predict(np.ones((4, 6), np.float32))
+print(json.dumps(backend.compile_cache()))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [pytest.param(n, marks=p.marks) for n, p in
+                                  zip(("torch-compile", "jax"), RUNTIMES, strict=True)])
+def test_compiled_code_is_kept_in_the_tlbench_cache_and_the_second_process_says_cached(
+        name: str, tmp_path: Path, monkeypatch) -> None:
+    """The runtime's persistent cache lives in the tlbench cache folder (removing it makes the
+    next run cold), and a worker records whether its compiled code came from there."""
+    cache = tmp_path / "tlbench-cache"
+    monkeypatch.setenv("TLBENCH_CACHE", str(cache))
+    env = {**os.environ, **backends.get(name).environment(),
+           # the tiny model compiles in well under JAX's 1 s floor for caching
+           "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
+    states = []
+    for _ in range(2):
+        done = subprocess.run([sys.executable, "-c", COMPILE_ONCE, name], env=env,
+                              capture_output=True, text=True, timeout=600, cwd=REPO)
+        assert done.returncode == 0, done.stderr[-3000:]
+        states.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    assert states[0]["state"] == "cold" and states[0]["misses"] >= 1, states
+    assert states[1]["state"] == "cached" and states[1]["hits"] >= 1, states
+    assert Path(states[0]["dir"]).is_relative_to(cache / "compile")
+    assert any(Path(states[0]["dir"]).iterdir())

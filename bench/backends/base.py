@@ -22,6 +22,7 @@ import numpy as np
 from bench import scenarios
 from bench.backends import support as isa_support
 from bench.backends.support import EMULATED, UNAVAILABLE, Support
+from bench.data.synthetic import default_cache_dir
 from bench.measure import time_calls
 from bench.record import Series
 
@@ -38,6 +39,17 @@ class Calibration:
     asked: int  # the suite's calibration_images (more than the split has: all of it)
     preset: str
     fast_bias_correction: bool
+
+
+def compile_cache_dir(runtime: str) -> Path:
+    """Where a runtime keeps the code it compiled, across worker processes and suites: in the
+    tlbench cache (`$TLBENCH_CACHE`, else ~/.cache/tlbench), so that removing that folder makes
+    the next run cold."""
+    return default_cache_dir() / "compile" / runtime
+
+
+def cache_state(hits: int, misses: int) -> str:
+    return "cached" if hits and not misses else "cold" if not hits else "partly cached"
 
 
 class Backend(ABC):
@@ -65,6 +77,12 @@ class Backend(ABC):
     def environment(self) -> dict[str, str]:
         """Variables the runtime reads when it is imported; set by the parent for the worker."""
         return {}
+
+    def compile_cache(self) -> dict[str, Any] | None:
+        """After the scenario, in the worker: whether the runtime's compiled code came from its
+        persistent cache (`state`: "cached", "cold" or "partly cached", with the counts); None
+        for a runtime that keeps no such cache."""
+        return None
 
     def skip_reason(self, scenario: str, isa: dict[str, bool],
                     emulated: bool = False) -> str | None:

@@ -25,13 +25,14 @@ import importlib.util
 import os
 import sys
 from abc import abstractmethod
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from bench.backends import support
-from bench.backends.base import Backend, policy_problem
+from bench.backends.base import Backend, cache_state, compile_cache_dir, policy_problem
 from bench.backends.support import EMULATED, Support
 from bench.training import Trainer, decayed, rmsprop
 
@@ -191,6 +192,21 @@ class TorchBackend(Keras3Backend):
                 "inter_op_threads": torch.get_num_interop_threads(),
                 "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}
 
+    def environment(self) -> dict[str, str]:
+        env = super().environment()
+        if self.compiled:  # Inductor's FX-graph and AOT-autograd caches live under this folder
+            env["TORCHINDUCTOR_CACHE_DIR"] = str(compile_cache_dir("inductor"))
+        return env
+
+    def compile_cache(self) -> dict[str, Any] | None:
+        if not self.compiled:
+            return None
+        from torch._dynamo.utils import counters
+
+        hits, misses = (counters["inductor"][f"fxgraph_cache_{k}"] for k in ("hit", "miss"))
+        return {"runtime": "inductor", "dir": os.environ.get("TORCHINDUCTOR_CACHE_DIR"),
+                "hits": hits, "misses": misses, "state": cache_state(hits, misses)}
+
     def _compile(self, fn):
         import torch
 
@@ -266,7 +282,8 @@ class JaxBackend(Keras3Backend):
         self.precision = "fp32"
 
     def environment(self) -> dict[str, str]:
-        env = super().environment()
+        # XLA executables of at least a second's compile are kept under this folder
+        env = {**super().environment(), "JAX_COMPILATION_CACHE_DIR": str(compile_cache_dir("jax"))}
         if self.classic:
             env["XLA_FLAGS"] = " ".join(filter(None, (os.environ.get("XLA_FLAGS"),
                                                       CLASSIC_FLAG)))
@@ -277,12 +294,20 @@ class JaxBackend(Keras3Backend):
         import jaxlib
 
         facts = self._keras()
+        self._cache_events: Counter[str] = Counter()
+        jax.monitoring.register_event_listener(
+            lambda event, **_: self._cache_events.update([event.rsplit("/", 1)[-1]]))
         devices = jax.devices()  # initialises XLA:CPU: an unknown XLA flag fails here
         return {**facts, "jax": jax.__version__, "jaxlib": jaxlib.__version__,
                 "devices": [str(d) for d in devices],
                 "xla_flags": os.environ.get("XLA_FLAGS", ""),
                 "xla_cpu_runtime": "classic" if self.classic else "thunk (default)",
                 "intra_op_threads": _xla_pool_threads(threads)}
+
+    def compile_cache(self) -> dict[str, Any] | None:
+        hits, misses = self._cache_events["cache_hits"], self._cache_events["cache_misses"]
+        return {"runtime": "jax", "dir": os.environ.get("JAX_COMPILATION_CACHE_DIR"),
+                "hits": hits, "misses": misses, "state": cache_state(hits, misses)}
 
     def predictor(self, loaded: Any, batch_size: int) -> Callable[[np.ndarray], np.ndarray]:
         trainable = [v.value for v in loaded.trainable_variables]

@@ -66,3 +66,13 @@ def efficiency(record: Record, gflops: float | None) -> Figure:
         basis = (f"above 100% of the stated peak: its clock is a floor, the cores ran faster "
                  f"than it says; {basis}")
     return Figure("fraction of peak", fraction, "", NEITHER, note=basis)
+
+
+def compiled(record: Record) -> str:
+    """How a run's first calls got their compiled code, for the first call's note: from the
+    runtime's persistent cache, or compiled cold ("" for a runtime that keeps no cache)."""
+    cache = (record.runtime or {}).get("compile_cache")
+    if not cache:
+        return ""
+    return (f"; compiled code {cache['state']} ({cache['hits']} from the {cache['runtime']} "
+            f"cache, {cache['misses']} compiled)")

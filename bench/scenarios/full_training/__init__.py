@@ -10,7 +10,15 @@ from typing import Any
 import numpy as np
 
 from bench.measure import batch_means_interval
-from bench.record.figure import HIGHER, LOWER, NEITHER, Figure, efficiency, median
+from bench.record.figure import (
+    HIGHER,
+    LOWER,
+    NEITHER,
+    Figure,
+    compiled,
+    efficiency,
+    median,
+)
 from bench.record.schema import Json, Record, Series, parse_run
 from bench.scenarios.base import Scenario
 from bench.spec import at_least, fail, one_of, target
@@ -145,7 +153,8 @@ def _figures(record: Record) -> list[Figure]:
         Figure("train GFLOP/s", gflops, "GFLOP/s", HIGHER),
         efficiency(record, gflops),
         Figure("first step s", first, "s", LOWER,
-               note="the first micro-step and update: tracing and graph optimisation"),
+               note="the first micro-step and update: tracing and graph optimisation"
+                    + compiled(record)),
         Figure("data fill s", t.get("data_fill_s"), "s", LOWER,
                note="decoding the training shard into the cache, before the clock"),
         Figure("input pipeline img/s", t.get("input_pipeline_images_per_s"), "img/s", NEITHER),
