@@ -34,7 +34,14 @@ def run_id(scenario: str, backend: str) -> str:
     return f"{scenario}/{backend}"
 
 
+def scenario_of(run_id: str) -> str:
+    return run_id.split("/", 1)[0]
+
+
 def plan(suite: Suite) -> list[Run]:
+    """Every run of the suite, in the order they are measured: the paper's stacks first, every
+    scenario of theirs (so the first report already holds Figure 3 for them), then the others;
+    within each, scenario by scenario in the suite's order."""
     model = dataclasses.asdict(suite.model)
     data = dataclasses.asdict(suite.data)
 
@@ -46,8 +53,9 @@ def plan(suite: Suite) -> list[Run]:
         Run(run_id=run_id(scenario, backend), backend=backend, scenario=scenario,
             params=dataclasses.asdict(suite.section(scenario)), model=model, data=data,
             backend_params=settings(backend))
+        for first in (True, False)
         for scenario in suite.scenarios
-        for backend in suite.backends
+        for backend in suite.backends if backends.get(backend).paper == first
     ]
 
 

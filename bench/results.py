@@ -99,6 +99,21 @@ def new_path(out_dir: Path, machine_id: str, suite_name: str, now: dt.datetime) 
     return path
 
 
+def previous_costs(out_dir: Path, machine_id: str, suite_name: str) -> dict[str, float]:
+    """Each run's wall time (seconds, by run id) in the newest earlier result of this suite on
+    this machine that measured it; {} when there is none. Unreadable files are passed over:
+    this is a guess at how long a run will take, never a figure."""
+    costs: dict[str, float] = {}
+    for path in sorted((out_dir / machine_id).glob(f"*_{suite_name}.json")):  # oldest first
+        try:
+            runs = load(path)["runs"]
+        except ResultError:
+            continue
+        costs.update({r["run_id"]: r["wall_s"] for r in runs
+                      if r["status"] != "skipped" and r.get("wall_s")})
+    return costs
+
+
 class ResultFile:
     """One suite run's result document, saved whole after every change."""
 

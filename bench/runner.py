@@ -48,8 +48,13 @@ class Event:
     phase: str = ""  # PHASE: what the worker does now
     done: float = 0
     of: float | None = None
-    ahead: int = 0  # processes after this one that will start a worker (not skipped, carried)
+    # the run ids of the processes after this one that will start a worker (not skipped or
+    # carried over), and STARTED: each run's wall time in the previous result of this suite
+    ahead: tuple[str, ...] = ()
+    previous: dict[str, float] = field(default_factory=dict)
     record: dict[str, Any] | None = None  # RUN_FINISHED: what the launcher returned
+    # RUN_FINISHED: the side's result document with this run in it, and its file
+    result: tuple[dict[str, Any], Path] | None = None
 
 
 @dataclass
@@ -180,7 +185,8 @@ def _measure(suite: suite_mod.Suite, sides: list[Side], out_dir: Path,
                                  **({"python": side.python} if side.python else {}))
     limits = Limits(timeout_s=suite.timeout_s, max_memory_gb=suite.max_memory_gb)
     resuming = f", {len(carried)} carried over from {resumed_from}" if carried else ""
-    on_event(Event(STARTED, text=(
+    on_event(Event(STARTED, previous=results.previous_costs(out_dir, facts["id"], suite.name),
+                   text=(
         f"tlbench {__version__}: suite [bold]{escape(suite.name)}[/] ("
         + escape(f"{len(runs)} runs{resuming}) on {facts['cpu_model']}, CPUs "
                  f"{list(placement.cpus)} → " + ", ".join(str(s.path) for s in sides)))))
@@ -190,15 +196,15 @@ def _measure(suite: suite_mod.Suite, sides: list[Side], out_dir: Path,
             f"{sorted(c for h in held.concurrent for c in h['on'])}[/] (the result says so)")))
     order = [(k, run, side) for k, run in interleaved(runs, suite.repeats)
              for side in (sides if k % 2 else sides[::-1])]
-    costs = [not (run.run_id in carried or planned[run.run_id].skip_reason)
-             for _, run, _ in order]  # which processes start a worker
+    starts = ["" if run.run_id in carried or planned[run.run_id].skip_reason else run.run_id
+              for _, run, _ in order]  # the run id where a process starts a worker, else ""
     previous = {s: signal.signal(s, _interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         for index, (round_, run, side) in enumerate(order, start=1):
             label = run.run_id + (f" [{side.label}]" if side.label else "")
             common = {"label": label, "index": index, "total": len(order), "round": round_,
                       "repeats": suite.repeats, "side": side.label,
-                      "ahead": sum(costs[index:])}
+                      "ahead": tuple(filter(None, starts[index:]))}
             if run.run_id in carried:
                 if round_ == 1:
                     side.result.add_run(carried[run.run_id])
@@ -216,7 +222,8 @@ def _measure(suite: suite_mod.Suite, sides: list[Side], out_dir: Path,
                 side.result.add_run(record)
             else:
                 side.result.add_repeat(run.run_id, round_, record)
-            on_event(Event(RUN_FINISHED, **common, record=record))
+            on_event(Event(RUN_FINISHED, **common, record=record,
+                           result=(side.result.doc, side.path)))
     except Interrupted as exc:  # the launcher has killed the running worker
         for side in sides:
             finish(side.result, str(exc))

@@ -9,15 +9,24 @@ from pathlib import Path
 import pytest
 
 from bench import cli
+from bench.commands import measure as commands_measure
 from bench.commands.measure import _run_line, eta_s
 
 from .conftest import write_suite
 
 
-def test_the_eta_counts_only_the_runs_still_to_measure() -> None:
-    assert eta_s(elapsed=60.0, measured=3, ahead=2) == 40.0  # 20 s a measured run, 2 to go
-    assert eta_s(elapsed=60.0, measured=3, ahead=0) == 0.0  # only skipped runs are left
-    assert eta_s(elapsed=5.0, measured=0, ahead=4) is None  # nothing measured yet: unknown
+def test_the_eta_adds_each_run_still_to_measure_at_its_expected_cost() -> None:
+    measured = {"full_training/tf-stock": 100.0, "full_training/tf-onednn": 60.0,
+                "transfer/tf-stock": 10.0}
+    # a run of the previous result costs what it cost then; one without, the mean of its
+    # scenario so far; a scenario not yet measured, the mean of every measured run
+    previous = {"inference/torch-compile": 400.0}
+    assert eta_s(("full_training/jax", "inference/torch-compile", "inference/jax"), previous,
+                 measured) == pytest.approx(80.0 + 400.0 + 170.0 / 3)
+    assert eta_s((), previous, measured) == 0.0  # only skipped runs are left
+    # before the first measured run: known from the previous result, else unknown
+    assert eta_s(("inference/torch-compile",), previous, {}) == 400.0
+    assert eta_s(("inference/torch-compile", "transfer/jax"), previous, {}) is None
 
 
 def test_a_cause_is_printed_whole_on_one_line() -> None:
@@ -35,10 +44,23 @@ def test_a_cause_is_printed_whole_on_one_line() -> None:
 
 
 @pytest.mark.slow
-def test_a_ci_log_gives_no_time_to_runs_that_will_be_skipped(tmp_path: Path, capsys) -> None:
+def test_a_ci_log_gives_no_time_to_runs_that_will_be_skipped_and_reports_follow_each_run(
+        tmp_path: Path, capsys, monkeypatch) -> None:
+    written, real = [], commands_measure.write_reports
+
+    def write_reports(doc, path, reports_dir):
+        written.append([r["run_id"] for r in doc["runs"]])
+        return real(doc, path, reports_dir)
+
+    monkeypatch.setattr(commands_measure, "write_reports", write_reports)
     suite = write_suite(tmp_path, backends=("tf-stock", "openvino"),
                         scenarios=("full_training",))
     assert cli.main(["run", str(suite), "--out", str(tmp_path / "r")]) == 0
+    # the report files after the measured run (not after the skipped one), and at the end
+    assert written == [["full_training/tf-stock"],
+                       ["full_training/tf-stock", "full_training/openvino"]]
+    summary = next((tmp_path / "reports").glob("*.txt")).read_text()
+    assert "full_training/openvino" in summary and "\x1b[" not in summary
     lines = [x for x in capsys.readouterr().out.splitlines() if re.match(r"\[\d/2\] ", x)]
     assert len(lines) == 2, lines
     # after the one measured run only a skipped one is left: nothing more to wait for

@@ -17,6 +17,15 @@ def test_runs_are_grouped_by_scenario_with_backends_side_by_side() -> None:
                    "transfer/tf-stock", "transfer/tf-onednn"]
 
 
+def test_the_papers_stacks_run_first_every_scenario_of_theirs_then_the_others() -> None:
+    suite = parse('[suite]\nbackends = ["torch", "tf-stock", "jax", "openvino"]\n'
+                  'scenarios = ["full_training", "transfer"]\n')
+    assert [r.run_id for r in plan(suite)] == [
+        "full_training/tf-stock", "full_training/openvino", "transfer/tf-stock",
+        "transfer/openvino", "full_training/torch", "full_training/jax", "transfer/torch",
+        "transfer/jax"]
+
+
 def test_run_ids_are_stable_and_carry_the_scenario_parameters() -> None:
     text = '[suite]\nscenarios = ["inference"]\n[inference]\nbatch_size = 8\n'
     first, second = plan(parse(text)), plan(parse(text))

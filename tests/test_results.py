@@ -100,3 +100,29 @@ def test_a_version_1_file_is_migrated_keeping_every_sample(tmp_path: Path) -> No
             assert [series["first"], *series["samples"]] == old["samples"]["extract_batch_s"]
         else:
             assert new["series"]["latency_bs1"]["samples"] == old["samples"]["latency_bs1"]
+
+
+def test_previous_costs_are_the_newest_measured_wall_times_of_this_suite_here(
+        tmp_path: Path) -> None:
+    def write(name: str, runs: list[dict]) -> None:
+        path = tmp_path / "box" / name
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(json.dumps({"schema_version": results.SCHEMA_VERSION, "runs": runs}))
+
+    def run(run_id: str, status: str, wall: float) -> dict:
+        return {"run_id": run_id, "backend": run_id.split("/")[1], "scenario": "inference",
+                "status": status, "wall_s": wall, "params": {}, **(
+                    {"reason": "not here"} if status == "skipped" else
+                    {"error": "boom"} if status == "failed" else {})}
+
+    write("20261201T000000Z_default.json", [run("inference/a", "failed", 50.0),
+                                            run("inference/b", "failed", 7.0)])
+    write("20261202T000000Z_default.json", [run("inference/a", "failed", 30.0),
+                                            run("inference/b", "skipped", 0.0)])
+    write("20261203T000000Z_quick.json", [run("inference/a", "failed", 1.0)])
+    (tmp_path / "box" / "20261204T000000Z_default.json").write_text("{trunc")
+    # the newest that ran it; a skipped run or a broken file tells nothing; another suite's
+    # runs are not this suite's
+    assert results.previous_costs(tmp_path, "box", "default") == {"inference/a": 30.0,
+                                                                   "inference/b": 7.0}
+    assert results.previous_costs(tmp_path, "elsewhere", "default") == {}

@@ -45,13 +45,13 @@ def _registry() -> dict[str, Backend]:
     from bench.backends.tensorflow import TensorFlowBackend
 
     backends: list[Backend] = [
-        TensorFlowBackend("tf-stock", onednn=False),
-        TensorFlowBackend("tf-onednn", onednn=True),
+        _paper(TensorFlowBackend("tf-stock", onednn=False)),
+        _paper(TensorFlowBackend("tf-onednn", onednn=True)),
         TensorFlowBackend("tf-onednn-bf16", onednn=True, precision="bf16"),
         TensorFlowBackend("tf-xla", onednn=True, xla=True),
-        ItexBackend("itex"),
+        _paper(ItexBackend("itex")),
         ItexBackend("itex-bf16", precision="bf16"),
-        OpenVinoBackend("openvino"),
+        _paper(OpenVinoBackend("openvino")),
         OpenVinoBackend("openvino-bf16", precision="bf16"),
         OpenVinoBackend("openvino-int8", precision="int8"),
         TorchBackend("torch"),
@@ -61,3 +61,8 @@ def _registry() -> dict[str, Backend]:
         JaxBackend("jax-classic", classic=True),
     ]
     return {b.name: b for b in backends}
+
+
+def _paper(backend: Backend) -> Backend:
+    backend.paper = True
+    return backend

@@ -60,6 +60,9 @@ class Backend(ABC):
     bf16_support: isa_support.Table | None = None  # what its bf16 does on each CPU class
     settings: str | None = None  # the suite section of its settings (`configure`), if any
     config: type | None = None  # that section's class: a frozen dataclass with `check(where)`
+    # one of the stacks the mission measures the paper's claim on (stock TensorFlow, oneDNN,
+    # ITEX, OpenVINO, fp32): a suite runs them first, so that its first report has Figure 3
+    paper: bool = False
 
     def support(self, isa: dict[str, bool]) -> Support:
         """What this backend's precision is on a CPU with these ISA flags (`backends.support`)."""

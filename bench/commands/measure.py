@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import io
 import signal
 import sys
 import time
@@ -28,8 +29,10 @@ from bench.commands import EXIT_BAD_INPUT, EXIT_CANNOT_WRITE, EXIT_FAILED_RUN
 from bench.commands.views import rows_of
 from bench.data.lfw import DataError
 from bench.pinning import read_topology, resolve
+from bench.plan import scenario_of
 from bench.report import console as console_report
 
+_SUMMARY_WIDTH = 140  # the summary file's columns: its widest table, unfolded
 _COLUMNS = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
             TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
 
@@ -39,10 +42,26 @@ def _clock(seconds: float) -> str:
     return f"{minutes // 60}:{minutes % 60:02d}:{s:02d}"
 
 
-def eta_s(elapsed: float, measured: int, ahead: int) -> float | None:
-    """Seconds left: the mean measured run so far, times the runs still to measure (skipped and
-    carried-over runs cost nothing); None before any run was measured."""
-    return elapsed / measured * ahead if measured else None
+def eta_s(ahead: tuple[str, ...], previous: dict[str, float],
+          measured: dict[str, float]) -> float | None:
+    """Seconds left: each run still to measure (by run id; skipped and carried-over runs are
+    not among them) at its expected cost — its wall time in the previous result of this suite on
+    this machine, else the mean of the runs of its scenario measured so far in this suite, else
+    of all measured so far; None while one has no such guess (before the first measured run)."""
+    by_scenario: dict[str, list[float]] = {}
+    for run_id, wall in measured.items():
+        by_scenario.setdefault(scenario_of(run_id), []).append(wall)
+    overall = list(measured.values())
+    total = 0.0
+    for run_id in ahead:
+        same = by_scenario.get(scenario_of(run_id)) or overall
+        if run_id in previous:
+            total += previous[run_id]
+        elif same:
+            total += sum(same) / len(same)
+        else:
+            return None
+    return total
 
 
 def _run_line(run: dict[str, Any], index: int, total: int, elapsed: float, eta: float | None,
@@ -126,6 +145,20 @@ def _assignments(items: list[str], flag: str) -> dict[str, str]:
     return out
 
 
+def write_reports(doc: dict[str, Any], path: Path, reports_dir: Path) -> tuple[Path, Path]:
+    """The report files of a result as it stands: the HTML page and the console summary as
+    text, in reports/ beside the results folder (./reports for the default ./results). Written
+    after every measured run, so a suite stopped early leaves its first answer."""
+    from bench.report import html
+
+    page = html.write(html.render(doc, str(path)), html.default_path(path, reports_dir))
+    text = Console(file=io.StringIO(), width=_SUMMARY_WIDTH, color_system=None)
+    console_report.show(doc, text)
+    summary = page.with_suffix(".txt")
+    summary.write_text(text.file.getvalue(), encoding="utf-8")
+    return page, summary
+
+
 def _measure(suite: suite_mod.Suite, sides: list[runner.Side], args: argparse.Namespace,
              out: Console, carried: dict[str, dict[str, Any]],
              cluster: distributed.Cluster | None) -> tuple[int, list[tuple[dict, Path]]]:
@@ -136,10 +169,12 @@ def _measure(suite: suite_mod.Suite, sides: list[runner.Side], args: argparse.Na
     with Progress(*_COLUMNS, console=out, disable=not out.is_terminal) as bars:
         overall: list[Any] = []  # the suite's bar, once the runner says how many runs
         phases: dict[str, Any] = {}
-        measured = [0]  # runs that started a worker so far
+        measured: dict[str, float] = {}  # wall seconds of each run measured so far
+        previous: dict[str, float] = {}  # of each run in the previous result of this suite
 
         def draw(event: runner.Event) -> None:
             if event.kind in (runner.STARTED, runner.NOTE):
+                previous.update(event.previous)
                 out.print(event.text)
                 return
             if not overall:
@@ -155,18 +190,21 @@ def _measure(suite: suite_mod.Suite, sides: list[runner.Side], args: argparse.Na
                             completed=event.done, total=event.of)
             elif event.kind == runner.RUN_FINISHED:
                 record = event.record or {}
-                measured[0] += record.get("status") != "skipped"
+                if record.get("status") != "skipped":
+                    measured[record["run_id"]] = record["wall_s"]
                 bars.update(phases[event.label], description=f"  {escape(event.label)}: "
                             f"{record['status']} ({record['wall_s']:.0f} s)", completed=1,
                             total=1)
                 bars.advance(overall[0])
+                if record.get("status") != "skipped":  # a first answer, kept as it grows
+                    write_reports(*event.result, Path(args.out).parent / "reports")
                 if not out.is_terminal:  # a CI log: one plain line per finished run
                     where = " ".join(filter(None, [
                         f"round {event.round}/{event.repeats}" if event.repeats > 1 else "",
                         f"side {event.side}" if event.side else ""]))
                     elapsed = time.monotonic() - started
                     out.print(_run_line(record, event.index, event.total, elapsed,
-                                        eta_s(elapsed, measured[0], event.ahead),
+                                        eta_s(event.ahead, previous, measured),
                                         f" ({where})" if where else ""), markup=False,
                               highlight=False, soft_wrap=True)
 
@@ -182,14 +220,11 @@ def _measure(suite: suite_mod.Suite, sides: list[runner.Side], args: argparse.Na
             out.print(f"[red]interrupted ({outcome.interrupted})[/]: {len(doc['runs'])} "
                       f"finished run(s) kept in {escape(str(path))}")
         return 128 + signal.Signals[outcome.interrupted].value, []
-    from bench.report import html
-
     for doc, path in outcome.docs:
         console_report.show(doc, out)
-        # reports/ beside the results folder: ./reports for the default ./results
-        page = html.write(html.render(doc, str(path)),
-                          html.default_path(path, Path(args.out).parent / "reports"))
-        out.print(f"result: {escape(str(path))}\nHTML report: {escape(str(page))}")
+        page, summary = write_reports(doc, path, Path(args.out).parent / "reports")
+        out.print(f"result: {escape(str(path))}\nHTML report: {escape(str(page))}\n"
+                  f"summary: {escape(str(summary))}")
     if outcome.failed:
         out.print(f"[red]{len(outcome.failed)} run(s) failed[/]: "
                   + escape(f"{', '.join(outcome.failed)} (logs in "
