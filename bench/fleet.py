@@ -11,7 +11,6 @@ machine is a row of its own, its figures *reported*, never mixed with measured o
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from bench import compare, machine, record, summary
@@ -40,12 +39,6 @@ def _machine(doc: dict[str, Any], source: str) -> dict[str, Any]:
                                                                      doc.get("schema_version"))}
 
 
-def _cores(run: dict[str, Any]) -> int | None:
-    """Physical cores the run had: its peak's count, else its placement's CPUs."""
-    return (run.get("peak") or {}).get("cores") or len((run.get("placement") or {})
-                                                       .get("cpus", [])) or None
-
-
 def _cell(run: dict[str, Any] | None, info: dict[str, Any]) -> dict[str, Any]:
     if run is None:
         return {"status": "not run"}
@@ -53,15 +46,12 @@ def _cell(run: dict[str, Any] | None, info: dict[str, Any]) -> dict[str, Any]:
         cause = str(run.get("reason") or run.get("error") or "no cause recorded")
         return {"status": run.get("status"), "reason": (cause.splitlines() or [""])[0][:160]}
     figure = record.headline(run)
-    figures = record.figures(run)
-    cores, ghz = _cores(run), info["ghz"]
-    value = figure.value if figure else None
-    share = figures.get("fraction of peak")
+    share = record.figures(run).get("fraction of peak")
     energy = (run.get("energy") or {}).get("joules")
-    per_core = value / cores if value is not None and cores else None
-    return {"status": "ok", "figure": figure.name if figure else None, "value": value,
-            "unit": figure.unit if figure else "", "cores": cores, "per_core": per_core,
-            "per_core_ghz": per_core / ghz if per_core is not None and ghz else None,
+    per_core, per_core_ghz = record.per_core(run, info["ghz"])
+    return {"status": "ok", "figure": figure.name if figure else None,
+            "value": figure.value if figure else None, "unit": figure.unit if figure else "",
+            "cores": record.cores(run), "per_core": per_core, "per_core_ghz": per_core_ghz,
             "share_of_peak": share.value if share else None,
             "share_note": share.note if share else "",
             "energy_j": energy}
@@ -88,8 +78,8 @@ def fleet(docs: list[tuple[dict[str, Any], str]], reference: int = 0) -> dict[st
                         if (r["scenario"], r["backend"]) == (scenario, backend)), None)
             cell = _cell(run, machines[i])
             if cell["status"] == "ok" and i != reference:
-                cell.update(_ratio(run, ref_run, cell, (machines[reference]["schema_version"],
-                                                        machines[i]["schema_version"])))
+                cell.update(_ratio(run, ref_run, (machines[reference]["schema_version"],
+                                                  machines[i]["schema_version"])))
             elif cell["status"] == "ok":
                 cell["ratio"] = 1.0
             cells.append(cell)
@@ -113,7 +103,7 @@ SCHEMA_1_DIFFERS = {"transfer": "schema 1's extraction batches included decoding
                                 "schema 2's time the forward pass alone"}
 
 
-def _ratio(run: dict[str, Any], ref_run: dict[str, Any] | None, cell: dict[str, Any],
+def _ratio(run: dict[str, Any], ref_run: dict[str, Any] | None,
            schemas: tuple[Any, Any]) -> dict[str, Any]:
     """This machine's headline over the reference's, when the two runs are like with like."""
     if ref_run is None or ref_run.get("status") != "ok":
@@ -124,17 +114,15 @@ def _ratio(run: dict[str, Any], ref_run: dict[str, Any] | None, cell: dict[str, 
     diff = compare.differences(compare.configuration(ref_run), compare.configuration(run))
     if diff:
         return {"ratio": None, "why": "other configuration: " + "; ".join(diff[:3])}
-    ref = record.headline(ref_run)
-    if ref is None or not ref.value or cell["value"] is None or ref.name != cell["figure"]:
+    ref, new = record.headline(ref_run), record.headline(run)
+    if ref is None or new is None or ref.name != new.name:
         return {"ratio": None, "why": "no headline figure on both"}
-    return {"ratio": cell["value"] / ref.value}
+    ratio = record.relative_speed(new, ref)
+    return {"ratio": ratio} if ratio else {"ratio": None, "why": "no headline figure on both"}
 
 
 def _geomean(cells: list[dict[str, Any]]) -> dict[str, Any]:
-    """Geometric mean of a machine's ratios to the reference over the scenarios of a backend
-    (as OpenBenchmarking and Geekbench ML summarise), over those that could be ratioed."""
+    """A machine's ratios to the reference over the scenarios of a backend, summarised by
+    their geometric mean (`record.geometric_mean`), over those that could be ratioed."""
     ratios = [c["ratio"] for c in cells if c.get("ratio")]
-    if not ratios:
-        return {"value": None, "scenarios": 0}
-    return {"value": math.exp(sum(math.log(r) for r in ratios) / len(ratios)),
-            "scenarios": len(ratios)}
+    return {"value": record.geometric_mean(ratios), "scenarios": len(ratios)}

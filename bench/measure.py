@@ -43,22 +43,33 @@ def timed(fn: Callable[[], object], slowdown: float = 0.0) -> tuple[object, floa
     return out, time.perf_counter() - t0
 
 
-def batch_means_interval(samples: Sequence[float], confidence: float = 0.95
-                         ) -> tuple[float | None, float | None, str]:
-    """Interval of the mean of autocorrelated samples (consecutive steps of one process), by
-    batch means: b = ⌊√n⌋ consecutive batches (2 to 30), whose means are close to independent,
-    and Student's t with b - 1 degrees of freedom. Below 4 samples each is its own batch (too
-    few to batch; the method says so). The samples are durations: a low bound under 0 is 0.
-    Returns (low, high, the method in words); one sample has no interval (None, None, why)."""
-    from scipy.stats import t as student_t  # here: ITEX's environment (workers) has no scipy
+# Student's t 0.975 quantiles by degrees of freedom (scipy.stats.t.ppf(0.975, df), to float
+# precision; a test checks them): a batch-means interval has at most 30 batches, and the worker
+# environments — ITEX's has no scipy — decide a growing window with the same interval.
+T_975 = (12.706204736174694, 4.302652729749462, 3.1824463052837078, 2.7764451051977934,
+         2.5705818356363146, 2.4469118511449786, 2.364624251592784, 2.306004135204166,
+         2.262157162798205, 2.228138851986274, 2.200985160091639, 2.1788128296672284,
+         2.1603686564627913, 2.144786687917804, 2.131449545559776, 2.1199052992212546,
+         2.1098155778333156, 2.1009220402410382, 2.0930240544083087, 2.085963447265864,
+         2.0796138447276795, 2.0738730679040254, 2.0686576104190486, 2.0638985616280245,
+         2.0595385527532972, 2.0555294386428735, 2.0518305164802846, 2.0484071417952454,
+         2.045229642132703)
 
+
+def batch_means_interval(samples: Sequence[float]) -> tuple[float | None, float | None, str]:
+    """95% interval of the mean of autocorrelated samples (consecutive steps of one process),
+    by batch means: b = ⌊√n⌋ consecutive batches (2 to 30), whose means are close to
+    independent, and Student's t with b - 1 degrees of freedom. Below 4 samples each is its own
+    batch (too few to batch; the method says so). The samples are durations: a low bound under 0
+    is 0. Returns (low, high, the method in words); one sample has no interval (None, None,
+    why)."""
     x = np.asarray(samples, dtype=float)
     if x.size < 2:
         return None, None, f"no interval: {x.size} sample(s)"
     b = x.size if x.size < 4 else int(min(30, np.sqrt(x.size)))
     size = x.size // b
     means = x[: b * size].reshape(b, size).mean(axis=1)
-    half = float(student_t.ppf((1 + confidence) / 2, b - 1) * means.std(ddof=1) / np.sqrt(b))
+    half = float(T_975[b - 2] * means.std(ddof=1) / np.sqrt(b))
     center = float(x.mean())
     method = (f"batch means, {b} batches of {size}" if size > 1
               else f"{b} samples, too few to batch")

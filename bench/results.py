@@ -178,7 +178,8 @@ def _checked(run: dict[str, Any]) -> dict[str, Any]:
 
 def load(path: str | Path) -> dict[str, Any]:
     """Load and check a result file; refuse truncated files and unknown schema versions. A
-    version-1 file is migrated (bench.schema_v1); every run is checked against the contract."""
+    version-1 file is migrated (bench.schema_v1); every run is parsed against the contract,
+    once: the runs come back as read-only `record.Run`s carrying their typed records."""
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
@@ -203,8 +204,7 @@ def load(path: str | Path) -> dict[str, Any]:
     try:
         if version == 1:
             doc = schema_v1.migrate(doc)
-        for i, run in enumerate(doc["runs"]):
-            record.parse_run(run, f"run {i}")
+        doc["runs"] = [record.Run(run, f"run {i}") for i, run in enumerate(doc["runs"])]
     except (record.RecordError, KeyError, TypeError, IndexError, ValueError) as exc:
         raise ResultError(f"{p}: run does not fit the result contract (schema_version "
                           f"{version}): {exc}; re-run the suite") from None

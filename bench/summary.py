@@ -44,7 +44,7 @@ def backend_ratios(doc: dict[str, Any], baseline: str = BASELINE_BACKEND) -> lis
         if base_figure is not None and base_figure.value and base_figure.name == figure.name:
             rows.append({"scenario": scenario, "backend": backend, "figure": figure.name,
                          "value": figure.value, "baseline": base_figure.value,
-                         "ratio": figure.value / base_figure.value})
+                         "ratio": record.relative_speed(figure, base_figure)})
     return rows
 
 
@@ -184,16 +184,11 @@ def kernel_rows(doc: dict[str, Any], top: int = 3) -> list[dict[str, Any]]:
             continue
         kernels, onednn = run.get("kernels"), run.get("onednn")
         if kernels:
-            spent: dict[str, float] = {}
-            for impls in kernels["node_types"].values():
-                for impl, facts in impls.items():
-                    spent[impl] = spent.get(impl, 0.0) + facts["seconds"]
-            total = sum(spent.values()) or 1.0
             share = record.figures(run).get(record.KERNEL_SHARE)
+            shares = list(record.kernel_time_shares(kernels).items())[:top]
             rows.append({"run_id": run["run_id"], "source": kernels["source"],
                          "asked": kernels["asked"],
-                         "top": [f"{impl} {s / total:.0%}" for impl, s in
-                                 sorted(spent.items(), key=lambda kv: -kv[1])[:top]],
+                         "top": [f"{impl} {s:.0%}" for impl, s in shares],
                          "share": share.value if share else None,
                          "mismatch": record.kernel_mismatch(run),
                          "isa": ran_on(doc, run["backend"])})

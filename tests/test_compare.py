@@ -159,7 +159,7 @@ def test_too_few_samples_is_inconclusive_never_worse() -> None:
 
 def test_a_significant_change_within_the_threshold_is_same_and_beyond_it_worse() -> None:
     rng = np.random.default_rng(3)
-    base = fixture("default_vm.json")
+    base = copy.deepcopy(fixture("default_vm.json"))  # plain runs, to change (record.Run)
     base["runs"] = [r for r in base["runs"] if r["run_id"] == "full_training/tf-onednn"]
     new = copy.deepcopy(base)
     steps = list(1.4 * np.exp(rng.normal(0, 0.01, 120)))
@@ -251,7 +251,7 @@ def test_ten_thousand_samples_a_side_are_judged_without_overflow() -> None:
     assert compare.min_p_value(10_000, 10_000) == 0.0
     assert compare.min_p_value(3, 3) == pytest.approx(0.1)
     rng = np.random.default_rng(8)
-    base = fixture("quick_vm.json")
+    base = copy.deepcopy(fixture("quick_vm.json"))  # plain runs, to change (record.Run)
     base["runs"] = [r for r in base["runs"] if r["run_id"] == "inference/tf-stock"]
     new = copy.deepcopy(base)
     for doc, factor in ((base, 1.0), (new, 1.2)):

@@ -6,6 +6,7 @@ import pytest
 
 from bench.measure import (
     INJECT_VAR,
+    T_975,
     batch_means_interval,
     completion_bins,
     injected_slowdown,
@@ -14,6 +15,12 @@ from bench.measure import (
     time_calls,
     timed,
 )
+
+
+def test_the_t_quantiles_the_workers_use_are_scipys() -> None:
+    from scipy.stats import t
+
+    assert tuple(float(t.ppf(0.975, df)) for df in range(1, 30)) == T_975
 
 
 def test_batch_means_interval_brackets_the_mean_names_its_method_and_is_repeatable() -> None:

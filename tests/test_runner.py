@@ -320,3 +320,29 @@ def test_instances_run_side_by_side_on_their_own_cores_and_add_up(tmp_path) -> N
         len(p["series"]["latency_bs1"]["samples"]) for p in (first, second))
     assert run["placement"]["instances"] == [first["placement"]["cpus"],
                                              second["placement"]["cpus"]]
+
+
+@pytest.mark.slow
+def test_a_projected_window_grows_toward_its_interval_up_to_its_cap(tmp_path: Path) -> None:
+    text = write_suite(tmp_path, name="grow", backends=("tf-stock",),
+                       scenarios=("full_training",)).read_text()
+    # 3 steady steps of the tiny model are never within ±1% (Student's t with 2 df is 4.3)
+    text = text.replace('measure = "full"', 'measure = "projected"\ninterval = 0.01\n'
+                                            'max_window_steps = 5')
+    (tmp_path / "grow.toml").write_text(text)
+    assert main(["run", str(tmp_path / "grow.toml"), "--out", str(tmp_path / "r")]) == 0
+    run = only_result(tmp_path / "r")["runs"][0]
+    assert run["status"] == "ok", run.get("error")
+    assert len(run["series"]["micro_step"]["samples"]) == 5  # window_steps 3, grown to the cap
+    note = record.figures(run)["train total s"].note
+    assert "from 5 micro-steps" in note
+    assert note.endswith("window grown toward ±1%: not reached by the cap of 5"), note
+
+
+def test_an_interval_is_reached_when_half_its_width_is_within_the_fraction_of_the_total(
+        ) -> None:
+    from bench.scenarios.full_training import interval_reached
+
+    assert interval_reached({"total_s": 100.0, "low": 90.0, "high": 110.0}, 0.10)
+    assert not interval_reached({"total_s": 100.0, "low": 89.0, "high": 111.0}, 0.10)
+    assert not interval_reached({"total_s": 100.0, "low": None, "high": None}, 0.99)

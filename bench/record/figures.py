@@ -6,13 +6,14 @@ kernels' share in the precision asked, and a run's figures over its worker proce
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 import numpy as np
 
 from bench import scenarios
 from bench.record.figure import HIGHER, NEITHER, Figure
-from bench.record.schema import Json, Record, _record, parse_run
+from bench.record.schema import Json, Record, _record, cached, parse_run
 
 # The runtime precisions (OpenVINO's runtimePrecision) that count as the precision a run asked
 # for; a run whose profiled pass spent less than MIN_KERNEL_SHARE of its time in them is flagged:
@@ -73,9 +74,9 @@ def kernels_problem(kernels: dict[str, Any] | None) -> str | None:
 
 def rounds(run: Record | dict[str, Any]) -> list[Record]:
     """The worker processes of a run, round by round (one unless the suite had repeats)."""
-    record = _record(run)
-    return [dataclasses.replace(record, repeats=()),
-            *(parse_run(r, f"{record.run_id} repeat") for r in record.repeats)]
+    return cached(_record(run), "_rounds", lambda record: [
+        dataclasses.replace(record, repeats=()),
+        *(parse_run(r, f"{record.run_id} repeat") for r in record.repeats)])
 
 
 # What else took a run's CPUs during its scenario, and the median share of its processes' CPU
@@ -141,8 +142,12 @@ def process_figures(run: Record | dict[str, Any]) -> list[dict[str, Figure]]:
 def figures(run: Record | dict[str, Any]) -> dict[str, Figure]:
     """Every figure of an ok run, by name ({} for a run that did not succeed). With repeats,
     each figure is the median of the processes' own (one definition: the per-process figure),
-    with their spread; a projected interval is then the processes' spread, not one's window."""
-    record = _record(run)
+    with their spread; a projected interval is then the processes' spread, not one's window.
+    Computed once per record."""
+    return dict(cached(_record(run), "_figures", _run_figures))
+
+
+def _run_figures(record: Record) -> dict[str, Figure]:
     if record.status != "ok":
         return {}
     if not record.repeats:
@@ -178,3 +183,41 @@ def headline_name(scenario: str, params: dict[str, Any]) -> str:
 def judged(run: Record | dict[str, Any]) -> list[Figure]:
     """The figures compare tests, each on its series."""
     return [f for f in figures(run).values() if f.series is not None]
+
+
+# ---------------------------------------------------------------------------------------------
+# Figures across runs and machines, defined once as well
+
+
+def geometric_mean(ratios: list[float]) -> float | None:
+    """The geometric mean of ratios (as OpenBenchmarking and Geekbench ML summarise a machine
+    against a reference); None for none."""
+    ratios = [r for r in ratios if r]
+    return math.exp(sum(math.log(r) for r in ratios) / len(ratios)) if ratios else None
+
+
+def cores(run: Record | dict[str, Any]) -> int | None:
+    """Physical cores a run had: its peak's count, else its placement's CPUs."""
+    record = _record(run)
+    return (record.peak or {}).get("cores") or len((record.placement or {})
+                                                   .get("cpus", [])) or None
+
+
+def per_core(run: Record | dict[str, Any], ghz: float | None) -> tuple[float | None,
+                                                                      float | None]:
+    """A run's headline per physical core, and per core per GHz of its machine's clock."""
+    figure, n = headline(run), cores(run)
+    if figure is None or figure.value is None or not n:
+        return None, None
+    return figure.value / n, figure.value / n / ghz if ghz else None
+
+
+def kernel_time_shares(kernels: dict[str, Any]) -> dict[str, float]:
+    """Each implementation's share of a profiled pass's node time (OpenVINO's), largest
+    first."""
+    spent: dict[str, float] = {}
+    for impls in kernels["node_types"].values():
+        for impl, facts in impls.items():
+            spent[impl] = spent.get(impl, 0.0) + facts["seconds"]
+    total = sum(spent.values()) or 1.0
+    return {impl: s / total for impl, s in sorted(spent.items(), key=lambda kv: -kv[1])}

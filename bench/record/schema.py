@@ -3,6 +3,7 @@ one strict validator (`parse`). See `bench.record`."""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import types
@@ -188,7 +189,7 @@ def parse(cls: type, data: Any, where: str = "run") -> Any:
     """The one validator: a dict → the dataclass `cls`; unknown keys and wrong types refused."""
     if not isinstance(data, dict):
         raise RecordError(f"{where}: expected an object, got {type(data).__name__}")
-    hints = _HINTS.setdefault(cls, typing.get_type_hints(cls))
+    hints = _HINTS.get(cls) or _HINTS.setdefault(cls, typing.get_type_hints(cls))
     unknown = sorted(set(data) - set(hints))
     if unknown:
         raise RecordError(f"{where}: unknown key(s) {unknown} (this tlbench reads "
@@ -232,5 +233,51 @@ def to_dict(obj: Any) -> Any:
     return obj
 
 
+class Run(dict):
+    """A run as a loaded result file holds it — its JSON — with its typed `record`, parsed
+    once (`bench.results.load`). Views read the JSON; every figure is computed from the record,
+    once (`bench.record.figures` caches them on it). A copy is a plain dict, parsed anew where it
+    is used; setting or removing a key of the run itself drops its record, to be parsed anew.
+    What is nested in it is not watched: change a copy (`copy.deepcopy`), never a loaded run's
+    series or measurements in place."""
+
+    def __init__(self, run: dict[str, Any], where: str = "run"):
+        super().__init__(run)
+        self._record: Record | None = parse_run(run, where)
+
+    @property
+    def record(self) -> Record:
+        if self.__dict__.get("_record") is None:
+            self._record = parse_run(self)
+        return self._record
+
+    def __copy__(self) -> dict[str, Any]:
+        return dict(self)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> dict[str, Any]:
+        return copy.deepcopy(dict(self), memo)
+
+    def _changes(name: str) -> Any:
+        def method(self: Run, *args: Any, **kwargs: Any) -> Any:
+            self._record = None
+            return getattr(dict, name)(self, *args, **kwargs)
+        return method
+
+    __setitem__, __delitem__, update, setdefault, pop, popitem, clear = map(
+        _changes, ("__setitem__", "__delitem__", "update", "setdefault", "pop", "popitem",
+                   "clear"))
+    del _changes
+
+
 def _record(run: Record | dict[str, Any]) -> Record:
-    return run if isinstance(run, Record) else parse_run(run)
+    if isinstance(run, Record):
+        return run
+    return run.record if isinstance(run, Run) else parse_run(run)
+
+
+def cached(record: Record, name: str, compute: Any) -> Any:
+    """`compute(record)`, kept on the record under `name`: a record is frozen, so what is
+    computed from it once holds for as long as it lives."""
+    if name not in record.__dict__:
+        object.__setattr__(record, name, compute(record))
+    return record.__dict__[name]

@@ -42,6 +42,11 @@ class FullTrainingSpec:
     micro_batch: int = 16  # images per forward/backward pass
     warmup_steps: int = 2  # micro-steps after the first (tracing) one, untimed in the statistics
     window_steps: int = 8  # micro-steps timed for the projection
+    # > 0: the window grows, a micro-step at a time, until the projected total's 95% interval
+    # is within ±interval of it or the window holds max_window_steps (0: a fixed window; so
+    # with workers > 1, whose processes must run the same steps)
+    interval: float = 0.0
+    max_window_steps: int = 48
     learning_rate: float = 0.05
     weight_decay: float = 5e-4
     # facenet's optional center loss on the prelogits (0: off, its default; it used 0.01 at times)
@@ -68,6 +73,12 @@ class FullTrainingSpec:
                   f"batch_size ({self.batch_size}); e.g. micro_batch = 16")
         if self.window_steps < 3:
             fail(f"{where}.window_steps", "needs >= 3 timed micro-steps for a confidence interval")
+        if not 0.0 <= self.interval < 1.0:
+            fail(f"{where}.interval", f"is a fraction of the projected total, e.g. 0.1 for ±10% "
+                 f"(0: a fixed window); got {self.interval}")
+        if self.interval and self.max_window_steps < self.window_steps:
+            fail(f"{where}.max_window_steps", f"must be >= window_steps ({self.window_steps}): "
+                 f"the window only grows")
         timed = self.total_steps * self.accumulation - 1 - self.warmup_steps
         if self.measure == "full" and timed < 3:
             fail(f"{where}.epochs", f"measure = \"full\" times only {timed} steady micro-step(s) "
@@ -172,9 +183,24 @@ def _figures(record: Record) -> list[Figure]:
         figs.append(Figure("train total s", proj["total_s"], "s", LOWER, kind="projected",
                            low=proj["low"], high=proj["high"],
                            note=f"95% interval, {proj['method']}, from "
-                                f"{proj['window_steps']} micro-steps"))
+                                f"{proj['window_steps']} micro-steps" + _growth(proj, p)))
     figs += _scaling(record, rate)
     return figs
+
+
+def interval_reached(proj: dict[str, Any], interval: float) -> bool:
+    """Whether a projection's 95% interval is within ±interval of its total."""
+    return (proj["low"] is not None
+            and (proj["high"] - proj["low"]) / 2 <= interval * proj["total_s"])
+
+
+def _growth(proj: dict[str, Any], params: dict[str, Any]) -> str:
+    spec = FullTrainingSpec(**params)
+    if not spec.interval or spec.workers > 1:  # data-parallel workers keep a fixed window
+        return ""
+    reached = "reached" if interval_reached(proj, spec.interval) else (
+        f"not reached by the cap of {spec.max_window_steps}")
+    return f"; window grown toward ±{spec.interval:.0%}: {reached}"
 
 
 def _projection_error(check: dict[str, Any], measured: float) -> Figure:

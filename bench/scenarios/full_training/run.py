@@ -14,6 +14,7 @@ its series' first call, never a steady sample; `warmup_steps` further micro-step
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from typing import Any
 
@@ -24,8 +25,17 @@ from bench.models import facenet
 from bench.models.store import build_base
 from bench.record import Series
 from bench.scenarios.common import Progress, load_split, model_facts
-from bench.scenarios.full_training import FullTrainingSpec
+from bench.scenarios.full_training import FullTrainingSpec, interval_reached, projection
 from bench.training import accuracy
+
+
+def _narrow_enough(spec: FullTrainingSpec, micro: list[float], fixed_s: float) -> bool:
+    """Whether the steady micro-steps so far project a total within ±spec.interval (the
+    updates, timed after the window, add little to it)."""
+    steady = micro[spec.warmup_steps:]
+    proj = projection(Series.of(spec.micro_batch, None, [], steady), None,
+                      dataclasses.asdict(spec), fixed_s)
+    return interval_reached(proj, spec.interval)
 
 
 def run(run: dict[str, Any], backend: Backend, progress: Progress) -> dict[str, Any]:
@@ -71,12 +81,14 @@ def run(run: dict[str, Any], backend: Backend, progress: Progress) -> dict[str, 
 
     eval_s, reached = 0.0, None  # evaluation is off the clock
     epoch_micro = spec.accumulation * spec.steps_per_epoch
-    for i in range(planned + 1):
+
+    def micro_step_then_update(i: int, phase: str, of: int) -> None:
+        nonlocal eval_s, reached
         if i:
             loss, seconds = measure.timed(step, slowdown)
             losses.append(loss)
             micro.append(seconds)
-            progress("warm-up" if i <= spec.warmup_steps else "train", i, planned)
+            progress("warm-up" if i <= spec.warmup_steps else phase, i, of)
         if (i + 1) % spec.accumulation == 0:
             updates.append(measure.timed(update, slowdown)[1])
         if spec.target_accuracy and reached is None and (i + 1) % epoch_micro == 0:
@@ -86,6 +98,14 @@ def run(run: dict[str, Any], backend: Backend, progress: Progress) -> dict[str, 
             if acc >= spec.target_accuracy:
                 reached = {"elapsed_s": data_fill_s + time.perf_counter() - t_begin - eval_s,
                            "epoch": (i + 1) // epoch_micro, "accuracy": acc}
+
+    for i in range(planned + 1):
+        micro_step_then_update(i, "train", planned)
+    # the window grows to the interval (data-parallel workers keep a fixed one: in step)
+    if spec.measure == "projected" and spec.interval and workers == 1:
+        cap = spec.warmup_steps + spec.max_window_steps
+        while len(micro) < cap and not _narrow_enough(spec, micro, data_fill_s + first_micro):
+            micro_step_then_update(len(micro) + 1, f"train (to ±{spec.interval:.0%})", cap)
     wall_s = time.perf_counter() - t_begin - eval_s
     if spec.measure == "projected":
         while len(updates) < 4:  # the tracing one and 3 timed; these weights are not used
