@@ -12,7 +12,7 @@ from bench import cli
 from bench.commands import measure as commands_measure
 from bench.commands.measure import _run_line, eta_s
 
-from .conftest import write_suite
+from .conftest import only_result, write_suite
 
 
 def test_the_eta_adds_each_run_still_to_measure_at_its_expected_cost() -> None:
@@ -68,3 +68,19 @@ def test_a_ci_log_gives_no_time_to_runs_that_will_be_skipped_and_reports_follow_
     assert lines[0].endswith("ETA 0:00:00")
     assert lines[1].startswith("[2/2] full_training/openvino skipped: openvino does not train: "
                                "it runs inference and transfer extraction only (0 s)")
+
+
+@pytest.mark.slow
+def test_report_files_that_cannot_be_written_never_stop_the_measuring(
+        tmp_path: Path, capsys, monkeypatch) -> None:
+    def full_disk(doc, path, reports_dir):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(commands_measure, "write_reports", full_disk)
+    suite = write_suite(tmp_path, backends=("tf-stock", "tf-onednn"), scenarios=("inference",))
+    assert cli.main(["run", str(suite), "--out", str(tmp_path / "r")]) == cli.EXIT_CANNOT_WRITE
+    out, err = capsys.readouterr()
+    assert out.count("cannot write the report files") == 1  # said once, and the suite went on
+    assert "cannot write the report files of" in err and "tlbench report" in err
+    doc = only_result(tmp_path / "r")
+    assert doc["complete"] and [r["status"] for r in doc["runs"]] == ["ok", "ok"]

@@ -170,6 +170,7 @@ def _measure(suite: suite_mod.Suite, sides: list[runner.Side], args: argparse.Na
         overall: list[Any] = []  # the suite's bar, once the runner says how many runs
         phases: dict[str, Any] = {}
         measured: dict[str, float] = {}  # wall seconds of each run measured so far
+        unwritable: list[OSError] = []  # the report files could not be written: not again
         previous: dict[str, float] = {}  # of each run in the previous result of this suite
 
         def draw(event: runner.Event) -> None:
@@ -196,8 +197,14 @@ def _measure(suite: suite_mod.Suite, sides: list[runner.Side], args: argparse.Na
                             f"{record['status']} ({record['wall_s']:.0f} s)", completed=1,
                             total=1)
                 bars.advance(overall[0])
-                if record.get("status") != "skipped":  # a first answer, kept as it grows
-                    write_reports(*event.result, Path(args.out).parent / "reports")
+                if record.get("status") != "skipped" and not unwritable:
+                    try:  # a first answer, kept as it grows
+                        write_reports(*event.result, Path(args.out).parent / "reports")
+                    except OSError as exc:  # the result file is what must survive: go on
+                        unwritable.append(exc)
+                        out.print(f"[yellow]cannot write the report files[/] "
+                                  f"({escape(str(exc))}): the suite goes on, its result file "
+                                  f"kept; `tlbench report RESULT` writes them later")
                 if not out.is_terminal:  # a CI log: one plain line per finished run
                     where = " ".join(filter(None, [
                         f"round {event.round}/{event.repeats}" if event.repeats > 1 else "",
@@ -222,7 +229,13 @@ def _measure(suite: suite_mod.Suite, sides: list[runner.Side], args: argparse.Na
         return 128 + signal.Signals[outcome.interrupted].value, []
     for doc, path in outcome.docs:
         console_report.show(doc, out)
-        page, summary = write_reports(doc, path, Path(args.out).parent / "reports")
+        try:
+            page, summary = write_reports(doc, path, Path(args.out).parent / "reports")
+        except OSError as exc:
+            print(f"tlbench: error: cannot write the report files of {path} ({exc}); the result "
+                  f"file is complete: `tlbench report {path} --html PATH` writes them where "
+                  f"there is room", file=sys.stderr)
+            return EXIT_CANNOT_WRITE, outcome.docs
         out.print(f"result: {escape(str(path))}\nHTML report: {escape(str(page))}\n"
                   f"summary: {escape(str(summary))}")
     if outcome.failed:
