@@ -86,7 +86,12 @@ def main(name: str, given_path: str, out: str) -> None:
         head = backend.train_head(features, labels, 4, spec)
         heads[kind] = float(np.mean(np.argmax(head["logits"](features), axis=1) == labels))
         heads[f"{kind}_loss"] = head["final_loss"]
-    np.savez(out, **trained,
+    breaks = 0
+    if runtime.get("torch_compile"):
+        from torch._dynamo.utils import counters
+
+        breaks = sum(counters["graph_break"].values())
+    np.savez(out, **trained, graph_breaks=breaks,
              keras_backend=runtime["keras_backend"], **{f"head_{k}": v for k, v in heads.items()})
 
 

@@ -225,6 +225,8 @@ class TorchBackend(Keras3Backend):
         def forward_loss(x, y):
             return loss(model(x, training=True), y, [v.value for v in variables])
 
+        if compiled and self.compiled:
+            _axes_as_tuples(model)
         forward_loss = self._compile(forward_loss) if compiled else forward_loss
 
         def micro_step(images, labels) -> float:
@@ -241,6 +243,17 @@ class TorchBackend(Keras3Backend):
 
         return Trainer(micro_step, update, None,
                        _torch_inference(lambda x: model(x, training=False)))
+
+
+def _axes_as_tuples(model) -> None:
+    """BatchNormalization keeps its reduction axes as a list, which Keras wraps in a
+    `TrackedList`; Dynamo cannot pass one to `torch.mean` (training mode's `moments`): it breaks
+    the graph inside Keras' name scope, which cannot break, so the whole step falls back to
+    eager and is compiled layer by layer. The same axes, as a tuple, trace as one graph."""
+    for layer in model._flatten_layers():
+        axes = getattr(layer, "_reduction_axes", None)
+        if isinstance(axes, list):
+            object.__setattr__(layer, "_reduction_axes", tuple(axes))
 
 
 def _xla_pool_threads(threads: int) -> int | None:
