@@ -115,9 +115,7 @@ def _ratio(run: dict[str, Any], ref_run: dict[str, Any] | None,
     if diff:
         return {"ratio": None, "why": "other configuration: " + "; ".join(diff[:3])}
     ref, new = record.headline(ref_run), record.headline(run)
-    if ref is None or new is None or ref.name != new.name:
-        return {"ratio": None, "why": "no headline figure on both"}
-    ratio = record.relative_speed(new, ref)
+    ratio = record.relative_speed(new, ref) if ref and new and ref.name == new.name else None
     return {"ratio": ratio} if ratio else {"ratio": None, "why": "no headline figure on both"}
 
 

@@ -9,6 +9,7 @@ and the run is recorded as skipped with that reason, never dropped.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from abc import ABC, abstractmethod
@@ -48,8 +49,12 @@ def compile_cache_dir(runtime: str) -> Path:
     return default_cache_dir() / "compile" / runtime
 
 
-def cache_state(hits: int, misses: int) -> str:
-    return "cached" if hits and not misses else "cold" if not hits else "partly cached"
+def cache_facts(runtime: str, variable: str, hits: int, misses: int) -> dict[str, Any]:
+    """What a run records of its compiled code (`Backend.compile_cache`): the runtime, the
+    folder its cache variable named, the hits and misses, and cached / cold / partly cached."""
+    state = "cached" if hits and not misses else "cold" if not hits else "partly cached"
+    return {"runtime": runtime, "dir": os.environ.get(variable), "hits": hits,
+            "misses": misses, "state": state}
 
 
 class Backend(ABC):

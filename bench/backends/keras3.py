@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from bench.backends import support
-from bench.backends.base import Backend, cache_state, compile_cache_dir, policy_problem
+from bench.backends.base import Backend, cache_facts, compile_cache_dir, policy_problem
 from bench.backends.support import EMULATED, Support
 from bench.training import Trainer, decayed, rmsprop
 
@@ -204,8 +204,7 @@ class TorchBackend(Keras3Backend):
         from torch._dynamo.utils import counters
 
         hits, misses = (counters["inductor"][f"fxgraph_cache_{k}"] for k in ("hit", "miss"))
-        return {"runtime": "inductor", "dir": os.environ.get("TORCHINDUCTOR_CACHE_DIR"),
-                "hits": hits, "misses": misses, "state": cache_state(hits, misses)}
+        return cache_facts("inductor", "TORCHINDUCTOR_CACHE_DIR", hits, misses)
 
     def _compile(self, fn):
         import torch
@@ -318,9 +317,8 @@ class JaxBackend(Keras3Backend):
                 "intra_op_threads": _xla_pool_threads(threads)}
 
     def compile_cache(self) -> dict[str, Any] | None:
-        hits, misses = self._cache_events["cache_hits"], self._cache_events["cache_misses"]
-        return {"runtime": "jax", "dir": os.environ.get("JAX_COMPILATION_CACHE_DIR"),
-                "hits": hits, "misses": misses, "state": cache_state(hits, misses)}
+        return cache_facts("jax", "JAX_COMPILATION_CACHE_DIR", self._cache_events["cache_hits"],
+                           self._cache_events["cache_misses"])
 
     def predictor(self, loaded: Any, batch_size: int) -> Callable[[np.ndarray], np.ndarray]:
         trainable = [v.value for v in loaded.trainable_variables]

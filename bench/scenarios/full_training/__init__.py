@@ -238,9 +238,10 @@ def _scaling(record: Record, rate: float) -> list[Figure]:
     return out
 
 
-def _rate(reference: Json) -> float:
-    """A reference run's own headline: one process, measured on the same cores right after."""
-    return median(_samples(parse_run(reference, "reference"), "micro_step"))
+def _rate(reference: Json) -> float | None:
+    """A reference run's headline (one process, on the same cores right after): the same
+    figure as the run's own, from its own record."""
+    return next(f.value for f in _figures(parse_run(reference, "reference")) if f.headline)
 
 
 SCENARIO = Scenario("full_training", FullTrainingSpec, _figures, _samples,
