@@ -57,12 +57,27 @@ chromium:
 	  && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
 	  || echo "chromium is not installed and could not be: the report screenshot test will skip"
 
-# The CI regression suite, its HTML report and, with BASELINE=<result file>, the comparison:
-# fails when a run failed or a figure is significantly slower than the baseline beyond 5%
-# (COMPARE_ARGS: more `tlbench compare` options, e.g. --alpha 0.05).
+# The CI regression suite. With BASELINE_REF=<git ref> (e.g. HEAD~1): that ref's tree and
+# environment built in the job (cached) and measured interleaved with this tree, round by round
+# (tlbench ab --a-ref), judged pair by pair, training time the primary figure: the machine's
+# drift between hours cancels. With BASELINE=<result file>: its HTML report and the comparison
+# with a result stored from another hour — blind to the machine's drift in between (the
+# comparison says so). Fails when a run failed or a figure is significantly slower beyond 5%
+# (COMPARE_ARGS: more `tlbench compare` / `tlbench ab` options, e.g. --alpha 0.05).
 COMPARE_ARGS ?=
+BASELINE_REF ?=
 bench-ci: install itex
 	@stamp=$$(mktemp); \
+	if [ -n "$(BASELINE_REF)" ]; then \
+	  $(BIN)/tlbench ab suites/ci.toml --a-ref "$(BASELINE_REF)" --b $(BIN)/python \
+	    --out $(RESULTS) $(ARGS) $(COMPARE_ARGS); ab=$$?; \
+	  a=$$(find $(RESULTS) -name '*_ci-A.json' -newer "$$stamp" | sort | tail -n 1); \
+	  b=$$(find $(RESULTS) -name '*_ci-B.json' -newer "$$stamp" | sort | tail -n 1); rm -f "$$stamp"; \
+	  if [ -z "$$a" ] || [ -z "$$b" ]; then echo "bench-ci: the ab job wrote no result pair" >&2; \
+	    [ $$ab -ne 0 ] && exit $$ab; exit 2; fi; \
+	  mkdir -p reports; \
+	  $(BIN)/tlbench compare "$$a" "$$b" --markdown $(COMPARE_ARGS) > "reports/$$(basename "$$b" .json).verdict.md"; \
+	  exit $$ab; fi; \
 	$(BIN)/tlbench run suites/ci.toml --out $(RESULTS) $(ARGS); run=$$?; \
 	new=$$(find $(RESULTS) -name '*_ci.json' -newer "$$stamp" | sort | tail -n 1); rm -f "$$stamp"; \
 	if [ -z "$$new" ]; then echo "bench-ci: the suite wrote no result file" >&2; \

@@ -80,8 +80,14 @@ def parser() -> argparse.ArgumentParser:
                         "job, alternating round by round, then B compared with A; exit 1 when B "
                         "is significantly slower")
     ab.add_argument("suite", nargs="?", default="suites/ci.toml")
-    ab.add_argument("--a", required=True, metavar="PYTHON",
-                    help="the interpreter of stack A (e.g. an old TensorFlow's .venv/bin/python)")
+    side_a = ab.add_mutually_exclusive_group(required=True)
+    side_a.add_argument("--a", metavar="PYTHON",
+                        help="the interpreter of stack A (e.g. an old TensorFlow's "
+                        ".venv/bin/python)")
+    side_a.add_argument("--a-ref", metavar="REF",
+                        help="stack A is this git ref of the repository (e.g. HEAD~1, "
+                        "origin/main), its tree and environment built in the job and cached "
+                        "(bench.baseline); its workers run its own code")
     ab.add_argument("--b", required=True, metavar="PYTHON", help="the interpreter of stack B")
     for side in ("a", "b"):
         ab.add_argument(f"--{side}-env", action="append", default=[], metavar="NAME=VALUE",
@@ -141,18 +147,21 @@ def parser() -> argparse.ArgumentParser:
                       help="slowdown (%%) beyond which a significant change is a regression "
                       "(default 5)")
     cmp_.add_argument("--alpha", type=_alpha, default=None, help=ALPHA_HELP)
-    cmp_.add_argument("--json", action="store_true", help="rows as JSON on stdout")
+    cmp_out = cmp_.add_mutually_exclusive_group()
+    cmp_out.add_argument("--json", action="store_true", help="rows as JSON on stdout")
+    cmp_out.add_argument("--markdown", action="store_true",
+                         help="the verdict as Markdown on stdout (a pull request's comment)")
     cmp_.add_argument("--across-machines", action="store_true",
                       help="compare results of different hardware (refused by default)")
     cmp_.set_defaults(func=cmd_compare)
 
     rat = sub.add_parser("rates", help="compare's false-alarm and detection rates, measured: "
                          "the A and B results of one `tlbench ab --repeats 2N` job, B slowed "
-                         "by TLBENCH_INJECT_SLOWDOWN, judged N processes against N many ways")
+                         "by TLBENCH_INJECT_SLOWDOWN, judged on N pairs of processes many ways")
     rat.add_argument("a", help="side A's result (the stack as it is)")
     rat.add_argument("b", help="side B's result (the same stack, slowed on purpose)")
     rat.add_argument("--half", type=int, default=4, metavar="N",
-                     help="processes a side in each trial, as a CI run would have (default 4)")
+                     help="pairs of processes in each trial, as a CI job would have (default 4)")
     rat.add_argument("--trials", type=int, default=10, help="A/A and A/B trials (default 10)")
     rat.add_argument("--seed", type=int, default=0, help="of the trials' draws (default 0)")
     rat.add_argument("--max-slowdown", type=float, default=5.0, metavar="PCT",

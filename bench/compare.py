@@ -37,7 +37,7 @@ import numpy as np
 from scipy.stats import mannwhitneyu, ttest_ind
 
 from bench import measure as bench_measure
-from bench import record, summary
+from bench import paired, record, scenarios, summary
 
 # Family-wise, two-sided: exit 1 is one decision over every row of a comparison, so the rows'
 # p-values are adjusted together (Holm) — eight rows at 0.01 each would raise a false alarm in
@@ -74,9 +74,14 @@ class Row:
     total_ratio: float | None = None   # new/base of the run's total time, informative only
     total_kind: str | None = None      # "measured" or "projected" (projected if either is)
     note: str = ""
-    # what n counts: the processes of each side (repeats: the verdict sees the drift between
-    # them), or the samples of one process a side (it does not)
+    # what n counts: the pairs of adjacent processes of one interleaved job (the drift between
+    # processes cancels in each pair: bench.paired), the processes of each side (repeats: the
+    # verdict sees the drift between them), or the samples of one process a side (it does not)
     judged_on: str = "samples"
+    # the primary figure (a run's training time, the CI use): judged in its own family, the
+    # other rows adjusted among themselves
+    primary: bool = False
+    pair_spread: float | None = None   # judged on pairs: the standard deviation of their logs
     # the machine's own speed beside each side's processes (the reference kernel, new/base),
     # and the figure judged relative to it: None when either side has no comparable reference
     machine_ratio: float | None = None
@@ -179,9 +184,11 @@ ONE_PROCESS = ("one process a side: the drift between runs is not accounted for 
 
 def measure(run_id: str, base: dict[str, Any], new: dict[str, Any],
             figure_b: record.Figure, figure_n: record.Figure,
-            speeds: tuple[float, float] | None = None) -> Row:
+            speeds: tuple[float, float] | None = None, pairs: bool = False) -> Row:
     """A row with the ratio and the raw p-value of one judged figure; `decide` gives it its
-    status. With two or more processes a side the verdict is on the processes' own figures —
+    status. With `pairs` (the two sides of one interleaved job, two or more processes a side)
+    the verdict is on each round's pair of processes (bench.paired). Otherwise, with two or
+    more processes a side the verdict is on the processes' own figures —
     the ratio their Hodges–Lehmann estimate, the p-value Welch's t on their logarithms — so the
     drift between processes is in it; with one a side, on that process's per-sample values
     (bench.record.samples) and Mann–Whitney U, which cannot see drift between runs.
@@ -191,6 +198,23 @@ def measure(run_id: str, base: dict[str, Any], new: dict[str, Any],
     own drift between the runs is then out of that second verdict, which `decide` combines
     with the first."""
     processes = figure_b.processes > 1 and figure_n.processes > 1
+    scenario = scenarios.get(base["scenario"])
+    primary = scenario.primary and figure_b.name == scenario.headline(base.get("params", {}))
+    disturbance = {"steal_base": record.disturbance(base, "steal"),
+                   "steal_new": record.disturbance(new, "steal"),
+                   "foreign_base": record.disturbance(base, "foreign_load"),
+                   "foreign_new": record.disturbance(new, "foreign_load")}
+    if pairs and processes:
+        judged = paired.pair(base, new, figure_b.name)
+        if not judged.n:
+            return Row(run_id, figure_b.name, figure_b.unit, NOT_COMPARABLE,
+                       note=f"no pair of processes to judge: {judged.note()}")
+        return Row(run_id=run_id, metric=figure_b.name, unit=figure_b.unit, status=SAME,
+                   base=figure_b.value, new=figure_n.value, ratio=judged.ratio,
+                   time_change_pct=(_time_ratio(judged.ratio, figure_b) - 1) * 100,
+                   p_value=judged.p_value(), n_base=judged.n, n_new=judged.n,
+                   judged_on="pairs", primary=primary, pair_spread=judged.spread,
+                   note=judged.note(), **disturbance)
     base_s, new_s = (_values(side, figure, processes)
                      for side, figure in ((base, figure_b), (new, figure_n)))
     test = _welch if processes else _mann_whitney
@@ -199,11 +223,8 @@ def measure(run_id: str, base: dict[str, Any], new: dict[str, Any],
               base=figure_b.value, new=figure_n.value, ratio=ratio,
               time_change_pct=(_time_ratio(ratio, figure_b) - 1) * 100, p_value=p,
               n_base=len(base_s), n_new=len(new_s),
-              judged_on="processes" if processes else "samples",
-              steal_base=record.disturbance(base, "steal"),
-              steal_new=record.disturbance(new, "steal"),
-              foreign_base=record.disturbance(base, "foreign_load"),
-              foreign_new=record.disturbance(new, "foreign_load"))
+              judged_on="processes" if processes else "samples", primary=primary,
+              **disturbance)
     if speeds is None:
         return row
     power = -1 if figure_b.better == record.HIGHER else 1
@@ -287,7 +308,8 @@ def decide(row: Row, p_adjusted: float, max_slowdown_pct: float, alpha: float,
     the machine's reference on both sides, the note adds the change relative to the machine's
     speed and its verdict, as context only (see RELATIVE_CONTEXT). A row either side of which
     was disturbed — a median record.DISTURBED share of CPU steal or of other processes' load on
-    its CPUs — is not judged: the note says so."""
+    its CPUs — is not judged: the note says so (judged on pairs, the disturbed pairs were left
+    out instead)."""
     significant = p_adjusted < alpha
     status = _verdict(row.time_change_pct, significant, max_slowdown_pct)
     if status == WORSE:
@@ -300,7 +322,13 @@ def decide(row: Row, p_adjusted: float, max_slowdown_pct: float, alpha: float,
         note = f"too few samples ({row.n_base}/{row.n_new}): inconclusive"
     else:
         note = "not significant"
-    if row.judged_on == "processes":
+    if row.judged_on == "pairs":
+        note += f"; {row.note}"
+        detectable = paired.detectable_change(row.n_base, row.pair_spread, alpha / family)
+        if detectable is not None:
+            note += (f" (at their spread, {row.pair_spread:.1%}, these pairs catch a "
+                     f"{detectable:.1%} change {paired.POWER:.0%} of the time)")
+    elif row.judged_on == "processes":
         note += f"; between {row.n_base}/{row.n_new} processes"
     else:
         note += f"; {ONE_PROCESS}"
@@ -318,7 +346,7 @@ def decide(row: Row, p_adjusted: float, max_slowdown_pct: float, alpha: float,
         ("baseline", row.foreign_base, "foreign_load", "other processes"),
         ("new", row.foreign_new, "foreign_load", "other processes"))
         if x is not None and x >= record.DISTURBED[kind]]
-    if status != SAME and disturbed:
+    if status != SAME and disturbed and row.judged_on != "pairs":  # pairs: left out in pairing
         side, share, what = max(disturbed, key=lambda d: d[1])
         note += (f"; not judged {status}: the {side} processes lost a median {share:.0%} of "
                  f"their CPUs' time to {what}, a disturbed machine — rerun on a quiet one")
@@ -345,7 +373,8 @@ def _why_not_ok(side: str, run: dict[str, Any]) -> str:
 
 
 def compare_run(run_id: str, base: dict[str, Any] | None, new: dict[str, Any] | None,
-                speeds: tuple[float, float] | None = None) -> list[Row]:
+                speeds: tuple[float, float] | None = None,
+                paired_rounds: bool = False) -> list[Row]:
     """Measured rows of one pair (status still to be decided), or one `not comparable` row."""
     if base is None or new is None:
         side = "base" if base is None else "new"
@@ -359,24 +388,36 @@ def compare_run(run_id: str, base: dict[str, Any] | None, new: dict[str, Any] | 
                     note="different parameters: " + "; ".join(diff[:4])
                     + (f" (+{len(diff) - 4} more)" if len(diff) > 4 else ""))]
     judged_n = {f.name: f for f in record.judged(new)}
-    pairs = [(f, judged_n[f.name]) for f in record.judged(base) if f.name in judged_n]
-    if not pairs:
+    figures = [(f, judged_n[f.name]) for f in record.judged(base) if f.name in judged_n]
+    if not figures:
         why = base.get("note") or new.get("note") or "no sample series in common to judge"
         return [Row(run_id, "", "", NOT_COMPARABLE, note=why)]
     total_ratio, total_kind = _total(base, new)
-    rows = [measure(run_id, base, new, b, n, speeds) for b, n in pairs]
+    rows = [measure(run_id, base, new, b, n, speeds, paired_rounds) for b, n in figures]
     if total_ratio is not None:
         rows[0] = replace(rows[0], total_ratio=total_ratio, total_kind=total_kind)
     return rows
 
 
+def one_job(base_doc: dict[str, Any], new_doc: dict[str, Any]) -> bool:
+    """The two sides of one interleaved `tlbench ab` job: their processes pair round by round."""
+    sides = [doc.get("ab") or {} for doc in (base_doc, new_doc)]
+    return ({s.get("side") for s in sides} == {"A", "B"}
+            and base_doc.get("created") == new_doc.get("created"))
+
+
 def compare(base_doc: dict[str, Any], new_doc: dict[str, Any],
             max_slowdown_pct: float = DEFAULT_MAX_SLOWDOWN_PCT,
-            alpha: float = ALPHA) -> list[Row]:
+            alpha: float = ALPHA, pairs: bool | None = None) -> list[Row]:
     """Rows for every run id of either document, in the base's order, then the new ones.
+    `pairs`: judge round k of one side against round k of the other (bench.paired); by default
+    when the two are the sides of one interleaved job. The primary rows (training time) are
+    Holm-adjusted among themselves, the others among themselves, so that the secondary rows do
+    not dilute the primary verdict's power.
 
     Raises CompareError when the two documents share no run id at all.
     """
+    pairs = one_job(base_doc, new_doc) if pairs is None else pairs
     base_runs = {r["run_id"]: r for r in base_doc["runs"]}
     new_runs = {r["run_id"]: r for r in new_doc["runs"]}
     if not set(base_runs) & set(new_runs):
@@ -386,15 +427,16 @@ def compare(base_doc: dict[str, Any], new_doc: dict[str, Any],
               else (machine_speed(base_doc), machine_speed(new_doc)))
     rows: list[Row] = []
     for run_id in dict.fromkeys([*base_runs, *new_runs]):
-        rows += compare_run(run_id, base_runs.get(run_id), new_runs.get(run_id), speeds)
-    judged = [i for i, r in enumerate(rows) if r.comparable]
-    adjusted = holm([rows[i].p_value for i in judged])
-    relative = [i for i in judged if rows[i].relative_p is not None]
-    relative_adjusted = dict(zip(relative, holm([rows[i].relative_p for i in relative]),
-                                 strict=True))
-    for i, p in zip(judged, adjusted, strict=True):
-        rows[i] = decide(rows[i], p, max_slowdown_pct, alpha, len(judged),
-                         relative_adjusted.get(i))
+        rows += compare_run(run_id, base_runs.get(run_id), new_runs.get(run_id), speeds, pairs)
+    for primary in (True, False):
+        judged = [i for i, r in enumerate(rows) if r.comparable and r.primary == primary]
+        adjusted = holm([rows[i].p_value for i in judged])
+        relative = [i for i in judged if rows[i].relative_p is not None]
+        relative_adjusted = dict(zip(relative, holm([rows[i].relative_p for i in relative]),
+                                     strict=True))
+        for i, p in zip(judged, adjusted, strict=True):
+            rows[i] = decide(rows[i], p, max_slowdown_pct, alpha, len(judged),
+                             relative_adjusted.get(i))
     return rows
 
 
@@ -415,6 +457,11 @@ def other_hardware(base_doc: dict[str, Any], new_doc: dict[str, Any]) -> str | N
 def context_notes(base_doc: dict[str, Any], new_doc: dict[str, Any]) -> list[str]:
     """What a reader should know before trusting the rows: other machine, other software."""
     notes = []
+    if not one_job(base_doc, new_doc):
+        notes.append(f"two jobs (created {base_doc.get('created')} and {new_doc.get('created')}):"
+                     f" the machine's drift between them is in every row — measure both in one "
+                     f"interleaved job to cancel it (tlbench ab --a-ref REF, make bench-ci "
+                     f"BASELINE_REF=REF)")
     bm, nm = base_doc.get("machine", {}), new_doc.get("machine", {})
     for key in ("cpu_model", "logical_cpus", "sockets"):
         if bm.get(key) != nm.get(key):

@@ -102,12 +102,14 @@ class Launcher:
     """Spawns, watches, kills and collects worker processes; computes nothing."""
 
     def __init__(self, topology: Topology, log_dir: Path, python: str | None = None,
-                 pass_env: tuple[str, ...] = (), env: dict[str, str] | None = None):
+                 pass_env: tuple[str, ...] = (), env: dict[str, str] | None = None,
+                 cwd: str | None = None):
         self.topology = topology
         self.log_dir = log_dir
         self.python = python  # overrides every backend's interpreter (tests)
         self.pass_env = pass_env  # the suite's extra variables passed through to workers
         self.env = env or {}  # set in every worker (tlbench ab --a-env / --b-env)
+        self.cwd = cwd  # where workers start: the `bench` they import (None: the parent's)
         self.log_suffix = ""  # ".r2", ... for the processes of a run's later rounds
         self.running: set[subprocess.Popen] = set()
 
@@ -215,7 +217,8 @@ class Launcher:
         """Run the worker; return None on a clean exit, else the cause of failure."""
         with open(log_path, "w", encoding="utf-8") as log:
             proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, env=env, text=True,
-                                    start_new_session=True, stdin=subprocess.DEVNULL)
+                                    start_new_session=True, stdin=subprocess.DEVNULL,
+                                    cwd=self.cwd)
             self.running.add(proc)
             pump = threading.Thread(target=_pump, args=(proc.stdout, log, on_event),
                                     daemon=True)

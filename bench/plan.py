@@ -8,12 +8,15 @@ reader compares (stock vs oneDNN on one scenario) are measured minutes apart on 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from bench import backends, scenarios
 from bench.pinning import Placement, Topology, divide
 from bench.suite import Suite
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -59,11 +62,16 @@ def plan(suite: Suite) -> list[Run]:
     ]
 
 
-def interleaved(runs: list[Run], repeats: int) -> list[tuple[int, Run]]:
-    """(round, run) in the order they are measured: round 1 of every run, then round 2, ...
-    (as asv's --interleave-rounds): never a run's repeats in a row, so the drift of the
-    machine falls on every run alike."""
-    return [(k, run) for k in range(1, repeats + 1) for run in runs]
+def interleaved(runs: list[Run], repeats: int,
+                sides: Sequence[T] = ("",)) -> list[tuple[int, Run, T]]:
+    """(round, run, side) in the order they are measured: round 1 of every run, then round 2,
+    ... (as asv's --interleave-rounds): never a run's repeats in a row, so the drift of the
+    machine falls on every run alike. With two sides (an A/B job) a run's two processes of a
+    round are measured back to back, A then B in odd rounds and B then A in even ones (as asv
+    continuous): each round's pair ran under one machine state (bench.paired), and neither side
+    is always the one that runs second."""
+    return [(k, run, side) for k in range(1, repeats + 1) for run in runs
+            for side in (sides if k % 2 else sides[::-1])]
 
 
 @dataclass(frozen=True)

@@ -2,23 +2,25 @@
 
 Input: the two result files of one interleaved `tlbench ab` job with many processes a run (its
 repeats), side A as it is and side B with the test-only slowdown (TLBENCH_INJECT_SLOWDOWN). Each
-trial draws two disjoint sets of `half` rounds, keeps only those rounds' processes of every run
-and judges them with `bench.compare`, exactly as `tlbench compare` would two results of `half`
-processes a run:
+trial keeps `half` pairs of processes of every run and judges them with `bench.compare` on pairs
+(bench.paired), as `tlbench ab` judges a job of `half` rounds:
 
-- A/A: rounds of A against other rounds of A — any `worse` row is a false alarm;
-- detection: rounds of A against other rounds of B — a run B slowed (it records
+- A/A: `half` pairs of consecutive rounds of A (round k against round k + 1) — any `worse` row
+  is a false alarm. Two processes of A a round apart ran further apart in time than an A/B pair
+  of one round, so a drift through the job weighs more on them: the A/A rate errs high;
+- detection: `half` rounds, A against B of the same rounds — a run B slowed (it records
   `injected_slowdown`) is caught when its judged training figure is `worse`; B's other runs,
-  not slowed, should come out `same`.
+  not slowed, are A/A pairs of one round and should come out `same`.
 
 Different trials share processes (there are only so many), so the trials are not independent:
-read the rates as what this machine's noise allows at that many processes, not as a precise
+read the rates as what this machine's noise allows at that many pairs, not as a precise
 probability. Pure: no runtime is imported.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import random
 from typing import Any
 
@@ -52,16 +54,26 @@ def keep_rounds(doc: dict[str, Any], rounds: tuple[int, ...]) -> dict[str, Any]:
     return {**doc, "runs": runs}
 
 
-def draws(n: int, half: int, trials: int, seed: int) -> list[tuple[tuple[int, ...], ...]]:
-    """`trials` distinct ways to draw two disjoint sets of `half` of `n` rounds."""
-    if 2 * half > n:
-        raise RatesError(f"two disjoint halves of {half} processes need {2 * half}; the results "
-                         f"have {n} a run: rerun with --repeats {2 * half} or lower --half")
+def draws(n: int, half: int, trials: int, seed: int,
+          consecutive: bool) -> list[tuple[tuple[int, ...], ...]]:
+    """`trials` distinct draws of `half` pairs of `n` rounds (0-based): the same rounds on both
+    sides, or (`consecutive`) rounds k on one side and k + 1 on the other, no round twice."""
+    need = 2 * half if consecutive else half
+    if need > n:
+        raise RatesError(f"{half} pairs of {'consecutive rounds' if consecutive else 'rounds'} "
+                         f"need {need} rounds; the results have {n} a run: rerun with --repeats "
+                         f"{need} or lower --half")
     rng = random.Random(seed)
     seen: list[tuple[tuple[int, ...], ...]] = []
     for _ in range(trials * 100):
-        order = rng.sample(range(n), 2 * half)
-        pair = (tuple(sorted(order[:half])), tuple(sorted(order[half:])))
+        if consecutive:
+            starts = sorted(rng.sample(range(n - 1), half))
+            if any(b - a < 2 for a, b in itertools.pairwise(starts)):
+                continue
+            pair = (tuple(starts), tuple(k + 1 for k in starts))
+        else:
+            rounds = tuple(sorted(rng.sample(range(n), half)))
+            pair = (rounds, rounds)
         if pair not in seen:
             seen.append(pair)
         if len(seen) == trials:
@@ -72,7 +84,7 @@ def draws(n: int, half: int, trials: int, seed: int) -> list[tuple[tuple[int, ..
 def _trial(base: dict[str, Any], new: dict[str, Any], pair: tuple[tuple[int, ...], ...],
            max_slowdown_pct: float, alpha: float) -> dict[str, Any]:
     rows = compare.compare(keep_rounds(base, pair[0]), keep_rounds(new, pair[1]),
-                           max_slowdown_pct, alpha)
+                           max_slowdown_pct, alpha, pairs=True)
     return {"base_rounds": [i + 1 for i in pair[0]], "new_rounds": [i + 1 for i in pair[1]],
             "rows": [{"run_id": r.run_id, "metric": r.metric, "status": r.status,
                       "time_change_pct": r.time_change_pct, "p_value": r.p_value}
@@ -98,9 +110,9 @@ def measure(a: dict[str, Any], b: dict[str, Any], half: int, trials: int = 10, s
                          "TLBENCH_INJECT_SLOWDOWN=0.10 (tlbench ab --b-env)")
     n = min(processes(a), processes(b))
     aa = [_trial(a, a, pair, max_slowdown_pct, alpha)
-          for pair in draws(processes(a), half, trials, seed)]
+          for pair in draws(processes(a), half, trials, seed, consecutive=True)]
     ab = [_trial(a, b, pair, max_slowdown_pct, alpha)
-          for pair in draws(n, half, trials, seed + 1)]
+          for pair in draws(n, half, trials, seed + 1, consecutive=False)]
     training = [run_id for run_id in injected if run_id.startswith("full_training")]
 
     def caught(trial: dict[str, Any], run_id: str) -> bool:

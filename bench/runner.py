@@ -64,6 +64,10 @@ class Side:
     label: str  # "" for a plain run; "A" / "B" for an interleaved A/B comparison
     python: str | None  # None: each backend's own interpreter
     env: dict[str, str] = field(default_factory=dict)  # set in its every worker
+    # the tree whose `bench` its workers import (their working directory; None: this one's) and
+    # what it is (a baseline built in the job: bench.baseline)
+    source: str | None = None
+    baseline: dict[str, str] | None = None
     path: Path | None = None
     result: results.ResultFile | None = None
     launcher: Any = None
@@ -178,10 +182,11 @@ def _measure(suite: suite_mod.Suite, sides: list[Side], out_dir: Path,
             "suite": suite.to_dict(), "resumed_from": resumed_from or None,
             "cluster": dataclasses.asdict(cluster) if cluster else None,
             "lock": held.describe(),
-            **({"ab": {"side": side.label, "python": side.python, "env": side.env}}
+            **({"ab": {"side": side.label, "python": side.python, "env": side.env,
+                       **({"baseline": side.baseline} if side.baseline else {})}}
                if side.label else {})})
         side.launcher = Launcher(topology, log_dir=side.path.with_suffix(".logs"),
-                                 pass_env=suite.pass_env, env=side.env,
+                                 pass_env=suite.pass_env, env=side.env, cwd=side.source,
                                  **({"python": side.python} if side.python else {}))
     limits = Limits(timeout_s=suite.timeout_s, max_memory_gb=suite.max_memory_gb)
     resuming = f", {len(carried)} carried over from {resumed_from}" if carried else ""
@@ -194,8 +199,7 @@ def _measure(suite: suite_mod.Suite, sides: list[Side], out_dir: Path,
         on_event(Event(NOTE, text=(
             f"[yellow]--allow-concurrent: another suite measures on CPU(s) "
             f"{sorted(c for h in held.concurrent for c in h['on'])}[/] (the result says so)")))
-    order = [(k, run, side) for k, run in interleaved(runs, suite.repeats)
-             for side in (sides if k % 2 else sides[::-1])]
+    order = interleaved(runs, suite.repeats, sides)
     starts = ["" if run.run_id in carried or planned[run.run_id].skip_reason else run.run_id
               for _, run, _ in order]  # the run id where a process starts a worker, else ""
     previous = {s: signal.signal(s, _interrupt) for s in (signal.SIGINT, signal.SIGTERM)}

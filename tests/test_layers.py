@@ -23,9 +23,10 @@ LAYERS = (
                                                                    "scenarios.common")),
     ("the suite, checked against the registries", ("suite",)),
     ("the machine and the worker", ("machine", "worker")),
-    ("the parent: plan, launcher, the run loop", ("plan", "launcher", "runner")),
-    ("views: figures across runs, comparisons, reports", ("summary", "compare", "rates",
-                                                          "fleet", "history", "report")),
+    ("the parent: plan, launcher, the run loop, a baseline built in the job",
+     ("plan", "launcher", "runner", "baseline")),
+    ("views: figures across runs, comparisons, reports, exports",
+     ("summary", "paired", "compare", "rates", "fleet", "history", "report", "exports")),
     ("commands", ("cli", "commands", "pretrain", "__main__")),
 )
 

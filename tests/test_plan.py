@@ -86,10 +86,21 @@ def test_a_skipped_run_starts_no_process() -> None:
 def test_repeats_are_interleaved_round_by_round_never_in_a_row() -> None:
     runs = plan(parse('[suite]\nbackends = ["tf-stock", "tf-onednn"]\nscenarios = ["inference"]\n'
                       'repeats = 3\n'))
-    order = [(k, r.run_id) for k, r in interleaved(runs, 3)]
+    order = [(k, r.run_id) for k, r, _ in interleaved(runs, 3)]
     assert order == [(1, "inference/tf-stock"), (1, "inference/tf-onednn"),
                      (2, "inference/tf-stock"), (2, "inference/tf-onednn"),
                      (3, "inference/tf-stock"), (3, "inference/tf-onednn")]
+
+
+def test_an_a_b_job_measures_each_round_s_pair_back_to_back_alternating_who_goes_first() -> None:
+    runs = plan(parse('[suite]\nbackends = ["tf-stock", "tf-onednn"]\nscenarios = ["inference"]\n'))
+    order = [(k, r.backend, side) for k, r, side in interleaved(runs, 3, ("A", "B"))]
+    assert order == [(1, "tf-stock", "A"), (1, "tf-stock", "B"),
+                     (1, "tf-onednn", "A"), (1, "tf-onednn", "B"),
+                     (2, "tf-stock", "B"), (2, "tf-stock", "A"),
+                     (2, "tf-onednn", "B"), (2, "tf-onednn", "A"),
+                     (3, "tf-stock", "A"), (3, "tf-stock", "B"),
+                     (3, "tf-onednn", "A"), (3, "tf-onednn", "B")]
 
 
 def test_openvino_runs_carry_the_openvino_section_and_others_do_not() -> None:

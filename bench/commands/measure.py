@@ -107,15 +107,27 @@ def cmd_run(args: argparse.Namespace, out: Console) -> int:
 def cmd_ab(args: argparse.Namespace, out: Console) -> int:
     """The same suite on two stacks in one job, alternating A B, then B A, round by round (as
     asv continuous does), so the machine's drift falls on both alike; then A vs B compared."""
-    from bench import compare
+    from bench import baseline, compare, exports
 
     for label, python in (("A", args.a), ("B", args.b)):
-        if not Path(python).is_file():
+        if python is not None and not Path(python).is_file():
             raise DataError(f"--{label.lower()} {python}: no such interpreter; give the python "
                             f"of the environment to measure (e.g. .venv/bin/python)")
-    suite = _suite_of(args, suite_mod.load(args.suite), args.workers)
     sides = [runner.Side("A", args.a, _assignments(args.a_env, "--a-env")),
              runner.Side("B", args.b, _assignments(args.b_env, "--b-env"))]
+    if args.a_ref:
+        try:
+            built = baseline.prepare(args.a_ref, note=lambda text: out.print(escape(text)))
+        except baseline.BaselineError as exc:
+            raise DataError(str(exc)) from None
+        sides[0] = dataclasses.replace(sides[0], python=built.python, source=str(built.source),
+                                       baseline=built.describe())
+        out.print(escape(f"A: {args.a_ref} = commit {built.commit[:12]}, environment "
+                         f"{built.env}"))
+        # its workers start in the baseline's tree: paths given here must not depend on it
+        args.data, args.weights = (str(Path(p).resolve()) if p else p
+                                   for p in (args.data, args.weights))
+    suite = _suite_of(args, suite_mod.load(args.suite), args.workers)
     code, docs = _measure(suite, sides, args, out, {}, None)
     if code not in (0, EXIT_FAILED_RUN):
         return code
@@ -124,6 +136,11 @@ def cmd_ab(args: argparse.Namespace, out: Console) -> int:
     if rows is None:
         return EXIT_BAD_INPUT
     out.print(console_report.compare_table(rows, args.max_slowdown, args.alpha))
+    try:  # B's figures and the verdict, for github-action-benchmark and Bencher
+        written = exports.write(doc_b, path_b, rows)
+        out.print(escape("exports: " + ", ".join(str(p) for p in written)))
+    except OSError as exc:
+        out.print(f"[yellow]warning:[/] {escape(f'exports not written: {exc}')}")
     worse = compare.regressions(rows)
     if worse:
         out.print(f"[bold red]B is slower[/] in {len(worse)} row(s): "

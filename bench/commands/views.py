@@ -132,7 +132,12 @@ def cmd_compare(args: argparse.Namespace, out: Console) -> int:
         return EXIT_BAD_INPUT
     notes = compare.context_notes(base, new)
     worse = compare.regressions(rows)
-    if args.json:
+    if args.markdown:
+        from bench.report import markdown
+
+        print(markdown.verdict(rows, notes, args.max_slowdown, args.alpha,
+                               f"{Path(args.new).name} vs {Path(args.base).name}"), end="")
+    elif args.json:
         print(json.dumps({"base": args.base, "new": args.new,
                           "max_slowdown_pct": args.max_slowdown, "alpha": args.alpha,
                           "notes": notes, "worse": len(worse),
@@ -146,7 +151,7 @@ def cmd_compare(args: argparse.Namespace, out: Console) -> int:
               f"common failed, was skipped, or ran with other parameters)", file=sys.stderr)
         return EXIT_BAD_INPUT
     if worse:
-        if not args.json:
+        if not (args.json or args.markdown):
             out.print(f"[bold red]{len(worse)} regression(s)[/]: "
                       + escape(", ".join(f"{r.run_id} {r.metric} {r.time_change_pct:+.1f}%"
                                   for r in worse)))

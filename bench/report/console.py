@@ -328,10 +328,12 @@ _STATUS_STYLE = {"worse": "bold red", "improved": "green", "same": "dim",
 def compare_table(rows: list[Any], max_slowdown_pct: float, alpha: float) -> Table:
     """The rows of bench.compare: ratio new/base, time change, Holm-adjusted p, status."""
     table = Table(title=f"New vs baseline: worse = slower by more than {max_slowdown_pct:g}% and "
-                  f"significant (Holm-adjusted p < {alpha:g}: Welch's t on the processes' own "
-                  f"figures with repeats, else Mann–Whitney U on one process's samples; and, "
-                  f"with the machine's speed new/base on a reference kernel, relative to it)",
-                  title_justify="left")
+                  f"significant (Holm-adjusted p < {alpha:g}, training time (†) in a family of "
+                  f"its own, the other rows in another: the sides of one interleaved job on the "
+                  f"pairs of processes that ran side by side (one-sample t on their log ratios), "
+                  f"else Welch's t on the processes' own figures with repeats, else Mann–Whitney "
+                  f"U on one process's samples; and, with the machine's speed new/base on a "
+                  f"reference kernel, relative to it)", title_justify="left")
     table.add_column("run", no_wrap=True)
     table.add_column("figure")
     for col in ("base", "new", "new/base", "time", "p", "n", "machine"):
@@ -347,14 +349,15 @@ def compare_table(rows: list[Any], max_slowdown_pct: float, alpha: float) -> Tab
         note = r.note
         if r.total_ratio is not None:
             note += f"; total new/base {r.total_ratio:.3f}x ({r.total_kind})"
-        table.add_row(r.run_id, r.metric, _num(r.base, ".2f"), _num(r.new, ".2f"), ratio, change,
+        table.add_row(r.run_id, r.metric + (" †" if r.primary else ""), _num(r.base, ".2f"),
+                      _num(r.new, ".2f"), ratio, change,
                       p, n, speed, Text(r.status, style=_STATUS_STYLE.get(r.status, "")), note)
     return table
 
 
 def rates_tables(view: dict[str, Any]) -> list[Any]:
     """bench.rates' trials, one row each, and the rates they add up to."""
-    table = _table(f"compare on {view['half']} vs {view['half']} processes (of "
+    table = _table(f"compare on {view['half']} pairs of processes (of "
                    f"{view['processes']['A']} A, {view['processes']['B']} B; threshold "
                    f"{view['max_slowdown_pct']:g}%, alpha {view['alpha']:g} family-wise)",
                    "trial", "rounds", "worse", "improved", "changes (time, + slower)")

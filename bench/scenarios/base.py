@@ -25,3 +25,6 @@ class Scenario:
     trains: bool = False  # trains the network itself (a backend without training skips it)
     data_parallel: bool = False  # may run as several data-parallel workers (`workers`)
     instances: bool = False  # may run as several instances side by side (the placement)
+    # its headline is a regression verdict's primary figure (judged in a family of its own):
+    # training time, what the mission's CI tracks
+    primary: bool = False

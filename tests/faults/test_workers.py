@@ -24,7 +24,7 @@ from bench.plan import expand, plan
 from bench.results import load
 from bench.suite import parse
 
-from ..conftest import only_result, write_suite
+from ..conftest import REPO, only_result, write_suite
 
 pytestmark = pytest.mark.slow
 
@@ -265,7 +265,78 @@ def test_ab_alternates_the_two_stacks_round_by_round_and_judges_b_against_a(
     assert [load(f)["ab"]["env"] for f in files] == [{}, {"TLBENCH_INJECT_SLOWDOWN": " 0.2"}]
     assert all(len(load(f)["runs"][0]["repeats"]) == 3 for f in files)
     out = " ".join(capsys.readouterr().out.split())
-    assert code == 1 and "B is slower" in out and "between 4/4 processes" in out
+    assert code == 1 and "B is slower" in out and "4 pairs of adjacent processes" in out
+
+
+def test_ab_builds_the_baseline_of_a_git_ref_and_runs_its_own_code(
+        tmp_path: Path, capsys, monkeypatch) -> None:
+    """--a-ref HEAD: the commit's tree is extracted to the cache and A's workers start in it, so
+    they import its `bench` (here its worker replaced by a recording one), under the same pins
+    the candidate's interpreter."""
+    from bench import baseline
+
+    monkeypatch.setenv("TLBENCH_CACHE", str(tmp_path / "cache"))
+    order = tmp_path / "order.txt"
+    built = baseline.prepare("HEAD", note=lambda text: None)
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True,
+                            text=True, check=True).stdout.strip()
+    assert built.commit == commit and built.source == tmp_path / "cache" / "baselines" / commit
+    assert built.python == sys.executable and "the candidate's" in built.env
+    (built.source / "bench" / "worker.py").write_text(
+        SIDE_WORKER.format(python=sys.executable, order=str(order), side="A", seconds=0.010))
+    script = tmp_path / "python-B"
+    script.write_text(SIDE_WORKER.format(python=sys.executable, order=str(order), side="B",
+                                         seconds=0.010))
+    script.chmod(0o755)
+    suite = write_suite(tmp_path, backends=("tf-stock",), scenarios=("inference",))
+    code = main(["ab", str(suite), "--a-ref", "HEAD", "--b", str(script), "--repeats", "2",
+                 "--out", str(tmp_path / "r")])
+    assert code in (0, 1)
+    assert order.read_text().split("\n")[:-1] == [
+        "A inference/tf-stock", "B inference/tf-stock", "B inference/tf-stock",
+        "A inference/tf-stock"]
+    a = load(sorted((tmp_path / "r").glob("*/*_e2e-A.json"))[0])
+    assert a["ab"]["baseline"] == {"ref": "HEAD", "commit": commit, "source": str(built.source),
+                                   "env": built.env}
+    assert "A: HEAD = commit" in capsys.readouterr().out
+
+
+def test_ab_refuses_a_ref_the_repository_does_not_have(tmp_path: Path, capsys,
+                                                        monkeypatch) -> None:
+    monkeypatch.setenv("TLBENCH_CACHE", str(tmp_path / "cache"))
+    suite = write_suite(tmp_path, backends=("tf-stock",), scenarios=("inference",))
+    code = main(["ab", str(suite), "--a-ref", "no-such-branch-xyz", "--b", sys.executable,
+                 "--out", str(tmp_path / "r")])
+    err = " ".join(capsys.readouterr().err.split())
+    assert code == 2 and "--a-ref no-such-branch-xyz: no such commit" in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_baseline_with_other_pins_gets_an_environment_of_its_own_once(
+        tmp_path: Path) -> None:
+    """A ref whose pyproject.toml differs from the candidate's is given the venv keyed by that
+    file's hash; a venv already built for those pins is reused (building one is pip's work,
+    which the end-to-end CI job does)."""
+    from bench import baseline
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(repo)]
+    (repo / "pyproject.toml").write_text('[project]\nname = "x"\nversion = "1"\n')
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-qm", "old pins"], check=True)
+    (repo / "pyproject.toml").write_text('[project]\nname = "x"\nversion = "2"\n')
+    old = tmp_path / "old.toml"
+    old.write_text('[project]\nname = "x"\nversion = "1"\n')
+    key = baseline.env_key(old)
+    env = tmp_path / "cache" / "envs" / key
+    (env / "bin").mkdir(parents=True)
+    (env / ".installed").touch()
+    built = baseline.prepare("HEAD", repo=repo, cache=tmp_path / "cache", note=lambda t: None)
+    assert built.python == str(env / "bin" / "python") and built.env == f"cached: {env}"
+    assert (built.source / "pyproject.toml").read_text().endswith('version = "1"\n')
+
 
 
 def test_ab_refuses_a_side_variable_that_is_not_name_equals_value(tmp_path: Path, capsys) -> None:

@@ -245,4 +245,5 @@ def _rate(reference: Json) -> float | None:
 
 
 SCENARIO = Scenario("full_training", FullTrainingSpec, _figures, _samples,
-                    headline=lambda params: "train img/s", trains=True, data_parallel=True)
+                    headline=lambda params: "train img/s", trains=True, data_parallel=True,
+                    primary=True)
