@@ -90,16 +90,16 @@ bench-ci: install itex
 	if [ $$cmp -ne 0 ]; then echo "bench-ci: tlbench compare exited $$cmp (1: regression, 2: unusable input)" >&2; exit $$cmp; fi; \
 	exit $$run
 
-# How often `tlbench compare` raises a false alarm on this machine, and how often it catches a
-# known slowdown (issue 16): one interleaved `tlbench ab` job of the CI suite, both sides on this
+# How often the paired verdict raises a false alarm on this machine, and how often it catches a
+# known slowdown: one interleaved `tlbench ab` job of the CI suite, both sides on this
 # environment, side B's training made SLOWDOWN slower on purpose (the test-only
-# TLBENCH_INJECT_SLOWDOWN), REPEATS processes a run; then `tlbench rates` draws disjoint halves
-# of HALF processes: A/A pairs and A/B pairs, each judged as `tlbench compare` would
-# (RATES_ARGS: more `tlbench rates` options, e.g. --alpha 0.05).
-# About 6 minutes a round on the 2-core dev VM (both sides).
+# TLBENCH_INJECT_SLOWDOWN), REPEATS rounds; then `tlbench rates` judges HALF pairs at a time:
+# A/A (round k of A against round k + 1) and A/B (A and B of the same rounds)
+# (RATES_ARGS: more `tlbench rates` options, e.g. --alpha 0.05 --trials 20).
+# About 38 minutes for 12 rounds on a 2-vCPU VM.
 SLOWDOWN ?= 0.10
-REPEATS ?= 8
-HALF ?= 4
+REPEATS ?= 12
+HALF ?= 5
 RATES_ARGS ?=
 drift-rates: install
 	@stamp=$$(mktemp); \
