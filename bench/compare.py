@@ -326,8 +326,10 @@ def decide(row: Row, p_adjusted: float, max_slowdown_pct: float, alpha: float,
         note += f"; {row.note}"
         detectable = paired.detectable_change(row.n_base, row.pair_spread, alpha / family)
         if detectable is not None:
-            note += (f" (at their spread, {row.pair_spread:.1%}, these pairs catch a "
-                     f"{detectable:.1%} change {paired.POWER:.0%} of the time)")
+            catch = (f"catch a {detectable:.1%} change" if detectable < 1 else
+                     "are too few to catch even a doubling")
+            note += (f" (at their spread, {row.pair_spread:.1%}, these pairs {catch} "
+                     f"{paired.POWER:.0%} of the time)")
     elif row.judged_on == "processes":
         note += f"; between {row.n_base}/{row.n_new} processes"
     else:

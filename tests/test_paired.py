@@ -220,3 +220,15 @@ def test_the_pull_request_comment_is_the_verdict_in_markdown(tmp_path, capsys) -
     assert cli.main(["compare", *map(str, paths), "--markdown"]) in (0, 1)
     assert "- two jobs (created 2026-12-07T05:00:00+00:00 and 2026-12-07T09:00:00+00:00)" in \
         capsys.readouterr().out
+
+
+def test_pairs_too_few_for_any_sensible_change_say_so() -> None:
+    a, b = job()
+    for doc in (a, b):
+        for run in doc["runs"]:
+            if run.get("repeats"):
+                run["repeats"] = run["repeats"][:1]  # 2 rounds
+    row = _row(compare.compare(a, b))
+    assert row.n_base == 2 and paired.detectable_change(2, row.pair_spread, 0.005) > 1
+    assert "these pairs are too few to catch even a doubling 90% of the time" in row.note
+
