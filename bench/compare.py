@@ -198,8 +198,7 @@ def measure(run_id: str, base: dict[str, Any], new: dict[str, Any],
     own drift between the runs is then out of that second verdict, which `decide` combines
     with the first."""
     processes = figure_b.processes > 1 and figure_n.processes > 1
-    scenario = scenarios.get(base["scenario"])
-    primary = scenario.primary and figure_b.name == scenario.headline(base.get("params", {}))
+    primary = figure_b.headline and scenarios.get(base["scenario"]).primary
     disturbance = {"steal_base": record.disturbance(base, "steal"),
                    "steal_new": record.disturbance(new, "steal"),
                    "foreign_base": record.disturbance(base, "foreign_load"),

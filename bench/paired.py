@@ -94,8 +94,7 @@ def _listed(rounds: tuple[int, ...]) -> str:
 
 
 def _disturbed(process: Any) -> bool:
-    return any((share := record.disturbance(process, kind)) is not None
-               and share >= record.DISTURBED[kind] for kind in record.DISTURBED)
+    return any(record.disturbed(process, kind) is not None for kind in record.DISTURBANCES)
 
 
 def pair(base_run: dict[str, Any], new_run: dict[str, Any], name: str) -> Pairs:

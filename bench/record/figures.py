@@ -106,6 +106,13 @@ def disturbance(run: Record | dict[str, Any], kind: str) -> float | None:
     return float(np.median(shares)) if shares else None
 
 
+def disturbed(run: Record | dict[str, Any], kind: str) -> float | None:
+    """The median share of its CPUs' time a run's processes lost to `kind` when it is
+    DISTURBED[kind] or more (the run is disturbed), else None."""
+    share = disturbance(run, kind)
+    return share if share is not None and share >= DISTURBED[kind] else None
+
+
 def references(run: Record | dict[str, Any]) -> list[Json | None]:
     """Each ok round's reference (bench.measure.reference): every reading of the machine's
     speed beside that round's scenario (each CPU of each process side by side, before and
