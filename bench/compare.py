@@ -29,15 +29,13 @@ that kernel was measured not to track training on the dev VM (RELATIVE_CONTEXT).
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
-from scipy.stats import mannwhitneyu, ttest_ind
 
 from bench import measure as bench_measure
-from bench import paired, record, scenarios, summary
+from bench import paired, record, scenarios, significance, summary
 
 # Family-wise, two-sided: exit 1 is one decision over every row of a comparison, so the rows'
 # p-values are adjusted together (Holm) — eight rows at 0.01 each would raise a false alarm in
@@ -136,48 +134,6 @@ def differences(a: Any, b: Any, prefix: str = "") -> list[str]:
     return [] if a == b else [f"{prefix.rstrip('.')}: {a!r} → {b!r}"]
 
 
-HL_MAX_SIDE = 1500  # beyond, each side is reduced to evenly spaced order statistics
-
-
-def _quantiles(x: np.ndarray) -> np.ndarray:
-    """At most HL_MAX_SIDE evenly spaced order statistics: the same distribution, fewer pairs."""
-    if x.size <= HL_MAX_SIDE:
-        return x
-    return np.sort(x)[np.linspace(0, x.size - 1, HL_MAX_SIDE).round().astype(int)]
-
-
-def hodges_lehmann_ratio(base: Any, new: Any) -> float:
-    """Median of all pairwise new/base ratios (in log space, so it is symmetric).
-
-    Thousands of millisecond samples a side would make millions of pairs: each side is then
-    reduced to its quantiles first, which moves the estimate by far less than its own noise.
-    """
-    logs = np.subtract.outer(_quantiles(np.log(np.asarray(new, float))),
-                             _quantiles(np.log(np.asarray(base, float))))
-    return float(np.exp(np.median(logs)))
-
-
-def min_p_value(n1: int, n2: int) -> float:
-    """The smallest two-sided exact Mann–Whitney p-value possible with n1 and n2 samples:
-    2 / C(n1 + n2, n1), computed in logarithms (the binomial has thousands of digits at a few
-    hundred samples a side, more than a float holds)."""
-    if not (n1 and n2):
-        return 1.0
-    log_comb = math.lgamma(n1 + n2 + 1) - math.lgamma(n1 + 1) - math.lgamma(n2 + 1)
-    return min(1.0, math.exp(math.log(2.0) - log_comb))
-
-
-def holm(p_values: list[float]) -> list[float]:
-    """Holm–Bonferroni adjusted p-values (same order as given)."""
-    m = len(p_values)
-    adjusted = [1.0] * m
-    running = 0.0
-    for rank, i in enumerate(sorted(range(m), key=lambda i: p_values[i])):
-        running = max(running, min(1.0, (m - rank) * p_values[i]))
-        adjusted[i] = running
-    return adjusted
-
-
 ONE_PROCESS = ("one process a side: the drift between runs is not accounted for (run with "
                "--repeats 3 or more)")
 
@@ -216,8 +172,8 @@ def measure(run_id: str, base: dict[str, Any], new: dict[str, Any],
                    note=judged.note(), **disturbance)
     base_s, new_s = (_values(side, figure, processes)
                      for side, figure in ((base, figure_b), (new, figure_n)))
-    test = _welch if processes else _mann_whitney
-    ratio, p = hodges_lehmann_ratio(base_s, new_s), test(base_s, new_s)
+    test = significance.welch if processes else significance.mann_whitney
+    ratio, p = significance.hodges_lehmann_ratio(base_s, new_s), test(base_s, new_s)
     row = Row(run_id=run_id, metric=figure_b.name, unit=figure_b.unit, status=SAME,
               base=figure_b.value, new=figure_n.value, ratio=ratio,
               time_change_pct=(_time_ratio(ratio, figure_b) - 1) * 100, p_value=p,
@@ -228,7 +184,7 @@ def measure(run_id: str, base: dict[str, Any], new: dict[str, Any],
         return row
     power = -1 if figure_b.better == record.HIGHER else 1
     rel_b, rel_n = base_s * speeds[0] ** power, new_s * speeds[1] ** power
-    relative = hodges_lehmann_ratio(rel_b, rel_n)
+    relative = significance.hodges_lehmann_ratio(rel_b, rel_n)
     return replace(row, machine_ratio=speeds[1] / speeds[0], relative_ratio=relative,
                    relative_change_pct=(_time_ratio(relative, figure_b) - 1) * 100,
                    relative_p=test(rel_b, rel_n))
@@ -236,16 +192,6 @@ def measure(run_id: str, base: dict[str, Any], new: dict[str, Any],
 
 def _time_ratio(ratio: float, figure: record.Figure) -> float:
     return 1 / ratio if figure.better == record.HIGHER else ratio
-
-
-def _welch(base: np.ndarray, new: np.ndarray) -> float:
-    p = float(ttest_ind(np.log(new), np.log(base), equal_var=False).pvalue)
-    return 1.0 if math.isnan(p) else p  # every value tied: no evidence of a difference
-
-
-def _mann_whitney(base: np.ndarray, new: np.ndarray) -> float:
-    p = float(mannwhitneyu(new, base, alternative="two-sided").pvalue)
-    return 1.0 if math.isnan(p) else p
 
 
 def _values(run: dict[str, Any], figure: record.Figure, processes: bool) -> np.ndarray:
@@ -317,7 +263,8 @@ def decide(row: Row, p_adjusted: float, max_slowdown_pct: float, alpha: float,
         note = f"faster beyond {max_slowdown_pct:g}%, significant"
     elif significant:
         note = f"significant, within ±{max_slowdown_pct:g}%"
-    elif row.judged_on == "samples" and family * min_p_value(row.n_base, row.n_new) >= alpha:
+    elif (row.judged_on == "samples"
+          and family * significance.min_p_value(row.n_base, row.n_new) >= alpha):
         note = f"too few samples ({row.n_base}/{row.n_new}): inconclusive"
     else:
         note = "not significant"
@@ -431,10 +378,10 @@ def compare(base_doc: dict[str, Any], new_doc: dict[str, Any],
         rows += compare_run(run_id, base_runs.get(run_id), new_runs.get(run_id), speeds, pairs)
     for primary in (True, False):
         judged = [i for i, r in enumerate(rows) if r.comparable and r.primary == primary]
-        adjusted = holm([rows[i].p_value for i in judged])
+        adjusted = significance.holm([rows[i].p_value for i in judged])
         relative = [i for i in judged if rows[i].relative_p is not None]
-        relative_adjusted = dict(zip(relative, holm([rows[i].relative_p for i in relative]),
-                                     strict=True))
+        relative_p = significance.holm([rows[i].relative_p for i in relative])
+        relative_adjusted = dict(zip(relative, relative_p, strict=True))
         for i, p in zip(judged, adjusted, strict=True):
             rows[i] = decide(rows[i], p, max_slowdown_pct, alpha, len(judged),
                              relative_adjusted.get(i))

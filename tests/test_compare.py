@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from scipy.stats import ttest_1samp
 
-from bench import cli, compare, record, results
+from bench import cli, compare, record, results, significance
 from bench.compare import IMPROVED, NOT_COMPARABLE, SAME, WORSE
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -181,8 +181,8 @@ def test_nothing_in_common_is_an_error_naming_both_sides() -> None:
 
 
 def test_holm_adjusts_in_rank_order_and_stays_monotone() -> None:
-    assert compare.holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
-    assert compare.holm([]) == []
+    assert significance.holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert significance.holm([]) == []
 
 
 # --- the command line -------------------------------------------------------------------------
@@ -243,13 +243,13 @@ def test_thousands_of_samples_a_side_are_estimated_quickly_and_close() -> None:
     rng = np.random.default_rng(5)
     base = list(np.exp(rng.normal(0, 0.2, 8000)))
     new = list(1.1 * np.exp(rng.normal(0, 0.2, 9000)))
-    assert compare.hodges_lehmann_ratio(base, new) == pytest.approx(1.1, rel=0.01)
+    assert significance.hodges_lehmann_ratio(base, new) == pytest.approx(1.1, rel=0.01)
 
 
 def test_ten_thousand_samples_a_side_are_judged_without_overflow() -> None:
     """2 / C(n1 + n2, n1) has thousands of digits here: the bound is taken in logarithms."""
-    assert compare.min_p_value(10_000, 10_000) == 0.0
-    assert compare.min_p_value(3, 3) == pytest.approx(0.1)
+    assert significance.min_p_value(10_000, 10_000) == 0.0
+    assert significance.min_p_value(3, 3) == pytest.approx(0.1)
     rng = np.random.default_rng(8)
     base = copy.deepcopy(fixture("quick_vm.json"))  # plain runs, to change (record.Run)
     base["runs"] = [r for r in base["runs"] if r["run_id"] == "inference/tf-stock"]

@@ -26,7 +26,8 @@ LAYERS = (
     ("the parent: plan, launcher, the run loop, a baseline built in the job",
      ("plan", "launcher", "runner", "baseline")),
     ("views: figures across runs, comparisons, reports, exports",
-     ("summary", "paired", "compare", "rates", "fleet", "history", "report", "exports")),
+     ("summary", "significance", "paired", "compare", "rates", "fleet", "history", "report",
+      "exports")),
     ("commands", ("cli", "commands", "pretrain", "__main__")),
 )
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from scipy.stats import ttest_1samp
 
-from bench import compare, paired, record
+from bench import compare, paired, record, significance
 from bench.compare import NOT_COMPARABLE, SAME, WORSE
 
 from .test_compare import fixture, with_processes
@@ -137,7 +137,7 @@ def test_training_time_is_the_primary_family_the_other_rows_are_adjusted_apart()
     assert {r.run_id for r in primary} == {"full_training/tf-stock", "full_training/tf-onednn"}
     assert all(r.metric == "train img/s" for r in primary)
     for family in (primary, [r for r in rows if not r.primary]):
-        expected = compare.holm([paired.pair(*_runs(a, b, r.run_id), r.metric).p_value()
+        expected = significance.holm([paired.pair(*_runs(a, b, r.run_id), r.metric).p_value()
                                  for r in family])
         assert [r.p_value for r in family] == pytest.approx(expected)
 
