@@ -193,7 +193,9 @@ class Launcher:
         out["log"] = str(log_path)
         with tempfile.TemporaryDirectory(prefix="tlbench-") as tmp:
             task_path, out_path = Path(tmp) / "task.json", Path(tmp) / "out.json"
-            task_path.write_text(json.dumps({"run": sub.to_dict(), "cpus": list(placement.cpus),
+            # the run's log: a scenario writes its tools' files beside it (LoadGen's logs)
+            task_path.write_text(json.dumps({"run": {**sub.to_dict(), "log": str(log_path)},
+                                             "cpus": list(placement.cpus),
                                              "env_keys": sorted(env_vars)}))
             cmd = [*placement.command_prefix(self.topology), self.python or backend.python,
                    "-m", "bench.worker", str(task_path), str(out_path)]

@@ -21,6 +21,8 @@ from bench.spec import SuiteError, at_least, fail, one_of
 # from the registries (which import no runtime: parsing a suite starts none)
 BACKENDS = backend_registry.names()
 SCENARIOS = scenario_registry.names()
+# a suite naming no scenarios runs these (serving, minutes of LoadGen a stack, is asked for)
+DEFAULT_SCENARIOS = tuple(n for n in SCENARIOS if scenario_registry.get(n).default)
 MODEL_VARIANTS = ("full", "small")
 # the sections plug-ins declare: each scenario's spec, each backend's settings (by section name)
 _PLUGIN_SECTIONS: dict[str, type] = {
@@ -78,7 +80,7 @@ class Suite:
     path: str
     description: str = ""
     backends: tuple[str, ...] = BACKENDS
-    scenarios: tuple[str, ...] = SCENARIOS
+    scenarios: tuple[str, ...] = DEFAULT_SCENARIOS
     placement: str = "all"
     use_logical_cores: bool = False  # SMT siblings too (default: one CPU per physical core)
     timeout_s: float = 1800.0  # per run

@@ -9,7 +9,10 @@ and the run is recorded as skipped with that reason, never dropped.
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import os
+import subprocess
 import sys
 import time
 from abc import ABC, abstractmethod
@@ -20,9 +23,10 @@ from typing import Any
 
 import numpy as np
 
-from bench import scenarios
+from bench import loadgen, scenarios
 from bench.backends import support as isa_support
 from bench.backends.support import EMULATED, UNAVAILABLE, Support
+from bench.data.lfw import pad_batch
 from bench.data.synthetic import default_cache_dir
 from bench.measure import time_calls
 from bench.record import Series
@@ -55,6 +59,18 @@ def cache_facts(runtime: str, variable: str, hits: int, misses: int) -> dict[str
     state = "cached" if hits and not misses else "cold" if not hits else "partly cached"
     return {"runtime": runtime, "dir": os.environ.get(variable), "hits": hits,
             "misses": misses, "state": state}
+
+
+@functools.cache
+def importable(python: str, module: str) -> bool:
+    """Whether `python` (this interpreter, or another environment's) can import `module`."""
+    if python == sys.executable:
+        return importlib.util.find_spec(module) is not None
+    try:
+        return subprocess.run([python, "-c", f"import {module}"], capture_output=True,
+                              timeout=60).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
 
 
 class Backend(ABC):
@@ -96,8 +112,13 @@ class Backend(ABC):
                     emulated: bool = False) -> str | None:
         """Why this backend cannot run `scenario` on this machine, or None when it can.
         `emulated`: run a precision this CPU only emulates (tests of what it computes)."""
-        if scenarios.get(scenario).trains and not self.trains:
+        declared = scenarios.get(scenario)
+        if declared.trains and not self.trains:
             return f"{self.name} does not train: it runs inference and transfer extraction only"
+        for module, install in declared.needs:
+            if not importable(self.python, module):
+                return (f"{scenario} needs {module}, which {self.name}'s environment "
+                        f"({self.python}) does not have: {install}")
         got = self.support(isa)
         where = isa_support.WHERE_NATIVE.get(self.precision, "another CPU")
         if got.level == UNAVAILABLE:
@@ -134,6 +155,21 @@ class Backend(ABC):
                                  duration_s=duration_s)
         return (Series.of(len(batch), warm[0], warm[1:], timed),
                 {"mode": "synchronous batches", "asynchronous": False})
+
+    def server(self, loaded: Any, largest: int) -> loadgen.Server:
+        """Serving under LoadGen (bench.loadgen): one batch at a time, in the dispatching
+        thread — a single query on the batch-1 predictor, several padded to `largest` on the
+        batch-`largest` one (two compiled shapes, as the inference scenario's). Runtimes with
+        asynchronous queues override this."""
+        one, many = self.predictor(loaded, 1), self.predictor(loaded, largest)
+
+        def submit(batch: np.ndarray, done: Callable[[np.ndarray], None]) -> None:
+            n = len(batch)
+            done(one(batch) if n == 1 else many(pad_batch(batch, largest))[:n])
+
+        return loadgen.Server(submit, largest, lambda: None,
+                              f"one batch at a time: 1 query at batch 1, 2 to {largest} "
+                              f"padded to batch {largest}")
 
     def extractor(self, loaded: Any, batch_size: int) -> Embed:
         """Transfer's extraction pass over batches of `batch_size`: synchronous calls of the

@@ -35,10 +35,11 @@ from typing import Any
 
 import numpy as np
 
-from bench import record
+from bench import loadgen, record
 from bench.backends import support
 from bench.backends.base import Backend, Calibration, Embed
 from bench.backends.support import UNAVAILABLE, Support
+from bench.data.lfw import pad_batch
 from bench.measure import completion_bins
 from bench.record import Series
 from bench.spec import at_least, one_of
@@ -287,11 +288,8 @@ class OpenVinoBackend(Backend):
                                 PERFORMANCE_HINT="LATENCY").create_infer_request()
 
         def run(batch: np.ndarray) -> np.ndarray:
-            n = len(batch)
-            if n < batch_size:  # a static-shape model: pad the last batch, drop the padding
-                batch = np.concatenate([batch, np.zeros((batch_size - n, *batch.shape[1:]),
-                                                        batch.dtype)])
-            return np.array(request.infer({0: batch})[0][:n])
+            # a static-shape model: the last batch padded, the padding's outputs dropped
+            return np.array(request.infer({0: pad_batch(batch, batch_size)})[0][:len(batch)])
 
         return run
 
@@ -336,6 +334,31 @@ class OpenVinoBackend(Backend):
         return (Series.of(len(batch), first, warm, steady, per="bin"),
                 self._driven(queue, f"throughput_bs{len(batch)}",
                              "completions of the window counted in groups of about a second"))
+
+    def server(self, loaded: Any, largest: int) -> loadgen.Server:
+        """Serving through the same asynchronous queues as throughput, with the suite's
+        `[openvino]` knobs: one at batch 1, one at `largest` (several queries padded to it); a
+        batch is taken as soon as a request of its queue is free, and answered in the
+        request's callback."""
+        queues = {}
+        for size in dict.fromkeys((1, largest)):
+            queue = self._queue(self._compile(loaded, size, "serving", **self.throughput_config()))
+            queue.set_callback(lambda request, done: done(request.get_output_tensor(0).data))
+            queues[size] = queue
+
+        def submit(batch: np.ndarray, done: Callable[[np.ndarray], None]) -> None:
+            n, size = len(batch), 1 if len(batch) == 1 else largest
+            queues[size].start_async({0: pad_batch(batch, size)}, lambda out: done(out[:n]))
+
+        def wait() -> None:
+            for queue in queues.values():
+                queue.wait_all()
+
+        got = self.obtained[f"serving_bs{largest}"]
+        return loadgen.Server(submit, largest, wait,
+                              f"async queues of {len(queues[largest])} requests at batch 1 and "
+                              f"at {largest} ({got['hint']}, {got['streams']} streams, "
+                              f"{got['threads']} threads)")
 
     def extractor(self, loaded: Any, batch_size: int) -> Embed:
         """Extraction through the same asynchronous queue as throughput, with the suite's

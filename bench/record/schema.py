@@ -111,6 +111,9 @@ class Record:
     stages: tuple[Stage, ...] = ()
     # how batches were driven (inference's throughput, transfer's extraction): mode, requests
     throughput: Json | None = None
+    # serving under MLPerf LoadGen: its version, the latency bound, every LoadGen run (scenario,
+    # rate, valid or not and why) and the Server peak search (bench.scenarios.serving)
+    serving: Json | None = None
     # quality and facts
     accuracy: float | None = None
     accuracy_note: str | None = None

@@ -211,3 +211,31 @@ def fleet(view: dict[str, Any]) -> str | None:
         ax.legend(fontsize=8, frameon=False, loc="lower center", bbox_to_anchor=(0.5, 1.0),
                   ncol=min(3, len(names)))
         return to_svg(fig)
+
+
+def serving(doc: dict[str, Any]) -> str | None:
+    """Latency against load: each stack's Server runs, p99 ms against the offered queries/s
+    (filled: valid, hollow: invalid by LoadGen), its latency bound dashed in its colour."""
+    runs = [r for r in doc["runs"] if r.get("status") == "ok" and r["scenario"] == "serving"]
+    if not runs:
+        return None
+    with _figure("serving", figsize=(7.5, 4.2)) as fig:
+        ax = fig.add_subplot()
+        colours = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
+        for i, r in enumerate(runs):
+            colour, serving_ = colours[i % len(colours)], r["serving"]
+            server = sorted((o for o in serving_["runs"] if o["scenario"] == "Server"
+                             and o["p99_ms"] is not None), key=lambda o: o["target_qps"])
+            ax.plot([o["target_qps"] for o in server], [o["p99_ms"] for o in server],
+                    color=colour, linewidth=1, label=r["backend"])
+            for o in server:
+                ax.plot(o["target_qps"], o["p99_ms"], "o", color=colour,
+                        markerfacecolor=colour if o["valid"] else "white")
+            ax.axhline(serving_["bound_ms"], color=colour, linestyle="--", linewidth=0.8)
+        ax.set_xlabel("offered load, queries/s (Poisson arrivals)", fontsize=9)
+        ax.set_ylabel("p99 latency, ms (dashed: the bound)", fontsize=9)
+        ax.set_ylim(bottom=0)
+        ax.yaxis.grid(True, color=GRID, linewidth=0.6)
+        ax.legend(fontsize=8, frameon=False, title="filled: valid, hollow: invalid",
+                  title_fontsize=8)
+        return to_svg(fig)

@@ -193,7 +193,26 @@ def scenario_tables(doc: dict[str, Any]) -> list[Table]:
                       str(batch), _num(f["infer GFLOP/s"].value),
                       _fraction(f["fraction of peak"]), _rss(r))
         tables.append(t)
+    serving = [r for r in ok if r["scenario"] == "serving"]
+    if serving:
+        t = _table("Serving under MLPerf LoadGen (short runs: not an MLPerf result)", "backend",
+                   "SingleStream p50 ms", "p90 ms", "p99 ms", "Offline samples/s",
+                   "bound ms", "Server peak QPS", "p99 at peak ms", "LoadGen ms/query")
+        for r in serving:
+            f = record.figures(r)
+            cost = (r.get("serving") or {}).get("loadgen_cost") or {}
+            t.add_row(r["backend"], _valid(f["singlestream p50 ms"]),
+                      _valid(f["singlestream p90 ms"]), _valid(f["singlestream p99 ms"]),
+                      _valid(f["offline samples/s"]), _num(f["latency bound ms"].value),
+                      _valid(f["server peak QPS"]), _num(f["server p99 ms at peak"].value),
+                      _num(cost.get("cpu_ms_per_query"), ".2f"))
+        tables.append(t)
     return tables
+
+
+def _valid(figure: record.Figure) -> str:
+    """A serving figure, or why there is none (an invalid LoadGen run, no valid rate)."""
+    return with_spread(figure, ".1f") if figure.value is not None else figure.note or "—"
 
 
 def _reference(ref: dict[str, Any] | None) -> str:

@@ -10,12 +10,12 @@ package and one line below.
 
 from __future__ import annotations
 
-from bench.scenarios import fine_tune, full_training, inference, transfer
+from bench.scenarios import fine_tune, full_training, inference, serving, transfer
 from bench.scenarios.base import Scenario
 
 # in the paper's order: the baseline, the transfer it is compared with, then past the paper
 _REGISTRY: dict[str, Scenario] = {s.SCENARIO.name: s.SCENARIO for s in
-                                  (full_training, transfer, fine_tune, inference)}
+                                  (full_training, transfer, fine_tune, inference, serving)}
 
 
 def names() -> tuple[str, ...]:

@@ -28,3 +28,7 @@ class Scenario:
     # its headline is a regression verdict's primary figure (judged in a family of its own):
     # training time, what the mission's CI tracks
     primary: bool = False
+    # modules the worker's interpreter must import, each with how to install it: a backend
+    # whose environment lacks one skips the scenario with that command
+    needs: tuple[tuple[str, str], ...] = ()
+    default: bool = True  # run by a suite that names no scenarios

@@ -1,0 +1,169 @@
+"""Serving under MLPerf's LoadGen: the stack's predictor is LoadGen's system under test, the
+query sample library the held-out face images, decoded before the clock.
+
+In order: each compiled shape warmed; a null system under test (answers at once) measures what
+LoadGen and the dispatching thread cost per query on this machine; SingleStream (one query at a
+time, batch 1); Offline (every query at once, batches of `batch_size`); then the Server peak
+search at the latency bound: Poisson arrivals at a target rate, the waiting queries served
+together up to `server_batch`. LoadGen's threads run on the run's own CPUs (the worker is
+pinned before anything starts), as a serving process's would.
+"""
+
+from __future__ import annotations
+
+import resource
+import tempfile
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench import loadgen
+from bench.backends.base import Backend
+from bench.data import lfw
+from bench.measure import completion_bins
+from bench.record import Series
+from bench.scenarios.common import Progress, load_model, prepare
+from bench.scenarios.serving import BOUND_FACTOR, ServingSpec
+
+SHORT = ("runs of {s:g} s and more (LoadGen's minimum duration here), far shorter than MLPerf's "
+         "600 s: not an MLPerf result")
+
+
+def _images(index: lfw.ImageIndex, image_size: int) -> np.ndarray:
+    return np.concatenate([x.numpy() for x, _ in lfw.dataset(index, image_size, 64)])
+
+
+def _call(server: loadgen.Server, batch: np.ndarray) -> float:
+    """One batch through the server, waited for: its seconds."""
+    finished = threading.Event()
+    t0 = time.perf_counter()
+    server.submit(batch, lambda _out: finished.set())
+    finished.wait()
+    return time.perf_counter() - t0
+
+
+def _warm(server: loadgen.Server, images: np.ndarray, size: int,
+          seconds: float) -> list[float]:
+    """Calls of one batch size for `seconds` (at least two): their times, the first apart."""
+    batch = np.concatenate([images] * -(-size // len(images)))[:size]
+    times = [_call(server, batch)]
+    start = time.perf_counter()
+    while len(times) < 2 or time.perf_counter() - start < seconds:
+        times.append(_call(server, batch))
+    return times
+
+
+def _null() -> loadgen.Server:
+    """A system under test that answers at once: what is left is LoadGen's and ours."""
+    return loadgen.Server(lambda batch, done: done(batch), 1, lambda: None, "answers at once")
+
+
+def _cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def loadgen_cost(images: np.ndarray, out: Path, seconds: float = 2.0) -> dict[str, Any]:
+    """LoadGen's own cost on this machine: a SingleStream run of a null system under test, the
+    process's CPU seconds and the latency per query (LoadGen, its Python binding, our
+    dispatching thread)."""
+    cpu = _cpu_s()
+    outcome = loadgen.run(loadgen.Settings("SingleStream", seconds, 64, 1e-4), images, _null(),
+                          out / "null")
+    queries = len(outcome.latencies_s)
+    return {"queries": queries, "cpu_ms_per_query": (_cpu_s() - cpu) * 1e3 / max(queries, 1),
+            "p50_latency_ms": float(np.median(outcome.latencies_s)) * 1e3 if queries else None}
+
+
+def _offline(server: loadgen.Server, images: np.ndarray, spec: ServingSpec, rate: float,
+             out: Path, seed: int) -> loadgen.Outcome:
+    """Offline: LoadGen sizes its one query from the expected rate (rate x duration x 1.1), so
+    a stack faster than one warm batch after another (an asynchronous queue) finishes before the
+    minimum duration: it runs once more, expecting 1.2 x the rate that LoadGen measured."""
+    settings = loadgen.Settings("Offline", spec.offline_s, 1, expected_qps=rate, seed=seed)
+    outcome = loadgen.run(settings, images, server, out)
+    if outcome.figures.get("min_duration_met") is False and outcome.figures.get("samples_per_s"):
+        retry = replace(settings, expected_qps=1.2 * outcome.figures["samples_per_s"])
+        outcome = loadgen.run(retry, images, server, out)
+    return outcome
+
+
+def run(run: dict[str, Any], backend: Backend, progress: Progress) -> dict[str, Any]:
+    problem = loadgen.missing()
+    if problem:
+        raise RuntimeError(problem)
+    spec = ServingSpec(**run["params"])
+    split, base, facts = prepare(run, progress)
+    progress("load model into the runtime")
+    loaded = load_model(run, backend, base, facts["weights"], split)
+    images = _images(split.test, run["model"]["image_size"])
+    out = (Path(run["log"]).with_suffix(".loadgen") if run.get("log")
+           else Path(tempfile.mkdtemp(prefix="tlbench-loadgen-")))
+    seed = run["data"]["seed"]
+
+    one = backend.server(loaded, spec.server_batch)
+    offline = backend.server(loaded, spec.batch_size)
+    progress(f"warm-up: batch 1, {spec.server_batch}, {spec.batch_size}")
+    single_warm = _warm(one, images, 1, spec.warmup_s)
+    _warm(one, images, spec.server_batch, spec.warmup_s)
+    batch_warm = _warm(offline, images, spec.batch_size, spec.warmup_s)
+
+    progress("LoadGen's own cost: a null system under test")
+    cost = loadgen_cost(images, out)
+
+    progress(f"SingleStream: {spec.single_stream_s:g} s")
+    single = loadgen.run(loadgen.Settings("SingleStream", spec.single_stream_s, 64,
+                                          expected_latency_s=float(np.median(single_warm[1:])),
+                                          seed=seed), images, one, out / "singlestream")
+    progress(f"Offline: {spec.offline_s:g} s")
+    bulk = _offline(offline, images, spec, spec.batch_size / float(np.median(batch_warm[1:])),
+                    out / "offline", seed)
+
+    p90 = float(np.percentile(single.latencies_s, 90))
+    bound_s = spec.latency_bound_ms / 1e3 or BOUND_FACTOR * p90
+    rule = ("the suite's latency_bound_ms" if spec.latency_bound_ms
+            else f"{BOUND_FACTOR:g} x this run's SingleStream p90")
+    high = len(bulk.latencies_s) / max(bulk.completions_s)  # what full batches held
+    low = min(0.25 / float(np.median(single.latencies_s)), high / 4)
+    step = iter(range(1, spec.search_steps + 1))
+
+    def probe(qps: float) -> loadgen.Outcome:
+        k = next(step)
+        progress(f"Server peak search {k}/{spec.search_steps}: {qps:.1f} queries/s",
+                 k - 1, spec.search_steps)
+        return loadgen.run(loadgen.Settings("Server", spec.server_s, spec.server_queries,
+                                            target_qps=qps, latency_bound_s=bound_s, seed=seed),
+                           images, one, out / f"server-{k}")
+
+    peak = loadgen.find_peak(probe, low, high, spec.search_steps)
+    at_peak = next((o for o in peak.tried if o.valid and o.target_qps == peak.qps), None)
+    return {
+        "model": facts,
+        "data": split.describe(),
+        "series": {
+            "singlestream": Series.of(1, single_warm[0], single_warm[1:], single.latencies_s),
+            "offline": Series.of(1, None, [], completion_bins(bulk.completions_s, 0.0,
+                                                               max(bulk.completions_s)),
+                                 per="bin"),
+        },
+        "serving": {
+            "loadgen": loadgen.version(),
+            "logs": str(out),
+            "duration": SHORT.format(s=min(spec.single_stream_s, spec.offline_s,
+                                           spec.server_s)),
+            "threads": "LoadGen's threads share the run's CPUs with the stack",
+            "loadgen_cost": cost,
+            "single_mode": one.mode,
+            "offline_mode": offline.mode,
+            "bound_ms": bound_s * 1e3,
+            "bound_rule": rule,
+            "runs": [o.to_dict() for o in (single, bulk, *peak.tried)],
+            "peak": {"qps": peak.qps, "invalid_above": peak.invalid_above,
+                     "p99_ms": at_peak.p99_ms if at_peak else None,
+                     "lowest_p99_ms": peak.lowest_p99_ms(), "bracket": [low, high]},
+        },
+    }
