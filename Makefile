@@ -12,7 +12,7 @@ ITEX_STAMP := $(ITEX_VENV)/.installed
 RESULTS  ?= results
 BASELINE ?=
 
-.PHONY: install itex bench quick test lint clean validate-projection bench-ci drift-rates microbench \
+.PHONY: install itex bench quick serve test lint clean validate-projection bench-ci drift-rates microbench \
 	chromium
 
 $(STAMP): pyproject.toml
@@ -37,6 +37,9 @@ bench: install itex  ## run a suite (default: suites/default.toml), write result
 
 quick: install itex
 	$(BIN)/tlbench run suites/quick.toml $(ARGS)
+
+serve: install itex  ## serving under MLPerf LoadGen on every stack (suites/serving.toml)
+	$(BIN)/tlbench run suites/serving.toml $(ARGS)
 
 lint: install
 	$(BIN)/ruff check bench tests

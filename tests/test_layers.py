@@ -17,7 +17,7 @@ BENCH = Path(__file__).resolve().parent.parent / "bench"
 LAYERS = (
     ("foundation", ("spec", "pinning", "measure", "lock", "distributed", "parity",
                     "verification", "efficiency", "data", "models", "record", "schema_v1",
-                    "results", "heads", "training", "backends.support", "scenarios",
+                    "loadgen", "results", "heads", "training", "backends.support", "scenarios",
                     "__init__")),
     ("plug-ins: backends and the scenarios' runs, in the worker", ("backends", "scenarios.*.run",
                                                                    "scenarios.common")),

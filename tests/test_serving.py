@@ -1,0 +1,157 @@
+"""Serving under MLPerf's LoadGen: the real LoadGen driving fake systems under test of a known
+service time (the peak search, an invalid run, a stack that fails), and the serving scenario of
+the small model on TensorFlow and OpenVINO through a real suite, its figures, reports and
+compare."""
+
+from __future__ import annotations
+
+import copy
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bench import cli, compare, loadgen, record
+from bench.report import console, html
+from bench.scenarios.serving import peak_note
+from tests.conftest import only_result, write_suite
+
+pytestmark = pytest.mark.skipif(loadgen.missing() is not None,
+                                reason=str(loadgen.missing()))
+
+SERVICE_S = 0.002  # the fake stack: one query at a time, each at least 2 ms: at most 500/s
+CAPACITY = 1 / SERVICE_S
+IMAGES = np.zeros((8, 2, 2, 3), np.float32)
+
+
+def _sleeper(largest: int = 1) -> loadgen.Server:
+    def submit(batch: np.ndarray, done) -> None:
+        time.sleep(SERVICE_S * len(batch))
+        done(batch)
+
+    return loadgen.Server(submit, largest, lambda: None, "sleeps 2 ms a query")
+
+
+def _server(qps: float, bound_s: float, tmp_path, queries: int = 500) -> loadgen.Outcome:
+    settings = loadgen.Settings("Server", 0.5, queries, target_qps=qps, latency_bound_s=bound_s)
+    return loadgen.run(settings, IMAGES, _sleeper(), tmp_path / f"server-{qps:g}")
+
+
+def test_the_bisection_brackets_the_highest_valid_rate() -> None:
+    tried = []
+
+    def probe(qps: float) -> loadgen.Outcome:
+        tried.append(qps)
+        return loadgen.Outcome("Server", qps, qps <= 123.0, "", [0.01], [0.01])
+
+    peak = loadgen.find_peak(probe, 10, 1000, 10)
+    assert len(tried) == 10 and peak.qps <= 123.0 < peak.invalid_above
+    assert peak.invalid_above / peak.qps == pytest.approx(100 ** (1 / 2 ** 10))
+    nothing = loadgen.find_peak(lambda q: loadgen.Outcome("Server", q, False, "", [0.5], [0.5]),
+                                10, 1000, 3)
+    assert nothing.qps is None and nothing.lowest_p99_ms() == pytest.approx(500)
+    with pytest.raises(ValueError, match="0 < low < high"):
+        loadgen.find_peak(probe, 100, 10, 2)
+
+
+def test_the_peak_search_through_loadgen_stays_below_a_known_capacity(tmp_path) -> None:
+    peak = loadgen.find_peak(lambda q: _server(q, 0.05, tmp_path), 50, 2 * CAPACITY, 3)
+    # a valid rate above what the stack can serve is impossible; below, the search found one
+    assert peak.qps is not None and peak.qps < CAPACITY
+    for outcome in peak.tried:
+        assert len(outcome.latencies_s) >= 500
+        assert min(outcome.latencies_s) >= SERVICE_S  # LoadGen's own per-query times, read back
+        assert outcome.valid == (outcome.target_qps <= peak.qps)
+
+
+def test_a_server_run_beyond_capacity_is_invalid_with_loadgen_s_reason(tmp_path) -> None:
+    outcome = _server(2 * CAPACITY, 0.01, tmp_path)
+    assert not outcome.valid
+    assert "Reduce target QPS" in outcome.reason or "early stopping" in outcome.reason.lower()
+    assert outcome.p99_ms > 10  # LoadGen's p99, from its detail log
+    assert outcome.figures["overlatency_queries"] > 0
+
+
+def test_a_stack_that_raises_ends_the_run_with_its_error(tmp_path) -> None:
+    def submit(_batch, _done) -> None:
+        raise OSError("the accelerator fell off")
+
+    server = loadgen.Server(submit, 1, lambda: None, "fails")
+    with pytest.raises(RuntimeError, match="fell off"):
+        loadgen.run(loadgen.Settings("SingleStream", 0.2, 10), IMAGES, server, tmp_path)
+
+
+SERVING = """
+[serving]
+batch_size = 4
+server_batch = 2
+warmup_s = 0.2
+single_stream_s = 1
+offline_s = 1
+server_s = 1
+server_queries = 500
+search_steps = 2
+"""
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory) -> dict:
+    folder = tmp_path_factory.mktemp("serving")
+    suite = write_suite(folder, name="serving", backends=("tf-onednn", "openvino"),
+                        scenarios=("serving",))
+    suite.write_text(suite.read_text() + SERVING)
+    assert cli.main(["run", str(suite), "--out", str(folder / "results")]) == 0
+    return only_result(folder / "results")
+
+
+def test_serving_runs_loadgen_s_three_scenarios_on_tensorflow_and_openvino(served) -> None:
+    assert [r["run_id"] for r in served["runs"]] == ["serving/tf-onednn", "serving/openvino"]
+    for run in served["runs"]:
+        assert run["status"] == "ok", run.get("error")
+        serving = run["serving"]
+        runs = serving["runs"]
+        assert [r["scenario"] for r in runs] == ["SingleStream", "Offline", "Server", "Server"]
+        assert runs[0]["valid"], runs[0]["reason"]
+        assert runs[0]["queries"] == len(run["series"]["singlestream"]["samples"]) >= 64
+        assert runs[1]["valid"], runs[1]["reason"]
+        assert serving["loadgen"] == loadgen.version()
+        assert "not an MLPerf result" in serving["duration"]
+        assert serving["loadgen_cost"]["queries"] > 0
+        figures = record.figures(run)
+        peak = figures["server peak QPS"]
+        valid = [r["target_qps"] for r in runs[2:] if r["valid"]]
+        assert peak.value == (max(valid) if valid else None)
+        assert peak.note == peak_note(serving)
+        assert figures["latency bound ms"].value == pytest.approx(
+            4 * figures["singlestream p90 ms"].value, rel=0.05)  # the stated default rule
+        assert figures["offline samples/s"].value > 0
+        logs = Path(serving["logs"])  # LoadGen's files beside the worker log, a folder a run
+        assert logs.parent == Path(run["log"]).parent
+        assert len(list(logs.glob("server-*/mlperf_log_detail.txt"))) == 2
+    tf, ov = (r["serving"]["single_mode"] for r in served["runs"])
+    assert tf.startswith("one batch at a time") and ov.startswith("async queues")
+
+
+def test_serving_is_in_both_reports(served) -> None:
+    tables = console.scenario_tables(served)
+    title = [t for t in tables if "LoadGen" in str(t.title)]
+    assert len(title) == 1 and title[0].row_count == 2
+    page = html.render(served, "served.json")
+    assert "Serving under MLPerf LoadGen" in page and 'id="serving-chart"' in page
+
+
+def test_compare_judges_singlestream_and_offline_and_sees_a_slower_stack(served) -> None:
+    same = [r for r in compare.compare(served, served) if r.run_id.startswith("serving/")]
+    judged = {r.metric for r in same if r.comparable}
+    assert judged == {"singlestream p50 ms", "offline samples/s"}
+    assert all(r.status == compare.SAME and r.ratio == pytest.approx(1) for r in same
+               if r.comparable)
+    slower = copy.deepcopy(served)
+    for run in slower["runs"]:
+        series = run["series"]["singlestream"]
+        series["samples"] = [s * 1.5 for s in series["samples"]]
+    rows = {(r.run_id, r.metric): r for r in compare.compare(served, slower)}
+    for backend in ("tf-onednn", "openvino"):
+        row = rows[(f"serving/{backend}", "singlestream p50 ms")]
+        assert row.status == compare.WORSE and row.ratio == pytest.approx(1.5)
