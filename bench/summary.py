@@ -48,6 +48,34 @@ def backend_ratios(doc: dict[str, Any], baseline: str = BASELINE_BACKEND) -> lis
     return rows
 
 
+# the harness's own loops (inference) beside LoadGen's runs (serving) of the same figure
+CROSSCHECK = (("latency bs1 p50 ms", "singlestream p50 ms"),
+              ("latency bs1 p90 ms", "singlestream p90 ms"),
+              ("throughput bs{batch} img/s", "offline samples/s"))
+
+
+def crosscheck_rows(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per stack that ran both inference and serving in this result: each figure as the
+    harness's loops measured it and as LoadGen did, and LoadGen's over the harness's (for
+    throughput only when Offline ran the inference scenario's batch size)."""
+    ok = runs_by(doc)
+    rows = []
+    for (scenario, backend), serving in ok.items():
+        inference = ok.get(("inference", backend))
+        if scenario != "serving" or inference is None:
+            continue
+        batch = inference["params"]["batch_size"]
+        ours, theirs = record.figures(inference), record.figures(serving)
+        for harness, loadgen in CROSSCHECK:
+            if "{batch}" in harness and serving["params"]["batch_size"] != batch:
+                continue
+            a, b = ours[harness.format(batch=batch)].value, theirs[loadgen].value
+            rows.append({"backend": backend, "harness": harness.format(batch=batch),
+                         "loadgen": loadgen, "harness_value": a, "loadgen_value": b,
+                         "ratio": b / a if a and b else None})
+    return rows
+
+
 def scaling_rows(doc: dict[str, Any]) -> list[dict[str, Any]]:
     """Data-parallel training runs: N workers beside one worker alone on one worker's cores
     (the scaling efficiency) and one worker on all the cores (what splitting buys)."""

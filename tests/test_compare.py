@@ -593,7 +593,7 @@ def test_results_without_a_reference_are_judged_as_measured() -> None:
 def test_the_machine_s_speed_is_a_context_note_and_a_column() -> None:
     from rich.console import Console
 
-    from bench.report.console import compare_table
+    from bench.report.across import compare_table
 
     base = fixture("default_vm.json")
     old = with_reference(base, [1.0])

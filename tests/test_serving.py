@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench import cli, compare, loadgen, record
+from bench import cli, compare, loadgen, record, summary
 from bench.report import console, html
 from bench.scenarios.serving import peak_note
 from tests.conftest import only_result, write_suite
@@ -99,15 +99,19 @@ search_steps = 2
 def served(tmp_path_factory) -> dict:
     folder = tmp_path_factory.mktemp("serving")
     suite = write_suite(folder, name="serving", backends=("tf-onednn", "openvino"),
-                        scenarios=("serving",))
+                        scenarios=("inference", "serving"))
     suite.write_text(suite.read_text() + SERVING)
     assert cli.main(["run", str(suite), "--out", str(folder / "results")]) == 0
     return only_result(folder / "results")
 
 
+def _serving(doc: dict) -> list[dict]:
+    return [r for r in doc["runs"] if r["scenario"] == "serving"]
+
+
 def test_serving_runs_loadgen_s_three_scenarios_on_tensorflow_and_openvino(served) -> None:
-    assert [r["run_id"] for r in served["runs"]] == ["serving/tf-onednn", "serving/openvino"]
-    for run in served["runs"]:
+    assert [r["run_id"] for r in _serving(served)] == ["serving/tf-onednn", "serving/openvino"]
+    for run in _serving(served):
         assert run["status"] == "ok", run.get("error")
         serving = run["serving"]
         runs = serving["runs"]
@@ -129,16 +133,33 @@ def test_serving_runs_loadgen_s_three_scenarios_on_tensorflow_and_openvino(serve
         logs = Path(serving["logs"])  # LoadGen's files beside the worker log, a folder a run
         assert logs.parent == Path(run["log"]).parent
         assert len(list(logs.glob("server-*/mlperf_log_detail.txt"))) == 2
-    tf, ov = (r["serving"]["single_mode"] for r in served["runs"])
+    tf, ov = (r["serving"]["single_mode"] for r in _serving(served))
     assert tf.startswith("one batch at a time") and ov.startswith("async queues")
 
 
 def test_serving_is_in_both_reports(served) -> None:
     tables = console.scenario_tables(served)
-    title = [t for t in tables if "LoadGen" in str(t.title)]
-    assert len(title) == 1 and title[0].row_count == 2
+    titles = {str(t.title): t.row_count for t in tables}
+    assert titles["Serving under MLPerf LoadGen (short runs: not an MLPerf result)"] == 2
+    assert titles["The harness's loops beside LoadGen (same stack, same result)"] == 6
     page = html.render(served, "served.json")
     assert "Serving under MLPerf LoadGen" in page and 'id="serving-chart"' in page
+    assert page.count("LoadGen / harness") == 1
+
+
+def test_the_cross_check_puts_the_harness_s_loops_beside_loadgen_s(served) -> None:
+    rows = summary.crosscheck_rows(served)
+    assert [(r["backend"], r["loadgen"]) for r in rows] == [
+        (b, f) for b in ("tf-onednn", "openvino")
+        for f in ("singlestream p50 ms", "singlestream p90 ms", "offline samples/s")]
+    for row in rows:
+        ours = record.figures(next(r for r in served["runs"] if r["run_id"] ==
+                                   f"inference/{row['backend']}"))[row["harness"]]
+        theirs = record.figures(next(r for r in served["runs"] if r["run_id"] ==
+                                     f"serving/{row['backend']}"))[row["loadgen"]]
+        assert row["harness_value"] == ours.value and row["loadgen_value"] == theirs.value
+        assert row["ratio"] == pytest.approx(theirs.value / ours.value)
+    assert rows[2]["harness"] == "throughput bs4 img/s"  # the same batch size on both sides
 
 
 def test_compare_judges_singlestream_and_offline_and_sees_a_slower_stack(served) -> None:
@@ -148,7 +169,7 @@ def test_compare_judges_singlestream_and_offline_and_sees_a_slower_stack(served)
     assert all(r.status == compare.SAME and r.ratio == pytest.approx(1) for r in same
                if r.comparable)
     slower = copy.deepcopy(served)
-    for run in slower["runs"]:
+    for run in _serving(slower):
         series = run["series"]["singlestream"]
         series["samples"] = [s * 1.5 for s in series["samples"]]
     rows = {(r.run_id, r.metric): r for r in compare.compare(served, slower)}

@@ -30,6 +30,7 @@ from bench.commands.views import rows_of
 from bench.data.lfw import DataError
 from bench.pinning import read_topology, resolve
 from bench.plan import scenario_of
+from bench.report import across
 from bench.report import console as console_report
 
 _SUMMARY_WIDTH = 140  # the summary file's columns: its widest table, unfolded
@@ -135,7 +136,7 @@ def cmd_ab(args: argparse.Namespace, out: Console) -> int:
     rows = rows_of(doc_a, doc_b, f"{path_a} vs {path_b}", args.max_slowdown, args.alpha)
     if rows is None:
         return EXIT_BAD_INPUT
-    out.print(console_report.compare_table(rows, args.max_slowdown, args.alpha))
+    out.print(across.compare_table(rows, args.max_slowdown, args.alpha))
     try:  # B's figures and the verdict, for github-action-benchmark and Bencher
         written = exports.write(doc_b, path_b, rows)
         out.print(escape("exports: " + ", ".join(str(p) for p in written)))

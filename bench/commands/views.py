@@ -14,6 +14,7 @@ from rich.markup import escape
 
 from bench import results
 from bench.commands import EXIT_BAD_INPUT
+from bench.report import across
 from bench.report import console as console_report
 
 
@@ -32,7 +33,7 @@ def cmd_report(args: argparse.Namespace, out: Console) -> int:
         except history.HistoryError as exc:
             print(f"tlbench: error: {exc}", file=sys.stderr)
             return EXIT_BAD_INPUT
-        out.print(console_report.history_table(entries, args.history))
+        out.print(across.history_table(entries, args.history))
         for problem in problems:
             out.print(f"[yellow]skipped[/] {escape(str(problem))}")
         page = html.render_history(entries, args.history, problems)
@@ -65,7 +66,7 @@ def cmd_report(args: argparse.Namespace, out: Console) -> int:
                      args.alpha, args.across_machines)
         if rows is None:
             return EXIT_BAD_INPUT
-        out.print(console_report.compare_table(rows, args.max_slowdown, args.alpha))
+        out.print(across.compare_table(rows, args.max_slowdown, args.alpha))
         extra = {"baseline": base, "baseline_source": args.baseline, "rows": rows,
                  "max_slowdown_pct": args.max_slowdown}
     page = html.render(doc, args.result, **extra)
@@ -110,7 +111,7 @@ def _fleet(args: argparse.Namespace, out: Console) -> int:
     if args.json:
         print(json.dumps(view, indent=1, default=str))
         return 0
-    for table in console_report.fleet_tables(view):
+    for table in across.fleet_tables(view):
         out.print(table)
     path = html.write(html.render_fleet(view), args.html or Path("reports") / "fleet.html")
     out.print(f"HTML report: {escape(str(path))}")
@@ -143,7 +144,7 @@ def cmd_compare(args: argparse.Namespace, out: Console) -> int:
                           "notes": notes, "worse": len(worse),
                           "rows": [r.to_dict() for r in rows]}, indent=1))
     else:
-        out.print(console_report.compare_table(rows, args.max_slowdown, args.alpha))
+        out.print(across.compare_table(rows, args.max_slowdown, args.alpha))
         for note in notes:
             out.print(f"[yellow]note[/]: {escape(note)}")
     if not any(r.comparable for r in rows):
@@ -173,6 +174,6 @@ def cmd_rates(args: argparse.Namespace, out: Console) -> int:
     if args.json:
         print(json.dumps({"a": args.a, "b": args.b, **view}, indent=1))
     else:
-        for table in console_report.rates_tables(view):
+        for table in across.rates_tables(view):
             out.print(table)
     return 0

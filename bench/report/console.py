@@ -80,11 +80,11 @@ def quality_lines(doc: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _num(value: float | None, fmt: str = ".1f") -> str:
+def fmt_num(value: float | None, fmt: str = ".1f") -> str:
     return "—" if value is None else format(value, fmt)
 
 
-def _table(title: str, *columns: str, left: int = 1) -> Table:
+def new_table(title: str, *columns: str, left: int = 1) -> Table:
     """A table whose first `left` columns are text (left-aligned) and the rest figures."""
     table = Table(title=title, title_justify="left")
     for i, col in enumerate(columns):
@@ -133,17 +133,17 @@ def scenario_tables(doc: dict[str, Any]) -> list[Table]:
     tables = []
     train = [r for r in ok if r["scenario"] == "full_training"]
     if train:
-        t = _table("Full training (from scratch; img/s of whole updates)", "backend", "img/s",
-                   "input pipeline img/s", "data fill", "first step", "total", "GFLOP/s",
-                   "% peak", "peak RSS")
+        t = new_table("Full training (from scratch; img/s of whole updates)", "backend", "img/s",
+                      "input pipeline img/s", "data fill", "first step", "total", "GFLOP/s",
+                      "% peak", "peak RSS")
         for r in train:
             f = record.figures(r)
             workers = r["params"].get("workers", 1)
             t.add_row(r["backend"] + (f" ({workers} workers)" if workers > 1 else ""),
                       with_spread(f["train img/s"]),
-                      _num(f["input pipeline img/s"].value, ".0f"),
+                      fmt_num(f["input pipeline img/s"].value, ".0f"),
                       duration(f["data fill s"].value), duration(f["first step s"].value),
-                      _total(f["train total s"]), _num(f["train GFLOP/s"].value),
+                      _total(f["train total s"]), fmt_num(f["train GFLOP/s"].value),
                       _fraction(f["fraction of peak"]), _rss(r))
         tables.append(t)
     scaling = summary.scaling_rows(doc)
@@ -151,9 +151,9 @@ def scenario_tables(doc: dict[str, Any]) -> list[Table]:
         tables.append(scaling_table(scaling))
     transfer = [r for r in ok if r["scenario"] == "transfer"]
     if transfer:
-        t = _table("Transfer (embed once, train the head)", "backend", "extract img/s",
-                   "% peak", "decode", "extraction", "head (tracing)", "total", "accuracy",
-                   "from random weights", "chance", "peak RSS")
+        t = new_table("Transfer (embed once, train the head)", "backend", "extract img/s",
+                      "% peak", "decode", "extraction", "head (tracing)", "total", "accuracy",
+                      "from random weights", "chance", "peak RSS")
         for r in transfer:
             f = record.figures(r)
             rand = r.get("accuracy_random_weights")
@@ -163,13 +163,13 @@ def scenario_tables(doc: dict[str, Any]) -> list[Table]:
                       f"{duration(f['head s'].value)} ({duration(f['head trace s'].value)}) "
                       f"{r.get('head', '')}", _total(f["transfer total s"]), _acc(r),
                       "—" if rand is None else f"{rand:.1%}",
-                      _num(r.get("chance_accuracy"), ".1%"), _rss(r))
+                      fmt_num(r.get("chance_accuracy"), ".1%"), _rss(r))
         tables.append(t)
     tune = [r for r in ok if r["scenario"] == "fine_tune"]
     if tune:
-        t = _table("Fine-tuning (top blocks unfrozen one stage at a time)", "backend", "stage",
-                   "trainable weights", "img/s", "first step", "stage time", "elapsed",
-                   "accuracy", left=2)
+        t = new_table("Fine-tuning (top blocks unfrozen one stage at a time)", "backend", "stage",
+                      "trainable weights", "img/s", "first step", "stage time", "elapsed",
+                      "accuracy", left=2)
         for r in tune:
             f = record.figures(r)
             for k, st in enumerate(r["stages"], start=1):
@@ -181,31 +181,41 @@ def scenario_tables(doc: dict[str, Any]) -> list[Table]:
         tables.append(t)
     infer = [r for r in ok if r["scenario"] == "inference"]
     if infer:
-        t = _table("Inference (embedding)", "backend", "p50 ms", "p90 ms", "p99 ms",
-                   "bs1 img/s", "img/s", "batch", "GFLOP/s", "% peak", "peak RSS")
+        t = new_table("Inference (embedding)", "backend", "p50 ms", "p90 ms", "p99 ms",
+                      "bs1 img/s", "img/s", "batch", "GFLOP/s", "% peak", "peak RSS")
         for r in infer:
             f = record.figures(r)
             batch = r["params"]["batch_size"]
             t.add_row(r["backend"], with_spread(f["latency bs1 p50 ms"], ".1f"),
-                      _num(f["latency bs1 p90 ms"].value), _num(f["latency bs1 p99 ms"].value),
-                      _num(f["bs1 img/s"].value),
+                      fmt_num(f["latency bs1 p90 ms"].value),
+                      fmt_num(f["latency bs1 p99 ms"].value),
+                      fmt_num(f["bs1 img/s"].value),
                       with_spread(f[f"throughput bs{batch} img/s"], ".1f"),
-                      str(batch), _num(f["infer GFLOP/s"].value),
+                      str(batch), fmt_num(f["infer GFLOP/s"].value),
                       _fraction(f["fraction of peak"]), _rss(r))
         tables.append(t)
     serving = [r for r in ok if r["scenario"] == "serving"]
     if serving:
-        t = _table("Serving under MLPerf LoadGen (short runs: not an MLPerf result)", "backend",
-                   "SingleStream p50 ms", "p90 ms", "p99 ms", "Offline samples/s",
-                   "bound ms", "Server peak QPS", "p99 at peak ms", "LoadGen ms/query")
+        t = new_table("Serving under MLPerf LoadGen (short runs: not an MLPerf result)", "backend",
+                      "SingleStream p50 ms", "p90 ms", "p99 ms", "Offline samples/s",
+                      "bound ms", "Server peak QPS", "p99 at peak ms", "LoadGen ms/query")
         for r in serving:
             f = record.figures(r)
             cost = (r.get("serving") or {}).get("loadgen_cost") or {}
             t.add_row(r["backend"], _valid(f["singlestream p50 ms"]),
                       _valid(f["singlestream p90 ms"]), _valid(f["singlestream p99 ms"]),
-                      _valid(f["offline samples/s"]), _num(f["latency bound ms"].value),
-                      _valid(f["server peak QPS"]), _num(f["server p99 ms at peak"].value),
-                      _num(cost.get("cpu_ms_per_query"), ".2f"))
+                      _valid(f["offline samples/s"]), fmt_num(f["latency bound ms"].value),
+                      _valid(f["server peak QPS"]), fmt_num(f["server p99 ms at peak"].value),
+                      fmt_num(cost.get("cpu_ms_per_query"), ".2f"))
+        tables.append(t)
+    crosscheck = summary.crosscheck_rows(doc)
+    if crosscheck:
+        t = new_table("The harness's loops beside LoadGen (same stack, same result)", "backend",
+                      "harness", "value", "LoadGen", "value", "LoadGen / harness", left=4)
+        for c in crosscheck:
+            t.add_row(c["backend"], c["harness"], fmt_num(c["harness_value"], ".2f"),
+                      c["loadgen"], fmt_num(c["loadgen_value"], ".2f"),
+                      "—" if c["ratio"] is None else f"{c['ratio']:.3f}x")
         tables.append(t)
     return tables
 
@@ -224,10 +234,10 @@ def _reference(ref: dict[str, Any] | None) -> str:
 
 
 def scaling_table(rows: list[dict[str, Any]]) -> Table:
-    t = _table("Data-parallel training (MultiWorkerMirroredStrategy; img/s of whole updates, "
-               "all-reduce included)", "backend", "workers × cores", "worker batch",
-               "update s, per worker", "img/s", "1 worker alone", "efficiency",
-               "1 worker, all cores", "vs 1 worker")
+    t = new_table("Data-parallel training (MultiWorkerMirroredStrategy; img/s of whole updates, "
+                  "all-reduce included)", "backend", "workers × cores", "worker batch",
+                  "update s, per worker", "img/s", "1 worker alone", "efficiency",
+                  "1 worker, all cores", "vs 1 worker")
     for r in rows:
         eff, vs = r.get("efficiency"), r.get("vs_one_worker")
         steps = " / ".join(f"[bold]{s:.1f}[/]" if int(task) == r["pace_worker"] else f"{s:.1f}"
@@ -245,8 +255,8 @@ def scaling_table(rows: list[dict[str, Any]]) -> Table:
 
 def paper_table(doc: dict[str, Any]) -> Table:
     p = record.PAPER
-    table = _table("Transfer learning vs full training, beside the white paper", "who",
-                   "basis", "full training", "transfer", "speed-up", left=2)
+    table = new_table("Transfer learning vs full training, beside the white paper", "who",
+                      "basis", "full training", "transfer", "speed-up", left=2)
     table.add_row("paper", f"{p['machine']}, {p['software']}, LFW, 160 px", "~20 h", "~15 min",
                   "~80x")
     for row in summary.speedups(doc):
@@ -264,9 +274,9 @@ def paper_table(doc: dict[str, Any]) -> Table:
 
 
 def ratio_table(doc: dict[str, Any]) -> Table:
-    table = _table(f"Speed relative to {summary.BASELINE_BACKEND} (same suite run, side by side)",
-                   "scenario", "backend", "figure", "value", summary.BASELINE_BACKEND, "ratio",
-                   left=3)
+    table = new_table(f"Speed relative to {summary.BASELINE_BACKEND} (same suite run, side by "
+                      f"side)", "scenario", "backend", "figure", "value",
+                      summary.BASELINE_BACKEND, "ratio", left=3)
     for row in summary.backend_ratios(doc):
         table.add_row(row["scenario"], row["backend"], row["figure"], f"{row['value']:.2f}",
                       f"{row['baseline']:.2f}", f"{row['ratio']:.2f}x")
@@ -281,13 +291,13 @@ def precision_table(doc: dict[str, Any]) -> Table:
     """Each lower precision against its stack's fp32: speed-up per figure, accuracy deltas."""
     rows = summary.precision_rows(doc)
     speeds = summary.speed_figures(rows)
-    table = _table("Precision: speed relative to the stack's fp32 (same run), accuracy deltas",
-                   "backend", "vs", "ran on", *speeds,
-                   *(f"Δ {n}" for n in summary.ACCURACY_FIGURES), "time in precision asked",
-                   left=3)
+    table = new_table("Precision: speed relative to the stack's fp32 (same run), accuracy deltas",
+                      "backend", "vs", "ran on", *speeds,
+                      *(f"Δ {n}" for n in summary.ACCURACY_FIGURES), "time in precision asked",
+                      left=3)
     for r in rows:
         table.add_row(r["backend"], r["fp32"], r["isa"],
-                      *(_num(r["speed"].get(n), ".2f") + ("x" if r["speed"].get(n) else "")
+                      *(fmt_num(r["speed"].get(n), ".2f") + ("x" if r["speed"].get(n) else "")
                         for n in speeds),
                       *(_signed(r["accuracy"].get(n), "+.3f" if n == "LFW AUC" else "+.1%")
                         + ("*" if r["note"] and n in r["accuracy"] else "")
@@ -297,8 +307,8 @@ def precision_table(doc: dict[str, Any]) -> Table:
 
 
 def kernels_table(doc: dict[str, Any]) -> Table:
-    table = _table("Kernels that ran", "run", "source", "asked", "ran on", "top kernels",
-                   "time in precision asked", left=5)
+    table = new_table("Kernels that ran", "run", "source", "asked", "ran on", "top kernels",
+                      "time in precision asked", left=5)
     for r in summary.kernel_rows(doc):
         table.add_row(r["run_id"], r["source"], r["asked"], r["isa"], ", ".join(r["top"]),
                       Text(_signed(r["share"], ".0%"), style="red" if r["mismatch"] else ""))
@@ -338,122 +348,3 @@ def render(doc: dict[str, Any]) -> Group:
 
 def show(doc: dict[str, Any], console: Console) -> None:
     console.print(render(doc))
-
-
-_STATUS_STYLE = {"worse": "bold red", "improved": "green", "same": "dim",
-                 "not comparable": "yellow"}
-
-
-def compare_table(rows: list[Any], max_slowdown_pct: float, alpha: float) -> Table:
-    """The rows of bench.compare: ratio new/base, time change, Holm-adjusted p, status."""
-    table = Table(title=f"New vs baseline: worse = slower by more than {max_slowdown_pct:g}% and "
-                  f"significant (Holm-adjusted p < {alpha:g}, training time (†) in a family of "
-                  f"its own, the other rows in another: the sides of one interleaved job on the "
-                  f"pairs of processes that ran side by side (one-sample t on their log ratios), "
-                  f"else Welch's t on the processes' own figures with repeats, else Mann–Whitney "
-                  f"U on one process's samples; and, with the machine's speed new/base on a "
-                  f"reference kernel, relative to it)", title_justify="left")
-    table.add_column("run", no_wrap=True)
-    table.add_column("figure")
-    for col in ("base", "new", "new/base", "time", "p", "n", "machine"):
-        table.add_column(col, justify="right", no_wrap=True)
-    table.add_column("status", no_wrap=True)
-    table.add_column("note", min_width=20)
-    for r in rows:
-        ratio = "—" if r.ratio is None else f"{r.ratio:.3f}x"
-        change = "—" if r.time_change_pct is None else f"{r.time_change_pct:+.1f}%"
-        p = "—" if r.p_value is None else f"{r.p_value:.2g}"
-        n = f"{r.n_base}/{r.n_new}" if r.comparable else "—"
-        speed = "—" if r.machine_ratio is None else f"{r.machine_ratio:.3f}x"
-        note = r.note
-        if r.total_ratio is not None:
-            note += f"; total new/base {r.total_ratio:.3f}x ({r.total_kind})"
-        table.add_row(r.run_id, r.metric + (" †" if r.primary else ""), _num(r.base, ".2f"),
-                      _num(r.new, ".2f"), ratio, change,
-                      p, n, speed, Text(r.status, style=_STATUS_STYLE.get(r.status, "")), note)
-    return table
-
-
-def rates_tables(view: dict[str, Any]) -> list[Any]:
-    """bench.rates' trials, one row each, and the rates they add up to."""
-    table = _table(f"compare on {view['half']} pairs of processes (of "
-                   f"{view['processes']['A']} A, {view['processes']['B']} B; threshold "
-                   f"{view['max_slowdown_pct']:g}%, alpha {view['alpha']:g} family-wise)",
-                   "trial", "rounds", "worse", "improved", "changes (time, + slower)")
-    for kind, label in (("aa", "A/A"), ("detection", "A/B")):
-        for i, trial in enumerate(view[kind]["trials"], start=1):
-            rows = [r for r in trial["rows"] if r["status"] != "not comparable"]
-            table.add_row(f"{label} {i}", f"{trial['base_rounds']} vs {trial['new_rounds']}",
-                          str(sum(r["status"] == "worse" for r in rows)),
-                          str(sum(r["status"] == "improved" for r in rows)),
-                          ", ".join(f"{r['run_id']} {r['metric']} "
-                                    f"{r['time_change_pct']:+.1f}%" for r in rows))
-    aa, det = view["aa"], view["detection"]
-    n_aa, n_det = len(aa["trials"]), len(det["trials"])
-    lines = [f"A/A: {aa['false_alarms']} of {n_aa} trials raised a false alarm (a row worse); "
-             f"{aa['improved']} had a row improved",
-             *(f"A/B: {run_id} slowed {view['injected'][run_id]:.0%}: caught in "
-               f"{caught} of {n_det}" for run_id, caught in det["caught"].items()),
-             f"A/B: every slowed training run caught in {det['all_caught']} of {n_det}; "
-             f"{det['false_alarms_elsewhere']} trial(s) flagged a run that was not slowed"]
-    return [table, *(Text(line) for line in lines)]
-
-
-def history_table(entries: list[dict[str, Any]], folder: str) -> Table:
-    """Training and transfer figures per result file and backend, oldest first."""
-    table = _table(f"History of {folder} (oldest first)", "date", "commit", "suite", "backend",
-                   "px", "train img/s", "full training", "", "extract img/s", "transfer",
-                   left=4)
-    for e in entries:
-        total_h = e["train_total_h"]
-        table.add_row(e["created"], e["commit_short"], e["suite"], e["backend"],
-                      str(e["image_size"]), _num(e["train_img_s"], ".2f"),
-                      duration(None if total_h is None else total_h * 3600),
-                      e["train_kind"] or "", _num(e["extract_img_s"]),
-                      duration(e["transfer_total_s"]))
-    return table
-
-
-def fleet_tables(view: dict[str, Any]) -> list[Table]:
-    """The fleet view: machines, each run's headline per machine with its ratio to the
-    reference, the geometric means, and the transfer-vs-full speed-up beside the paper's."""
-    names = [f"{m['hostname']} · {m['hardware_id']}" for m in view["machines"]]
-    ref = view["reference"]
-    machines = _table("Machines", "machine", "CPU", "cores", "GHz (from)", "peak fp32",
-                      "peak bf16", left=2)
-    p = view["paper"]
-    machines.add_row(f"{p['label']} (reported)", p["cpu_model"], str(p["physical_cores"]),
-                     f"{p['ghz']} (base)", f"{p['peak_fp32_gflops']:.0f}", "—")
-    for i, m in enumerate(view["machines"]):
-        machines.add_row(names[i] + (" (reference)" if i == ref else ""), m["cpu_model"] or "?",
-                         str(m["physical_cores"]),
-                         f"{_num(m['ghz'], '.2f')} ({m['frequency_source'] or 'unknown'})",
-                         _num(m["peak_gflops"]["fp32"], ".0f"),
-                         _num(m["peak_gflops"]["bf16"], ".0f"))
-    figures = _table(f"Headline figures (ratio to {names[ref]}; /core, /core-GHz, % peak)",
-                     "scenario", "backend", *names, left=2)
-    for row in view["rows"]:
-        cells = []
-        for c in row["cells"]:
-            if c["status"] != "ok":
-                cells.append(c["status"])
-                continue
-            ratio = (f"{c['ratio']:.2f}x" if c.get("ratio") is not None
-                     else f"not ratioed: {c.get('why')}")
-            cells.append(f"{c['value']:.2f} {c['figure']}\n{_num(c['per_core'], '.2f')} /core, "
-                         f"{_num(c['per_core_ghz'], '.2f')} /core-GHz, "
-                         f"{share_of_peak(c['share_of_peak'])}\n{ratio}")
-        figures.add_row(row["scenario"], row["backend"], *cells)
-    for g in view["geomeans"]:
-        figures.add_row("geometric mean", g["backend"], *[
-            "—" if c["value"] is None else f"{c['value']:.2f}x over {c['scenarios']}"
-            for c in g["cells"]])
-    speedups = _table("Transfer vs full training at the paper's scale (projected per machine)",
-                      "backend", "white paper (reported)", *names)
-    for n, s in enumerate(view["speedups"]):
-        speedups.add_row(s["backend"], f"~20 h / ~15 min: ~{p['speedup']:.0f}x" if n == 0 else "",
-                         *[
-            "—" if c is None else f"{duration(c['paper_scale']['full_training_s'])} / "
-            f"{duration(c['paper_scale']['transfer_s'])}: {c['paper_scale']['speedup']:,.0f}x"
-            for c in s["cells"]])
-    return [machines, figures, speedups]

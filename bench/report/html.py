@@ -169,6 +169,7 @@ def context(doc: dict[str, Any], source: str, baseline: dict[str, Any] | None = 
         "fine_tune": _ok(doc, "fine_tune"),
         "serving": _ok(doc, "serving"),
         "serving_chart": _svg(charts.serving(doc)),
+        "crosscheck": summary.crosscheck_rows(doc),
         "quality": quality_lines(doc),
         "precision": summary.precision_rows(doc),
         "precision_speeds": summary.speed_figures(summary.precision_rows(doc)),
