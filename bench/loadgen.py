@@ -5,7 +5,8 @@ another for SingleStream, all at once for Offline, Poisson arrivals at a target 
 Server —, times every one from its scheduled time to its completion, and says whether the run is
 valid by MLPerf's rules (minimum duration and queries, early stopping, and for Server the
 latency bound at the 99th percentile). It calls our system under test (`Dispatcher`) with the
-queries; the stack's `Server` runs them.
+queries; the stack's `Server` runs them, each batch on the smallest compiled shape that holds it
+(`buckets`: powers of two up to the largest), padded.
 
 The system under test has one policy for every stack: the queries that are waiting when the
 stack can take a batch are taken together, up to `largest` (no timer holds a batch back to fill
@@ -55,15 +56,34 @@ def version() -> str:
     return dist_version("mlcommons-loadgen")
 
 
+def buckets(largest: int) -> tuple[int, ...]:
+    """The batch shapes a server compiles: the powers of two below `largest`, and `largest`. A
+    batch of n queries runs on the smallest that holds it, padded: a CPU computes the padding
+    too, so a batch of 2 padded to 32 would cost what 32 queries do."""
+    sizes, size = [], 1
+    while size < largest:
+        sizes.append(size)
+        size *= 2
+    return (*sizes, largest)
+
+
+def bucket(n: int, sizes: tuple[int, ...]) -> int:
+    return next(size for size in sizes if size >= n)
+
+
 @dataclass(frozen=True)
 class Server:
-    """How a stack serves: `submit` (see Submit), the most queries one batch may hold, `wait`
-    (until every submitted batch is done) and a description of how it runs them."""
+    """How a stack serves: `submit` (see Submit), the batch shapes it compiled (a batch holds at
+    most the largest), `wait` (until every submitted batch is done) and how it runs them."""
 
     submit: Submit
-    largest: int
+    sizes: tuple[int, ...]
     wait: Callable[[], None]
     mode: str
+
+    @property
+    def largest(self) -> int:
+        return self.sizes[-1]
 
 
 @dataclass

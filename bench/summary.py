@@ -15,6 +15,7 @@ from typing import Any
 
 from bench import backends, record
 from bench.backends import support
+from bench.scenarios.inference import THROUGHPUT
 
 BASELINE_BACKEND = "tf-stock"
 
@@ -51,7 +52,7 @@ def backend_ratios(doc: dict[str, Any], baseline: str = BASELINE_BACKEND) -> lis
 # the harness's own loops (inference) beside LoadGen's runs (serving) of the same figure
 CROSSCHECK = (("latency bs1 p50 ms", "singlestream p50 ms"),
               ("latency bs1 p90 ms", "singlestream p90 ms"),
-              ("throughput bs{batch} img/s", "offline samples/s"))
+              (THROUGHPUT, "offline samples/s"))
 
 
 def crosscheck_rows(doc: dict[str, Any]) -> list[dict[str, Any]]:
@@ -64,13 +65,13 @@ def crosscheck_rows(doc: dict[str, Any]) -> list[dict[str, Any]]:
         inference = ok.get(("inference", backend))
         if scenario != "serving" or inference is None:
             continue
-        batch = inference["params"]["batch_size"]
+        same_batch = serving["params"]["batch_size"] == inference["params"]["batch_size"]
         ours, theirs = record.figures(inference), record.figures(serving)
         for harness, loadgen in CROSSCHECK:
-            if "{batch}" in harness and serving["params"]["batch_size"] != batch:
+            if harness == THROUGHPUT and not same_batch:
                 continue
-            a, b = ours[harness.format(batch=batch)].value, theirs[loadgen].value
-            rows.append({"backend": backend, "harness": harness.format(batch=batch),
+            a, b = ours[harness].value, theirs[loadgen].value
+            rows.append({"backend": backend, "harness": harness,
                          "loadgen": loadgen, "harness_value": a, "loadgen_value": b,
                          "ratio": b / a if a and b else None})
     return rows

@@ -17,7 +17,8 @@ BENCH = Path(__file__).resolve().parent.parent / "bench"
 LAYERS = (
     ("foundation", ("spec", "pinning", "measure", "lock", "distributed", "parity",
                     "verification", "efficiency", "data", "models", "record", "schema_v1",
-                    "loadgen", "results", "heads", "training", "backends.support", "scenarios",
+                    "loadgen", "knobs", "results", "heads", "training", "backends.support",
+                    "scenarios",
                     "__init__")),
     ("plug-ins: backends and the scenarios' runs, in the worker", ("backends", "scenarios.*.run",
                                                                    "scenarios.common")),

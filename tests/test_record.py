@@ -115,8 +115,8 @@ def test_inference_figures_latency_in_ms_and_throughput_from_its_samples() -> No
     assert f["latency bs1 p50 ms"].value == pytest.approx(20.0)
     assert f["latency bs1 p50 ms"].better == record.LOWER
     assert f["bs1 img/s"].value == pytest.approx(50.0)
-    assert f["throughput bs4 img/s"].value == pytest.approx(16.0)
-    assert f["throughput bs4 img/s"].series == "throughput_bs4"
+    assert f["throughput img/s"].value == pytest.approx(16.0)
+    assert f["throughput img/s"].series == "throughput_bs4"
 
 
 def test_instances_side_by_side_sum_their_throughput_and_pool_their_latency() -> None:
@@ -126,7 +126,7 @@ def test_instances_side_by_side_sum_their_throughput_and_pool_their_latency() ->
     out = record.combine_instances(base, [a, b])
     assert out.status == "ok" and len(out.processes) == 2
     f = figures(out)
-    assert f["throughput bs4 img/s"].value == pytest.approx(8 + 16)  # 8 and 16 img/s at once
+    assert f["throughput img/s"].value == pytest.approx(8 + 16)  # 8 and 16 img/s at once
     assert out.series["latency_bs1"].samples == (0.01, 0.02, 0.03)
     failed = record.combine_instances(base, [a, parse_run({**to_dict(b), "status": "failed",
                                                            "error": "killed"})])

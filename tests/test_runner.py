@@ -217,7 +217,7 @@ def test_inference_reports_latency_percentiles_and_throughput(e2e) -> None:
     assert (f["latency bs1 p50 ms"].value <= f["latency bs1 p90 ms"].value
             <= f["latency bs1 p99 ms"].value)
     throughput = run["series"]["throughput_bs4"]
-    assert f["throughput bs4 img/s"].value == pytest.approx(
+    assert f["throughput img/s"].value == pytest.approx(
         float(np.median([4 / x for x in throughput["samples"]])))
     # What the time-based windows guarantee at any speed (bench.measure.time_calls): at least
     # 5 calls timed, and more only while the window lasts, so every timed call but the last
@@ -248,7 +248,7 @@ def test_openvino_int8_calibrates_on_training_images_and_proves_its_kernels(e2e)
         assert f32["kernels"]["asked"] == "fp32" and record.kernel_mismatch(f32) is None
     (row,) = summary.precision_rows(doc)
     assert row["backend"] == "openvino-int8" and row["fp32"] == "openvino"
-    assert set(row["speed"]) == {"extract img/s", "latency bs1 p50 ms", "throughput bs4 img/s"}
+    assert set(row["speed"]) == {"extract img/s", "latency bs1 p50 ms", "throughput img/s"}
     assert set(row["accuracy"]) >= {"accuracy"} and row["note"]  # random weights: said
 
 
@@ -316,7 +316,7 @@ def test_instances_run_side_by_side_on_their_own_cores_and_add_up(tmp_path) -> N
     # summed: call k of each instance ran at about the same time, their rates add up
     a, b = (p["series"]["throughput_bs4"]["samples"] for p in (first, second))
     n = min(len(a), len(b))
-    assert record.figures(run)["throughput bs4 img/s"].value == pytest.approx(float(np.median(
+    assert record.figures(run)["throughput img/s"].value == pytest.approx(float(np.median(
         [4 / x + 4 / y for x, y in zip(a[:n], b[:n], strict=True)])))
     assert len(run["series"]["latency_bs1"]["samples"]) == sum(
         len(p["series"]["latency_bs1"]["samples"]) for p in (first, second))

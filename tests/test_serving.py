@@ -25,17 +25,23 @@ CAPACITY = 1 / SERVICE_S
 IMAGES = np.zeros((8, 2, 2, 3), np.float32)
 
 
-def _sleeper(largest: int = 1) -> loadgen.Server:
+def _sleeper() -> loadgen.Server:
     def submit(batch: np.ndarray, done) -> None:
         time.sleep(SERVICE_S * len(batch))
         done(batch)
 
-    return loadgen.Server(submit, largest, lambda: None, "sleeps 2 ms a query")
+    return loadgen.Server(submit, (1,), lambda: None, "sleeps 2 ms a query")
 
 
 def _server(qps: float, bound_s: float, tmp_path, queries: int = 500) -> loadgen.Outcome:
     settings = loadgen.Settings("Server", 0.5, queries, target_qps=qps, latency_bound_s=bound_s)
     return loadgen.run(settings, IMAGES, _sleeper(), tmp_path / f"server-{qps:g}")
+
+
+def test_a_batch_runs_on_the_smallest_compiled_shape_that_holds_it() -> None:
+    assert loadgen.buckets(1) == (1,) and loadgen.buckets(4) == (1, 2, 4)
+    assert loadgen.buckets(6) == (1, 2, 4, 6)
+    assert [loadgen.bucket(n, (1, 2, 4, 6)) for n in range(1, 7)] == [1, 2, 4, 4, 6, 6]
 
 
 def test_the_bisection_brackets_the_highest_valid_rate() -> None:
@@ -77,7 +83,7 @@ def test_a_stack_that_raises_ends_the_run_with_its_error(tmp_path) -> None:
     def submit(_batch, _done) -> None:
         raise OSError("the accelerator fell off")
 
-    server = loadgen.Server(submit, 1, lambda: None, "fails")
+    server = loadgen.Server(submit, (1,), lambda: None, "fails")
     with pytest.raises(RuntimeError, match="fell off"):
         loadgen.run(loadgen.Settings("SingleStream", 0.2, 10), IMAGES, server, tmp_path)
 
@@ -159,7 +165,7 @@ def test_the_cross_check_puts_the_harness_s_loops_beside_loadgen_s(served) -> No
                                      f"serving/{row['backend']}"))[row["loadgen"]]
         assert row["harness_value"] == ours.value and row["loadgen_value"] == theirs.value
         assert row["ratio"] == pytest.approx(theirs.value / ours.value)
-    assert rows[2]["harness"] == "throughput bs4 img/s"  # the same batch size on both sides
+    assert rows[2]["harness"] == "throughput img/s"  # the same batch size on both sides
 
 
 def test_compare_judges_singlestream_and_offline_and_sees_a_slower_stack(served) -> None:

@@ -23,12 +23,14 @@ from typing import Any
 
 import numpy as np
 
+from bench import knobs as knobs_mod
 from bench import loadgen, scenarios
 from bench.backends import support as isa_support
 from bench.backends.support import EMULATED, UNAVAILABLE, Support
 from bench.data.lfw import pad_batch
 from bench.data.synthetic import default_cache_dir
 from bench.measure import time_calls
+from bench.pinning import Topology
 from bench.record import Series
 
 # extraction: (batches, how many) -> each batch's outputs in order, their series, how they ran
@@ -131,6 +133,18 @@ class Backend(ABC):
                     f"hardware; run it on {where}")
         return None
 
+    def knobs(self, scenario: str, params: dict[str, Any], settings: dict[str, Any],
+              placement: str, topology: Topology) -> tuple[knobs_mod.Knob, ...]:
+        """What `tlbench tune` may change of this backend's `scenario` run on `topology`, the
+        suite's values first (`params`: the scenario's section, `settings`: this backend's,
+        `placement`): the placement (cores, threads, `instances:K`), the scenario's batch and
+        the memory allocator. Backends add their own."""
+        found = [knobs_mod.Knob("placement", knobs_mod.placements(
+                     topology, placement, scenarios.get(scenario).instances),
+                     knobs_mod.PLACEMENT, "placement", "placement_obtained.cpus"),
+                 knobs_mod.batch(scenario, params), knobs_mod.allocator()]
+        return tuple(k for k in found if k is not None)
+
     @abstractmethod
     def start(self, threads: int) -> dict[str, Any]:
         """Import and configure the runtime in the worker; return what was obtained."""
@@ -156,20 +170,19 @@ class Backend(ABC):
         return (Series.of(len(batch), warm[0], warm[1:], timed),
                 {"mode": "synchronous batches", "asynchronous": False})
 
-    def server(self, loaded: Any, largest: int) -> loadgen.Server:
+    def server(self, loaded: Any, sizes: tuple[int, ...]) -> loadgen.Server:
         """Serving under LoadGen (bench.loadgen): one batch at a time, in the dispatching
-        thread — a single query on the batch-1 predictor, several padded to `largest` on the
-        batch-`largest` one (two compiled shapes, as the inference scenario's). Runtimes with
-        asynchronous queues override this."""
-        one, many = self.predictor(loaded, 1), self.predictor(loaded, largest)
+        thread, on a predictor per batch shape (`sizes`, ascending), a batch padded to the
+        smallest that holds it. Runtimes with asynchronous queues override this."""
+        predict = {size: self.predictor(loaded, size) for size in sizes}
 
         def submit(batch: np.ndarray, done: Callable[[np.ndarray], None]) -> None:
-            n = len(batch)
-            done(one(batch) if n == 1 else many(pad_batch(batch, largest))[:n])
+            size = loadgen.bucket(len(batch), sizes)
+            done(predict[size](pad_batch(batch, size))[:len(batch)])
 
-        return loadgen.Server(submit, largest, lambda: None,
-                              f"one batch at a time: 1 query at batch 1, 2 to {largest} "
-                              f"padded to batch {largest}")
+        return loadgen.Server(submit, sizes, lambda: None,
+                              f"one batch at a time, padded to the next of batch "
+                              f"{', '.join(map(str, sizes))}")
 
     def extractor(self, loaded: Any, batch_size: int) -> Embed:
         """Transfer's extraction pass over batches of `batch_size`: synchronous calls of the

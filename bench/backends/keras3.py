@@ -31,9 +31,11 @@ from typing import Any
 
 import numpy as np
 
+from bench import knobs
 from bench.backends import support
 from bench.backends.base import Backend, cache_facts, compile_cache_dir, policy_problem
 from bench.backends.support import EMULATED, Support
+from bench.pinning import Topology
 from bench.training import Trainer, decayed, rmsprop
 
 INSTALL = "pip install -e '.[keras3]'"  # what `make install` runs: PyTorch (CPU) and JAX
@@ -176,6 +178,13 @@ class TorchBackend(Keras3Backend):
         self.name = name
         self.compiled = compiled
         self.precision = precision
+
+    def knobs(self, scenario: str, params: dict[str, Any], settings: dict[str, Any],
+              placement: str, topology: Topology) -> tuple[knobs.Knob, ...]:
+        """PyTorch's CPU kernels run on GNU OpenMP: its threads spin (ACTIVE) or sleep
+        (PASSIVE) between parallel regions ("default": the variable unset)."""
+        return (*super().knobs(scenario, params, settings, placement, topology),
+                knobs.variable("omp_wait_policy", "OMP_WAIT_POLICY", ("passive", "active")))
 
     def start(self, threads: int) -> dict[str, Any]:
         import torch

@@ -35,12 +35,13 @@ from typing import Any
 
 import numpy as np
 
-from bench import loadgen, record
+from bench import knobs, loadgen, record
 from bench.backends import support
 from bench.backends.base import Backend, Calibration, Embed
 from bench.backends.support import UNAVAILABLE, Support
 from bench.data.lfw import pad_batch
 from bench.measure import completion_bins
+from bench.pinning import Topology
 from bench.record import Series
 from bench.spec import at_least, one_of
 
@@ -183,6 +184,22 @@ class OpenVinoBackend(Backend):
 
     def configure(self, params: dict[str, Any]) -> None:
         self.spec = OpenVinoSpec(**params)
+
+    def knobs(self, scenario: str, params: dict[str, Any], settings: dict[str, Any],
+              placement: str, topology: Topology) -> tuple[knobs.Knob, ...]:
+        """benchmark_app's -hint, -nstreams and -nireq for the scenarios that run the queue,
+        streams up to the physical cores, requests up to twice them (0: OpenVINO's choice)."""
+        found = super().knobs(scenario, params, settings, placement, topology)
+        if scenario not in ("inference", "transfer", "serving"):
+            return found
+        spec, cores = OpenVinoSpec(**settings), len(topology.physical())
+        ours = {"hint": (spec.hint, "throughput", "latency", "none"),
+                "streams": (spec.streams, 0, *range(1, cores + 1)),
+                "requests": (spec.requests, 0, *range(1, 2 * cores + 1))}
+        return found + tuple(
+            knobs.Knob(f"openvino.{key}", tuple(dict.fromkeys(values)), knobs.SECTION,
+                       f"openvino.{key}", f"throughput.obtained.{key}")
+            for key, values in ours.items())
 
     def start(self, threads: int) -> dict[str, Any]:
         import openvino as ov
@@ -335,30 +352,30 @@ class OpenVinoBackend(Backend):
                 self._driven(queue, f"throughput_bs{len(batch)}",
                              "completions of the window counted in groups of about a second"))
 
-    def server(self, loaded: Any, largest: int) -> loadgen.Server:
+    def server(self, loaded: Any, sizes: tuple[int, ...]) -> loadgen.Server:
         """Serving through the same asynchronous queues as throughput, with the suite's
-        `[openvino]` knobs: one at batch 1, one at `largest` (several queries padded to it); a
-        batch is taken as soon as a request of its queue is free, and answered in the
+        `[openvino]` knobs: one per batch shape (`sizes`, a batch padded to the next);
+        a batch is taken as soon as a request of its queue is free, and answered in the
         request's callback."""
         queues = {}
-        for size in dict.fromkeys((1, largest)):
+        for size in sizes:
             queue = self._queue(self._compile(loaded, size, "serving", **self.throughput_config()))
             queue.set_callback(lambda request, done: done(request.get_output_tensor(0).data))
             queues[size] = queue
 
         def submit(batch: np.ndarray, done: Callable[[np.ndarray], None]) -> None:
-            n, size = len(batch), 1 if len(batch) == 1 else largest
+            n, size = len(batch), loadgen.bucket(len(batch), sizes)
             queues[size].start_async({0: pad_batch(batch, size)}, lambda out: done(out[:n]))
 
         def wait() -> None:
             for queue in queues.values():
                 queue.wait_all()
 
-        got = self.obtained[f"serving_bs{largest}"]
-        return loadgen.Server(submit, largest, wait,
-                              f"async queues of {len(queues[largest])} requests at batch 1 and "
-                              f"at {largest} ({got['hint']}, {got['streams']} streams, "
-                              f"{got['threads']} threads)")
+        got = self.obtained[f"serving_bs{sizes[-1]}"]
+        return loadgen.Server(submit, sizes, wait,
+                              f"async queues of {len(queues[sizes[-1]])} requests at each of batch "
+                              f"{', '.join(map(str, sizes))} ({got['hint']}, {got['streams']} "
+                              f"streams, {got['threads']} threads)")
 
     def extractor(self, loaded: Any, batch_size: int) -> Embed:
         """Extraction through the same asynchronous queue as throughput, with the suite's

@@ -59,7 +59,7 @@ def _warm(server: loadgen.Server, images: np.ndarray, size: int,
 
 def _null() -> loadgen.Server:
     """A system under test that answers at once: what is left is LoadGen's and ours."""
-    return loadgen.Server(lambda batch, done: done(batch), 1, lambda: None, "answers at once")
+    return loadgen.Server(lambda batch, done: done(batch), (1,), lambda: None, "answers at once")
 
 
 def _cpu_s() -> float:
@@ -105,11 +105,10 @@ def run(run: dict[str, Any], backend: Backend, progress: Progress) -> dict[str, 
            else Path(tempfile.mkdtemp(prefix="tlbench-loadgen-")))
     seed = run["data"]["seed"]
 
-    one = backend.server(loaded, spec.server_batch)
-    offline = backend.server(loaded, spec.batch_size)
-    progress(f"warm-up: batch 1, {spec.server_batch}, {spec.batch_size}")
-    single_warm = _warm(one, images, 1, spec.warmup_s)
-    _warm(one, images, spec.server_batch, spec.warmup_s)
+    one = backend.server(loaded, loadgen.buckets(spec.server_batch))
+    offline = backend.server(loaded, (spec.batch_size,))
+    progress(f"warm-up: batch {', '.join(map(str, one.sizes))} and {spec.batch_size}")
+    single_warm, *_ = (_warm(one, images, size, spec.warmup_s) for size in one.sizes)
     batch_warm = _warm(offline, images, spec.batch_size, spec.warmup_s)
 
     progress("LoadGen's own cost: a null system under test")

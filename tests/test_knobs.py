@@ -1,0 +1,90 @@
+"""What `tlbench tune` may change, declared by each backend: knob domains from fixture
+topologies (1 socket of 2 cores; 2 sockets of 2 cores with SMT), the suite's values first."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench import backends, knobs
+from bench.pinning import read_topology
+from bench.plan import plan
+from bench.suite import parse
+
+from .conftest import fake_sysfs
+
+
+@pytest.fixture
+def small(tmp_path):
+    return read_topology(fake_sysfs(tmp_path / "small", sockets=1, cores=2, threads=1),
+                         allowed={0, 1})
+
+
+@pytest.fixture
+def two_sockets(tmp_path):
+    return read_topology(fake_sysfs(tmp_path / "two", sockets=2, cores=2, threads=2),
+                         allowed=set(range(8)))
+
+
+def _knobs(backend: str, scenario: str, topology, suite: str = "") -> dict[str, knobs.Knob]:
+    run = next(r for r in plan(parse(f'[suite]\nbackends = ["{backend}"]\nscenarios = '
+                                     f'["{scenario}"]\n' + suite)))
+    found = backends.get(backend).knobs(run.scenario, run.params, run.backend_params, "all",
+                                        topology)
+    return {k.name: k for k in found}
+
+
+def test_placements_come_from_the_topology_the_suite_s_first(small, two_sockets) -> None:
+    assert knobs.placements(small, "all", instances=False) == ("all", "cores:0")
+    assert knobs.placements(small, "all", instances=True) == ("all", "cores:0", "instances:2")
+    assert knobs.placements(two_sockets, "all", instances=True) == (
+        "all", "socket:0", "socket:1", "cores:0", "instances:2", "instances:4")
+    assert knobs.placements(two_sockets, "cores:1", instances=False)[0] == "cores:1"
+
+
+def test_every_backend_offers_placement_batch_and_allocator(small) -> None:
+    found = _knobs("tf-onednn", "inference", small, "[inference]\nbatch_size = 32\n")
+    assert list(found) == ["placement", "inference.batch_size", "allocator"]
+    assert found["inference.batch_size"].values == (32, 1, 2, 4, 8, 16, 64)
+    assert found["inference.batch_size"].key == "inference.batch_size"
+    training = _knobs("tf-stock", "full_training", small,
+                      "[full_training]\nbatch_size = 96\nmicro_batch = 16\n")
+    # a micro-batch must divide the global batch: 64 does not divide 96
+    assert training["full_training.micro_batch"].values == (16, 4, 8, 32)
+    assert training["placement"].values == ("all", "cores:0")  # no instances for training
+
+
+def test_openvino_adds_its_queue_s_knobs_and_torch_its_openmp_wait(small, two_sockets) -> None:
+    found = _knobs("openvino", "inference", two_sockets,
+                   "[openvino]\nhint = \"latency\"\nstreams = 2\n")
+    assert found["openvino.hint"].values == ("latency", "throughput", "none")
+    assert found["openvino.streams"].values == (2, 0, 1, 3, 4)  # up to the 4 physical cores
+    assert found["openvino.requests"].values == (0, *range(1, 9))
+    assert "openvino.hint" not in _knobs("openvino", "full_training", small)  # no queue there
+    torch = _knobs("torch", "inference", small)
+    wait = torch["omp_wait_policy"]
+    assert wait.values == ("default", "passive", "active")
+    assert wait.env("default") == {} and wait.env("passive") == {"OMP_WAIT_POLICY": "PASSIVE"}
+    assert "omp_wait_policy" not in _knobs("tf-onednn", "inference", small)
+
+
+def test_the_allocator_is_offered_only_where_its_library_is(tmp_path, monkeypatch) -> None:
+    jemalloc = tmp_path / "libjemalloc.so.2"
+    monkeypatch.setattr(knobs, "ALLOCATORS", {"jemalloc": str(jemalloc),
+                                              "tcmalloc": str(tmp_path / "absent.so")})
+    none = knobs.allocator()
+    assert none.values == ("glibc",) and "apt-get install libjemalloc2" in none.absent
+    jemalloc.write_bytes(b"")
+    found = knobs.allocator()
+    assert found.values == ("glibc", "jemalloc") and not found.absent
+    assert found.env("glibc") == {} and found.env("jemalloc") == {"LD_PRELOAD": str(jemalloc)}
+
+
+def test_a_value_not_offered_is_refused_naming_the_domain() -> None:
+    knob = knobs.Knob("inference.batch_size", (32, 1, 2), knobs.SECTION, "inference.batch_size",
+                      "params.batch_size")
+    knob.check(2)
+    with pytest.raises(ValueError, match=r"inference.batch_size = 3 is not offered here; its "
+                                         r"values on this machine: 32, 1, 2"):
+        knob.check(3)
+    with pytest.raises(ValueError, match="a value twice"):
+        knobs.Knob("x", (1, 1), knobs.SECTION, "x", "x")
