@@ -12,7 +12,7 @@ ITEX_STAMP := $(ITEX_VENV)/.installed
 RESULTS  ?= results
 BASELINE ?=
 
-.PHONY: install itex bench quick serve test lint clean validate-projection bench-ci drift-rates microbench \
+.PHONY: install itex bench quick serve tune allocators test lint clean validate-projection bench-ci drift-rates microbench \
 	chromium
 
 $(STAMP): pyproject.toml
@@ -48,7 +48,7 @@ lint: install
 # Test files run in 2 processes (pytest-xdist, one file per process at a time, so a module's
 # end-to-end fixture runs once): tests assert behaviour, never speed, and much of their time is
 # single-threaded (imports, graph tracing, model building).
-test: install itex lint chromium
+test: install itex lint chromium allocators
 	$(BIN)/python -m pytest -n 2 --dist loadfile
 	$(BIN)/python -m pytest tests/benchmarks -o addopts=-ra --benchmark-disable -q
 
@@ -59,6 +59,29 @@ chromium:
 	  && command -v apt-get >/dev/null 2>&1 && apt-get update -qq >/dev/null \
 	  && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
 	  || echo "chromium is not installed and could not be: the report screenshot test will skip"
+
+# Debian's jemalloc and tcmalloc, the allocators `tlbench tune` tries through LD_PRELOAD (as
+# Intel's launchers offer them). Installed when missing and possible (root, apt); otherwise the
+# allocator knob offers glibc's alone and says why.
+allocators:
+	@{ [ -e /usr/lib/x86_64-linux-gnu/libjemalloc.so.2 ] \
+	  && [ -e /usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4 ]; } || { [ "$$(id -u)" = 0 ] \
+	  && command -v apt-get >/dev/null 2>&1 && apt-get update -qq >/dev/null \
+	  && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libjemalloc2 \
+	  libtcmalloc-minimal4 >/dev/null; } \
+	  || echo "jemalloc and tcmalloc are not installed and could not be: tune tries glibc's malloc only"
+
+# Each stack at its best on this box (45 minutes in all): a search within TUNE_BUDGET over each
+# paper stack's knobs for inference and transfer extraction (throughput), then tf-onednn's
+# training, each winner proven against the default in interleaved processes; tuned suites
+# under results/.
+TUNE_BUDGET ?= 35m
+TUNE_TRAINING_BUDGET ?= 10m
+tune: install itex allocators
+	$(BIN)/tlbench tune $(SUITE) --backend tf-stock --backend tf-onednn --backend itex \
+	  --backend openvino --scenario inference --scenario transfer --budget $(TUNE_BUDGET) $(ARGS)
+	$(BIN)/tlbench tune $(SUITE) --backend tf-onednn --scenario full_training \
+	  --objective training --budget $(TUNE_TRAINING_BUDGET) $(ARGS)
 
 # The CI regression suite. With BASELINE_REF=<git ref> (e.g. HEAD~1): that ref's tree and
 # environment built in the job (cached) and measured interleaved with this tree, round by round

@@ -17,6 +17,7 @@ from rich.console import Console
 from bench import __version__, distributed, results
 from bench import lock as cpu_lock
 from bench import suite as suite_mod
+from bench import tune as tune_mod
 from bench.commands import (
     EXIT_BAD_INPUT,
     EXIT_BUSY,
@@ -25,6 +26,7 @@ from bench.commands import (
 )
 from bench.commands.measure import cmd_ab, cmd_pretrain, cmd_run
 from bench.commands.tools import cmd_data, cmd_machine, cmd_weights
+from bench.commands.tune import cmd_tune
 from bench.commands.views import cmd_compare, cmd_rates, cmd_report
 from bench.data.lfw import DataError
 from bench.models.weights import WeightsError
@@ -107,6 +109,24 @@ def parser() -> argparse.ArgumentParser:
                          ("--alpha", {"type": _alpha, "default": None})):
         ab.add_argument(flag, **kwargs, help="as for tlbench run / compare")
     ab.set_defaults(func=cmd_ab)
+
+    tun = sub.add_parser("tune", help="each stack at its best here: a search over the knobs "
+                         "its backend declares within a budget, the winner proven against the "
+                         "default in interleaved processes, a tuned suite written")
+    tun.add_argument("suite", nargs="?", default="suites/default.toml")
+    tun.add_argument("--backend", action="append", default=[], metavar="B",
+                     help="only these backends; repeatable")
+    tun.add_argument("--scenario", action="append", default=[], metavar="S",
+                     help="only these scenarios; repeatable")
+    tun.add_argument("--budget", required=True, metavar="DURATION",
+                     help="the whole tune's time: 45m, 1h, 1h30m or seconds")
+    tun.add_argument("--objective", choices=sorted(tune_mod.OBJECTIVES), default="throughput",
+                     help="throughput: inference img/s and transfer extraction img/s; training: "
+                     "train img/s; latency: serving's Server peak at --latency-bound-ms")
+    tun.add_argument("--latency-bound-ms", type=float, default=0.0, metavar="X",
+                     help="the latency objective: the most queries/s with p99 within X ms")
+    tun.add_argument("--out", default="results", help="results directory (default: results)")
+    tun.set_defaults(func=cmd_tune)
 
     pre = sub.add_parser("pretrain", help="train on the synthetic source identities; cache the "
                          "weights that transfer and inference then start from")

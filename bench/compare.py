@@ -106,17 +106,22 @@ class Row:
 WINDOW_PARAMS = frozenset({"warmup_steps", "window_steps", "warmup_s", "duration_s"})
 
 
-def configuration(run: dict[str, Any]) -> dict[str, Any]:
-    """What must be equal for two runs to be comparable (not paths, not timings)."""
+def configuration(run: dict[str, Any], tuned: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """What must be equal for two runs to be comparable (not paths, not timings). `tuned`: the
+    knobs a tuning search changed (`bench.knobs`: "inference.batch_size", "openvino.streams",
+    "placement"), whose difference is what a tuned run is compared for."""
     model = run.get("model", {})
     data = run.get("data", {})
+    keys = {name.rpartition(".")[2] for name in tuned}
     return {
-        "params": {k: v for k, v in run.get("params", {}).items() if k not in WINDOW_PARAMS},
+        "params": {k: v for k, v in run.get("params", {}).items()
+                   if k not in WINDOW_PARAMS and k not in keys},
         "model": {k: model[k] for k in ("variant", "image_size", "embedding_size", "pretrained")
                   if k in model},
         "data": {k: data[k] for k in ("identities", "train_images", "test_images") if k in data},
-        "threads": run.get("placement", {}).get("threads"),
-        "backend_params": run.get("backend_params", {}),
+        "threads": None if "placement" in tuned else run.get("placement", {}).get("threads"),
+        "backend_params": {k: v for k, v in run.get("backend_params", {}).items()
+                           if k not in keys},
     }
 
 
@@ -321,8 +326,8 @@ def _why_not_ok(side: str, run: dict[str, Any]) -> str:
 
 
 def compare_run(run_id: str, base: dict[str, Any] | None, new: dict[str, Any] | None,
-                speeds: tuple[float, float] | None = None,
-                paired_rounds: bool = False) -> list[Row]:
+                speeds: tuple[float, float] | None = None, paired_rounds: bool = False,
+                tuned: frozenset[str] = frozenset()) -> list[Row]:
     """Measured rows of one pair (status still to be decided), or one `not comparable` row."""
     if base is None or new is None:
         side = "base" if base is None else "new"
@@ -330,7 +335,7 @@ def compare_run(run_id: str, base: dict[str, Any] | None, new: dict[str, Any] | 
     for side, run in (("base", base), ("new", new)):
         if run.get("status") != "ok":
             return [Row(run_id, "", "", NOT_COMPARABLE, note=_why_not_ok(side, run))]
-    diff = differences(configuration(base), configuration(new))
+    diff = differences(configuration(base, tuned), configuration(new, tuned))
     if diff:
         return [Row(run_id, "", "", NOT_COMPARABLE,
                     note="different parameters: " + "; ".join(diff[:4])
@@ -356,10 +361,12 @@ def one_job(base_doc: dict[str, Any], new_doc: dict[str, Any]) -> bool:
 
 def compare(base_doc: dict[str, Any], new_doc: dict[str, Any],
             max_slowdown_pct: float = DEFAULT_MAX_SLOWDOWN_PCT,
-            alpha: float = ALPHA, pairs: bool | None = None) -> list[Row]:
+            alpha: float = ALPHA, pairs: bool | None = None,
+            tuned: frozenset[str] = frozenset()) -> list[Row]:
     """Rows for every run id of either document, in the base's order, then the new ones.
     `pairs`: judge round k of one side against round k of the other (bench.paired); by default
-    when the two are the sides of one interleaved job. The primary rows (training time) are
+    when the two are the sides of one interleaved job. `tuned`: knobs whose values may differ
+    (`configuration`). The primary rows (training time) are
     Holm-adjusted among themselves, the others among themselves, so that the secondary rows do
     not dilute the primary verdict's power.
 
@@ -375,7 +382,8 @@ def compare(base_doc: dict[str, Any], new_doc: dict[str, Any],
               else (machine_speed(base_doc), machine_speed(new_doc)))
     rows: list[Row] = []
     for run_id in dict.fromkeys([*base_runs, *new_runs]):
-        rows += compare_run(run_id, base_runs.get(run_id), new_runs.get(run_id), speeds, pairs)
+        rows += compare_run(run_id, base_runs.get(run_id), new_runs.get(run_id), speeds, pairs,
+                            tuned)
     for primary in (True, False):
         judged = [i for i, r in enumerate(rows) if r.comparable and r.primary == primary]
         adjusted = significance.holm([rows[i].p_value for i in judged])

@@ -68,6 +68,9 @@ class Side:
     # what it is (a baseline built in the job: bench.baseline)
     source: str | None = None
     baseline: dict[str, str] | None = None
+    # the side's own settings of the same runs (a tuned configuration against the default:
+    # sections, placement, env); None: the suite's
+    suite: suite_mod.Suite | None = None
     path: Path | None = None
     result: results.ResultFile | None = None
     launcher: Any = None
@@ -120,6 +123,11 @@ def preflight(suite: suite_mod.Suite, note: Callable[[str], None]) -> None:
         weights.inspect(Path(given).expanduser(), dataclasses.asdict(suite.model))
 
 
+def held_cpus(placements: dict[int, Any]) -> tuple[int, ...]:
+    """The CPUs every side's placement uses, together."""
+    return tuple(sorted({c for p in placements.values() for c in p.cpus}))
+
+
 def finish(result: results.ResultFile, interrupted: str | None) -> None:
     """A side's file completed: parity of each run against fp32 TensorFlow, then saved."""
     from bench import backends
@@ -136,12 +144,13 @@ def measure(suite: suite_mod.Suite, sides: list[Side], out_dir: Path,
     under `out_dir`. `carried`: runs of an earlier result (by run id) kept, not measured."""
     carried = carried or {}
     topology = read_topology()
-    placement = resolve(suite.placement, topology, suite.use_logical_cores)
+    placements = {id(side): resolve((side.suite or suite).placement, topology,
+                                    (side.suite or suite).use_logical_cores) for side in sides}
     preflight(suite, lambda text: on_event(Event(NOTE, text=text)))
-    with cpu_lock.acquire(placement.cpus, allow_concurrent) as held:
+    with cpu_lock.acquire(held_cpus(placements), allow_concurrent) as held:
         try:
             return _measure(suite, sides, out_dir, on_event, carried, cluster, resumed_from,
-                            held, topology, placement)
+                            held, topology, placements)
         except results.SaveError as exc:  # the suite stops: nothing more can be kept there
             for side in sides:
                 if side.result is not None and side.result.path != exc.path:
@@ -156,7 +165,7 @@ def measure(suite: suite_mod.Suite, sides: list[Side], out_dir: Path,
 def _measure(suite: suite_mod.Suite, sides: list[Side], out_dir: Path,
              on_event: Callable[[Event], None], carried: dict[str, dict[str, Any]],
              cluster: distributed.Cluster | None, resumed_from: str | None,
-             held: cpu_lock.CpuLock, topology: Any, placement: Any) -> Outcome:
+             held: cpu_lock.CpuLock, topology: Any, placements: dict[int, Any]) -> Outcome:
     from bench import backends
     from bench.launcher import Launcher, Limits
 
@@ -164,11 +173,14 @@ def _measure(suite: suite_mod.Suite, sides: list[Side], out_dir: Path,
     now = dt.datetime.now(dt.UTC)
     facts = machine.describe()
     isa = facts["isa"]  # every process of every run planned before any starts
-    planned = {run.run_id: expand(run, placement, topology,
-                                  backends.get(run.backend).skip_reason(run.scenario, isa),
-                                  cluster.workers if cluster else None,
-                                  cluster.task_index if cluster else 0) for run in runs}
+    planned = {(id(side), run.run_id): expand(
+        run, placements[id(side)], topology,
+        backends.get(run.backend).skip_reason(run.scenario, isa),
+        cluster.workers if cluster else None, cluster.task_index if cluster else 0)
+        for side in sides for run in plan(side.suite or suite)}
+    skipped = {run_id for (_, run_id), p in planned.items() if p.skip_reason}
     for side in sides:
+        own = side.suite or suite
         name = f"{suite.name}-{side.label}" if side.label else suite.name
         side.path = results.new_path(out_dir, facts["id"], name, now)
         software = machine.software()
@@ -179,14 +191,15 @@ def _measure(suite: suite_mod.Suite, sides: list[Side], out_dir: Path,
             "tool": {"name": "tlbench", "version": __version__},
             "created": now.isoformat(timespec="seconds"), "machine": facts,
             "software": software, "project": machine.project_commit(),
-            "suite": suite.to_dict(), "resumed_from": resumed_from or None,
+            "suite": own.to_dict(), "resumed_from": resumed_from or None,
             "cluster": dataclasses.asdict(cluster) if cluster else None,
             "lock": held.describe(),
             **({"ab": {"side": side.label, "python": side.python, "env": side.env,
                        **({"baseline": side.baseline} if side.baseline else {})}}
                if side.label else {})})
         side.launcher = Launcher(topology, log_dir=side.path.with_suffix(".logs"),
-                                 pass_env=suite.pass_env, env=side.env, cwd=side.source,
+                                 pass_env=own.pass_env, env={**own.env, **side.env},
+                                 cwd=side.source,
                                  **({"python": side.python} if side.python else {}))
     limits = Limits(timeout_s=suite.timeout_s, max_memory_gb=suite.max_memory_gb)
     resuming = f", {len(carried)} carried over from {resumed_from}" if carried else ""
@@ -194,13 +207,13 @@ def _measure(suite: suite_mod.Suite, sides: list[Side], out_dir: Path,
                    text=(
         f"tlbench {__version__}: suite [bold]{escape(suite.name)}[/] ("
         + escape(f"{len(runs)} runs{resuming}) on {facts['cpu_model']}, CPUs "
-                 f"{list(placement.cpus)} → " + ", ".join(str(s.path) for s in sides)))))
+                 f"{list(held_cpus(placements))} → " + ", ".join(str(s.path) for s in sides)))))
     if held.concurrent:
         on_event(Event(NOTE, text=(
             f"[yellow]--allow-concurrent: another suite measures on CPU(s) "
             f"{sorted(c for h in held.concurrent for c in h['on'])}[/] (the result says so)")))
     order = interleaved(runs, suite.repeats, sides)
-    starts = ["" if run.run_id in carried or planned[run.run_id].skip_reason else run.run_id
+    starts = ["" if run.run_id in carried or run.run_id in skipped else run.run_id
               for _, run, _ in order]  # the run id where a process starts a worker, else ""
     previous = {s: signal.signal(s, _interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -221,7 +234,7 @@ def _measure(suite: suite_mod.Suite, sides: list[Side], out_dir: Path,
                 on_event(Event(PHASE, **common, phase=event["phase"],
                                done=event.get("done") or 0, of=event.get("total")))
 
-            record = side.launcher.run(planned[run.run_id], limits, phase)
+            record = side.launcher.run(planned[(id(side), run.run_id)], limits, phase)
             if round_ == 1:
                 side.result.add_run(record)
             else:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
 import tomllib
 import typing
 from dataclasses import dataclass, field
@@ -87,6 +88,9 @@ class Suite:
     max_memory_gb: float = 0.0  # per worker (resident, whole process tree); 0 = no cap
     # variables of the shell a worker gets besides the few it always gets (launcher.PASS_ENV)
     pass_env: tuple[str, ...] = ()
+    # variables set in every worker, before the runtime is imported (a tuned suite's allocator
+    # through LD_PRELOAD, OpenMP's wait policy: bench.knobs)
+    env: dict[str, str] = field(default_factory=dict)
     # fresh worker processes per run, interleaved round by round (round 1 of every run, then
     # round 2, ...): the spread between processes is what a regression verdict must see
     repeats: int = 1
@@ -108,7 +112,7 @@ class Suite:
 
 
 _SUITE_KEYS = ("name", "description", "backends", "scenarios", "placement", "use_logical_cores",
-               "timeout_s", "max_memory_gb", "pass_env", "repeats")
+               "timeout_s", "max_memory_gb", "pass_env", "env", "repeats")
 _SECTIONS: dict[str, type] = {"model": ModelSpec, "data": DataSpec, **_PLUGIN_SECTIONS}
 
 
@@ -122,6 +126,11 @@ def _coerce(where: str, value: Any, tp: Any) -> Any:
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     origin = typing.get_origin(tp)
+    if origin is dict:
+        if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+            fail(where, f"must be a table of strings, e.g. {{ OMP_WAIT_POLICY = \"PASSIVE\" }}; "
+                        f"got {value!r}")
+        return dict(value)
     if origin is tuple:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             fail(where, f"must be a list of strings, e.g. [\"a\", \"b\"]; got {value!r}")
@@ -218,6 +227,38 @@ def _check_suite(suite: Suite, where: str) -> None:
         if not name or "=" in name or not name.replace("_", "").isalnum():
             fail(f"{where}.pass_env", f"{name!r} is not a variable name; write e.g. "
                   f"[\"MY_PROXY\"] (the value is taken from the shell)")
+    for name in suite.env:
+        if not name or not name.replace("_", "").isalnum() or name[0].isdigit():
+            fail(f"{where}.env", f"{name!r} is not a variable name; write e.g. "
+                  f"{{ OMP_WAIT_POLICY = \"PASSIVE\" }}")
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)  # a TOML basic string: JSON's escapes are TOML's
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_toml(v)}" for k, v in value.items()) + " }"
+    return "[" + ", ".join(_toml(v) for v in value) + "]"
+
+
+def to_toml(suite: Suite, comments: dict[str, str] | None = None, header: str = "") -> str:
+    """The suite as a suite file that `load` reads back to the same suite: every section and
+    key written out, `comments` ("section.key" → text) after the keys they explain."""
+    comments = comments or {}
+    lines = [f"# {line}" for line in header.splitlines()]
+    stored = suite.to_dict()
+    for section in ("suite", *_SECTIONS):
+        table = ({k: stored[k] for k in _SUITE_KEYS} if section == "suite"
+                 else stored[section])
+        lines += ["", f"[{section}]"]
+        for key, value in table.items():
+            note = comments.get(f"{section}.{key}")
+            lines.append(f"{key} = {_toml(value)}" + (f"  # {note}" if note else ""))
+    return "\n".join(lines).lstrip("\n") + "\n"
 
 
 def load(path: str | Path) -> Suite:

@@ -25,7 +25,7 @@ LAYERS = (
     ("the suite, checked against the registries", ("suite",)),
     ("the machine and the worker", ("machine", "worker")),
     ("the parent: plan, launcher, the run loop, a baseline built in the job",
-     ("plan", "launcher", "runner", "baseline")),
+     ("plan", "launcher", "runner", "baseline", "tune")),
     ("views: figures across runs, comparisons, reports, exports",
      ("summary", "significance", "paired", "compare", "rates", "fleet", "history", "report",
       "exports")),

@@ -1,0 +1,208 @@
+"""`tlbench tune`: each stack at its best on this box — a search over the knobs its backend
+declares (`bench.knobs`), then the winner proven against the default in interleaved processes.
+
+For each backend and scenario of the suite:
+1. **Search** (successive halving over a seeded sample of the knobs' grid, the default first):
+   every trial is a fresh worker process of the run with that configuration, measured through
+   the contract, its objective read from its record. Rung 0 measures each configuration on a
+   window a third of the suite's (`ETA`); the best third goes on to the full window. The
+   search stops drawing configurations when its share of the budget is spent. Not Optuna: on
+   these machines a trial is mostly a worker's fixed cost (importing the runtime, building and
+   compiling the model: 15-60 s) beside a window of seconds, so a sampler's model of the space
+   buys little over a grid sample, while pruning inside a trial is what the rungs already do;
+   and it would be a dependency of both environments.
+2. **Proof**: the best configuration and the default, interleaved round by round in fresh
+   processes (`runner.measure` with a side each, as `tlbench ab`), judged by `compare` on the
+   pairs of processes. The tuned figure stands only where that verdict is "improved";
+   otherwise the default stands: "no configuration beat the default beyond the machine's
+   drift".
+
+Objectives are figures of the contract whose names do not change with the configuration.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import random
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from bench import backends, compare, knobs, record
+from bench import suite as suite_mod
+from bench.pinning import Topology
+from bench.plan import plan
+from bench.scenarios.inference import THROUGHPUT
+from bench.scenarios.serving import PEAK
+
+# objective → the scenario it tunes → the contract's figure it maximises
+OBJECTIVES = {
+    "throughput": {"inference": THROUGHPUT, "transfer": "extract img/s"},
+    "training": {"full_training": "train img/s"},
+    "latency": {"serving": PEAK},
+}
+ETA = 3  # successive halving: a third go on, and rung 0's window is a third of the suite's
+# a scenario's keys that set how long it measures (scaled down in rung 0), never what
+WINDOW_KEYS = ("warmup_s", "duration_s", "window_steps", "single_stream_s", "offline_s",
+               "server_s")
+SEARCH_SHARE = 0.6  # of a target's budget; the rest is for the proof
+PROOF_ROUNDS = 3
+MIN_BUDGET_S = 120.0  # below, not even the default's trial and one other fit
+
+
+def suite_key(knob: knobs.Knob) -> str:
+    """Where a knob's value stands in a suite file ("section.key")."""
+    return {knobs.SECTION: knob.key, knobs.ENV: "suite.env",
+            knobs.PLACEMENT: "suite.placement"}[knob.how]
+
+
+def parse_duration(text: str) -> float:
+    """"45m", "1h", "1h30m", "90s" or plain seconds → seconds."""
+    found = re.fullmatch(r"\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*"
+                         r"(?:(\d+(?:\.\d+)?)s?)?\s*", text)
+    if not found or not any(found.groups()):
+        raise ValueError(f"--budget {text!r}: write a duration such as 45m, 1h, 1h30m or 600")
+    hours, minutes, seconds = (float(g) if g else 0.0 for g in found.groups())
+    return hours * 3600 + minutes * 60 + seconds
+
+
+def targets(suite: suite_mod.Suite, objective: str) -> list[tuple[str, str]]:
+    """(backend, scenario) pairs of the suite that the objective tunes."""
+    tuned = OBJECTIVES[objective]
+    return [(b, s) for s in suite.scenarios if s in tuned for b in suite.backends]
+
+
+def configure(suite: suite_mod.Suite, backend: str, scenario: str,
+              found: tuple[knobs.Knob, ...], config: dict[str, Any],
+              window: float = 1.0) -> suite_mod.Suite:
+    """The suite of one configuration: that backend and scenario alone, one process, every
+    knob's value applied (a section key, a variable, the placement), the scenario's window
+    scaled by `window`; checked as a suite file is."""
+    sections, env, placement = dict(suite.sections), dict(suite.env), suite.placement
+    for knob in found:
+        value = config[knob.name]
+        knob.check(value)
+        if knob.how == knobs.SECTION:
+            section, key = knob.key.split(".")
+            sections[section] = dataclasses.replace(sections[section], **{key: value})
+        elif knob.how == knobs.ENV:
+            env = {k: v for k, v in env.items() if k != knob.key} | knob.env(value)
+        else:
+            placement = value
+    spec = sections[scenario]
+    if window != 1.0:
+        scaled = {k: (max(1, round(v * window)) if isinstance(v, int) else v * window)
+                  for k, v in dataclasses.asdict(spec).items() if k in WINDOW_KEYS and v}
+        spec = sections[scenario] = dataclasses.replace(spec, **scaled)
+    for name, section in sections.items():
+        section.check(f"tune: {name}")
+    return dataclasses.replace(suite, name=f"{suite.name}-tune", backends=(backend,),
+                               scenarios=(scenario,), repeats=1, sections=sections, env=env,
+                               placement=placement)
+
+
+def grid(found: tuple[knobs.Knob, ...], seed: int) -> list[dict[str, Any]]:
+    """Every configuration of the knobs: the default (each knob's first value) first, then the
+    rest in a seeded random order."""
+    names = [k.name for k in found]
+    configs = [dict(zip(names, values, strict=True))
+               for values in itertools.product(*(k.values for k in found))]
+    rest = configs[1:]
+    random.Random(seed).shuffle(rest)
+    return [configs[0], *rest]
+
+
+@dataclass
+class Trial:
+    """One configuration measured in one fresh process."""
+
+    config: dict[str, Any]
+    rung: int
+    value: float | None  # the objective, None when the run failed or has no figure
+    wall_s: float
+    result: str = ""  # its result file
+    error: str = ""
+
+
+@dataclass
+class Search:
+    trials: list[Trial] = field(default_factory=list)
+
+    def best(self) -> Trial | None:
+        """The best trial of the highest rung that has a measured one."""
+        for rung in sorted({t.rung for t in self.trials}, reverse=True):
+            measured = [t for t in self.trials if t.rung == rung and t.value is not None]
+            if measured:
+                return max(measured, key=lambda t: t.value)
+        return None
+
+
+def halving(configs: list[dict[str, Any]], measure: Callable[[dict[str, Any], int, float], Trial],
+            time_left: Callable[[], float], rungs: int = 2, eta: int = ETA) -> Search:
+    """Successive halving: rung 0 measures configurations on a window 1/eta^(rungs-1) of the
+    suite's while the time holds out, keeping enough for the rungs above (a trial there costs
+    at most eta^k times the slowest below: the window is what grows); each later rung measures
+    the best 1/eta of the one below on a window eta times longer."""
+    search = Search()
+    alive = configs
+    for rung in range(rungs):
+        window = float(eta) ** (rung - rungs + 1)
+        measured: list[Trial] = []
+        for config in alive:
+            cost = max((t.wall_s for t in measured), default=0.0)
+            promoted = max(1, (len(measured) + 1) // eta)
+            later = sum(promoted * cost * eta ** (r - rung) for r in range(rung + 1, rungs))
+            if measured and time_left() < cost + later:
+                break
+            trial = measure(config, rung, window)
+            measured.append(trial)
+            search.trials.append(trial)
+        ranked = sorted((t for t in measured if t.value is not None), key=lambda t: -t.value)
+        alive = [t.config for t in ranked[:max(1, len(ranked) // eta)]]
+        if not alive:
+            break
+    return search
+
+
+def objective_value(doc: dict[str, Any], objective: str, scenario: str) -> float | None:
+    """The objective of a trial's one run: its figure in the contract, or None."""
+    run = doc["runs"][0] if doc["runs"] else None
+    if run is None or run.get("status") != "ok":
+        return None
+    figure = record.figures(run).get(OBJECTIVES[objective][scenario])
+    return figure.value if figure else None
+
+
+def knobs_for(suite: suite_mod.Suite, backend: str, scenario: str,
+              topology: Topology) -> tuple[knobs.Knob, ...]:
+    """The backend's knobs for this scenario, the suite's values first."""
+    run = next(iter(plan(dataclasses.replace(suite, backends=(backend,),
+                                             scenarios=(scenario,)))))
+    return backends.get(backend).knobs(scenario, run.params, run.backend_params,
+                                       suite.placement, topology)
+
+
+def changed(default: dict[str, Any], best: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in best.items() if default.get(k) != v}
+
+
+def verdict(default_doc: dict[str, Any], tuned_doc: dict[str, Any], objective: str,
+            scenario: str, tuned: frozenset[str]) -> compare.Row | None:
+    """compare's row of the objective figure: the tuned configuration (new) against the
+    default (base), on the pairs of processes of one interleaved job."""
+    rows = compare.compare(default_doc, tuned_doc, tuned=tuned)
+    name = OBJECTIVES[objective][scenario]
+    return next((r for r in rows if r.metric == name), None)
+
+
+NO_GAIN = "no configuration beat the default beyond the machine's drift"
+
+
+def conclusion(row: compare.Row | None) -> str:
+    if row is None:
+        return "not proven: the proof's runs could not be compared"
+    if row.status == compare.IMPROVED:
+        return f"tuned: {row.ratio:.3f}x the default, p {row.p_value:.2g} ({row.note})"
+    return f"{NO_GAIN} ({row.status}: {row.note})"
