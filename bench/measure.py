@@ -103,26 +103,31 @@ def completion_bins(ends: Sequence[float], start: float, stop: float,
     """An asynchronous queue's completions in [start, stop) as samples of time per request.
 
     The completions are cut into about one group per `bin_s` of the window (fewer when a group
-    would hold under `min_per_bin` of them), each of consecutive completions; a group's sample
-    is the time from the completion before it (the last one before `start`, if `ends` has one,
-    for the first group) to its last completion, over its requests. The groups are delimited
-    by completions, not by clock edges, so a sample is not a whole count of requests over a
-    fixed length (a 1.6% step at 62 requests a second), and the requests over the groups'
-    summed time is the window's own rate. A window with one completion is one sample, its
-    length. Request latencies are not used: with several
-    requests in flight they include the wait for a free one."""
+    would hold under `min_per_bin` completion instants), each of consecutive completions; a
+    group's sample is the time from the completion before it (the last one before `start`, if
+    `ends` has one, for the first group) to its last completion, over its requests. Requests
+    completed at one instant (a batch answered at once) are one instant of their number, so a
+    group never ends where it starts. The groups are delimited by completions, not by clock
+    edges, so a sample is not a whole count of requests over a fixed length (a 1.6% step at 62
+    requests a second), and the requests over the groups' summed time is the window's own rate.
+    A window with one completion instant is one sample, its length over its requests. Request
+    latencies are not used: with several requests in flight they include the wait for a free
+    one."""
     times = np.sort(np.asarray(ends, dtype=float))
     inside = times[(times >= start) & (times < stop)]
     if inside.size == 0:  # also where stop <= start
         return []
-    before = times[times < start]
-    marks = np.concatenate([before[-1:], inside])  # the anchor, then every completion inside
+    instants, counts = np.unique(inside, return_counts=True)
+    anchor = times[times < start][-1:]
+    marks = np.concatenate([anchor, instants])  # the anchor, then every completion instant
+    done = np.cumsum(np.concatenate([np.zeros(anchor.size), counts]))  # requests up to each
     if marks.size == 1:
-        return [stop - start]
-    gaps = marks.size - 1  # the requests completed after the first mark
+        return [(stop - start) / float(counts[0])]
+    gaps = marks.size - 1  # the instants after the first mark
     groups = int(max(1, min(round((stop - start) / bin_s), gaps // min_per_bin)))
     cuts = np.linspace(0, gaps, groups + 1).round().astype(int)  # indices into marks
-    return [float(marks[b] - marks[a]) / (b - a) for a, b in itertools.pairwise(cuts)]
+    return [float(marks[b] - marks[a]) / float(done[b] - done[a])
+            for a, b in itertools.pairwise(cuts)]
 
 
 # The machine's own speed at the time of a run, by a fixed kernel that no backend under test

@@ -58,6 +58,14 @@ def test_completion_bins_time_groups_of_completions_from_the_one_before_the_wind
     assert completion_bins([0.5, 1.5, 2.5, 3.5], 0.0, 4.0) == pytest.approx([1.0])
 
 
+def test_a_batch_answered_at_one_instant_is_one_completion_instant_of_its_requests() -> None:
+    # batches of 4 answered at 1, 2 and 3 s: a group never holds only one batch's requests
+    ends = [1.0] * 4 + [2.0] * 4 + [3.0] * 4
+    assert completion_bins(ends, 0.0, 3.5, min_per_bin=1) == pytest.approx([0.25, 0.25])
+    assert completion_bins(ends, 1.5, 3.5, min_per_bin=1) == pytest.approx([0.25, 0.25])
+    assert completion_bins([2.0] * 4, 0.0, 4.0) == pytest.approx([1.0])  # 4 in the window
+
+
 def test_completion_bins_are_exact_where_clock_bins_were_quantised_and_keep_a_stall() -> None:
     # a request every 0.3 s: clock bins of 1 s held 3 or 4 of them (0.33 or 0.25 s each, the
     # rate off by -10% or +20%); groups of completions give 0.3 s each, the true rate

@@ -46,7 +46,7 @@ def test_successive_halving_promotes_the_best_third_to_the_full_window() -> None
     rung1 = [t for t in search.trials if t.rung == 1]
     assert [t.config["x"] for t in rung0] == list(range(12)) and rung0[0].config == {"x": 0}
     assert all(t.wall_s == 3.0 for t in rung0) and all(t.wall_s == 9.0 for t in rung1)
-    assert sorted(t.value for t in rung1) == [5.0, 5.0, 6.0, 6.0]  # the best 12 // 3
+    assert sorted(t.value for t in rung1) == [4.0, 4.0, 5.0, 6.0]  # the best 12 // 3
     assert search.best().value == 6.0 and search.best().rung == 1
 
 
@@ -136,3 +136,19 @@ def test_knobs_are_applied_and_read_back_in_a_real_worker(tmp_path) -> None:
     assert run["placement_obtained"]["env"]["OMP_WAIT_POLICY"] == "ACTIVE"
     assert run["placement_obtained"]["cpus"] == [0]
     assert run["runtime"]["intra_op_threads"] == 1  # one core: one thread
+
+
+def test_a_budget_too_short_or_nothing_to_tune_is_refused_before_any_trial(tmp_path,
+                                                                            capsys) -> None:
+    from bench import cli
+
+    suite = write_suite(tmp_path, backends=("tf-onednn",), scenarios=("inference",))
+    out = tmp_path / "out"
+    assert cli.main(["tune", str(suite), "--budget", "30s", "--out", str(out)]) == 2
+    assert "shorter than a single trial" in capsys.readouterr().out
+    assert cli.main(["tune", str(suite), "--budget", "10m", "--objective", "training",
+                     "--out", str(out)]) == 2
+    assert "no scenario the training objective tunes (full_training)" in " ".join(
+        capsys.readouterr().out.split())
+    assert cli.main(["tune", str(suite), "--budget", "soon", "--out", str(out)]) == 2
+    assert not out.exists()  # nothing measured, nothing written
