@@ -86,6 +86,8 @@ def _figures(record: Record) -> list[Figure]:
     serving = record.serving or {}
     peak = serving.get("peak") or {}
     single, bulk = invalid(serving, "SingleStream"), invalid(serving, "Offline")
+    offline = next((r["loadgen"] for r in serving.get("runs", ()) if r["scenario"] == "Offline"),
+                   {})
 
     def unless(why: str | None, value: float) -> float | None:
         return None if why else value  # an invalid run is shown with its reason, not a figure
@@ -97,8 +99,13 @@ def _figures(record: Record) -> list[Figure]:
                LOWER, note=single or "MLPerf's SingleStream metric"),
         Figure("singlestream p99 ms", unless(single, float(np.percentile(lat, 99))), "ms",
                LOWER, note=single or ""),
-        Figure("offline samples/s", unless(bulk, median(record.series["offline"].rates())),
-               "samples/s", HIGHER, None if bulk else "offline", note=bulk or ""),
+        Figure("offline samples/s", unless(bulk, offline.get("samples_per_s")), "samples/s",
+               HIGHER, note=bulk or "LoadGen's: every sample over the whole run (MLPerf's "
+                                    "Offline metric)"),
+        Figure("offline group samples/s", unless(bulk, median(record.series["offline"].rates())),
+               "samples/s", HIGHER, None if bulk else "offline",
+               note=bulk or "the median of groups of about a second of completions, each at "
+                            "least one batch: what compare judges"),
         Figure(PEAK, peak.get("qps"), "queries/s", HIGHER, headline=True,
                note=peak_note(serving) if peak else ""),
         Figure("server p99 ms at peak", peak.get("p99_ms"), "ms", LOWER),
