@@ -140,8 +140,10 @@ def test_serving_runs_loadgen_s_three_scenarios_on_tensorflow_and_openvino(serve
         logs = Path(serving["logs"])  # LoadGen's files beside the worker log, a folder a run
         assert logs.parent == Path(run["log"]).parent
         assert len(list(logs.glob("server-*/mlperf_log_detail.txt"))) == 2
-    tf, ov = (r["serving"]["single_mode"] for r in _serving(served))
-    assert tf.startswith("one batch at a time") and ov.startswith("async queues")
+    tf, ov = (r["serving"] for r in _serving(served))
+    assert tf["server_mode"].startswith("one batch at a time")
+    assert ov["server_mode"].startswith("async queues")
+    assert ov["single_mode"].startswith("synchronous requests (LATENCY")
 
 
 def test_serving_is_in_both_reports(served) -> None:
@@ -175,11 +177,18 @@ def test_compare_judges_singlestream_and_offline_and_sees_a_slower_stack(served)
     assert judged == {"singlestream p50 ms", "offline group samples/s"}
     assert all(r.status == compare.SAME and r.ratio == pytest.approx(1) for r in same
                if r.comparable)
-    slower = copy.deepcopy(served)
+    # the same runs on a quiet machine: under `make test` the other pytest process's load on
+    # these CPUs is recorded, and a run disturbed by it is never judged worse (compare's rule,
+    # tested in test_compare): what is tested here is the judgement of the serving figures
+    quiet = copy.deepcopy(served)
+    for run in _serving(quiet):
+        run.pop("foreign_load", None)
+        run.pop("steal", None)
+    slower = copy.deepcopy(quiet)
     for run in _serving(slower):
         series = run["series"]["singlestream"]
         series["samples"] = [s * 1.5 for s in series["samples"]]
-    rows = {(r.run_id, r.metric): r for r in compare.compare(served, slower)}
+    rows = {(r.run_id, r.metric): r for r in compare.compare(quiet, slower)}
     for backend in ("tf-onednn", "openvino"):
         row = rows[(f"serving/{backend}", "singlestream p50 ms")]
         assert row.status == compare.WORSE and row.ratio == pytest.approx(1.5)

@@ -170,10 +170,12 @@ class Backend(ABC):
         return (Series.of(len(batch), warm[0], warm[1:], timed),
                 {"mode": "synchronous batches", "asynchronous": False})
 
-    def server(self, loaded: Any, sizes: tuple[int, ...]) -> loadgen.Server:
+    def server(self, loaded: Any, sizes: tuple[int, ...],
+               latency: bool = False) -> loadgen.Server:
         """Serving under LoadGen (bench.loadgen): one batch at a time, in the dispatching
         thread, on a predictor per batch shape (`sizes`, ascending), a batch padded to the
-        smallest that holds it. Runtimes with asynchronous queues override this."""
+        smallest that holds it. `latency`: one query at a time (SingleStream), as the inference
+        scenario's batch-1 latency runs it. Runtimes with asynchronous queues override this."""
         predict = {size: self.predictor(loaded, size) for size in sizes}
 
         def submit(batch: np.ndarray, done: Callable[[np.ndarray], None]) -> None:

@@ -23,6 +23,7 @@ node executed and the precision it ran in (`kernels`), the proof of which kernel
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib.util
 import json
@@ -352,11 +353,20 @@ class OpenVinoBackend(Backend):
                 self._driven(queue, f"throughput_bs{len(batch)}",
                              "completions of the window counted in groups of about a second"))
 
-    def server(self, loaded: Any, sizes: tuple[int, ...]) -> loadgen.Server:
+    def server(self, loaded: Any, sizes: tuple[int, ...],
+               latency: bool = False) -> loadgen.Server:
         """Serving through the same asynchronous queues as throughput, with the suite's
         `[openvino]` knobs: one per batch shape (`sizes`, a batch padded to the next);
         a batch is taken as soon as a request of its queue is free, and answered in the
-        request's callback."""
+        request's callback. `latency` (SingleStream: one query at a time): the synchronous
+        request of the LATENCY hint, as the inference scenario's batch-1 latency — the
+        throughput queue would give one query one stream's threads."""
+        if latency:
+            server = super().server(loaded, sizes)
+            got = self.obtained[f"latency_bs{sizes[-1]}"]
+            return dataclasses.replace(server, mode=(
+                f"synchronous requests ({got['hint']}, {got['streams']} streams, "
+                f"{got['threads']} threads)"))
         queues = {}
         for size in sizes:
             queue = self._queue(self._compile(loaded, size, "serving", **self.throughput_config()))

@@ -3,10 +3,11 @@ query sample library the held-out face images, decoded before the clock.
 
 In order: each compiled shape warmed; a null system under test (answers at once) measures what
 LoadGen and the dispatching thread cost per query on this machine; SingleStream (one query at a
-time, batch 1); Offline (every query at once, batches of `batch_size`); then the Server peak
-search at the latency bound: Poisson arrivals at a target rate, the waiting queries served
-together up to `server_batch`. LoadGen's threads run on the run's own CPUs (the worker is
-pinned before anything starts), as a serving process's would.
+time, batch 1, as the inference scenario's batch-1 latency runs it: OpenVINO's LATENCY hint);
+Offline (every query at once, batches of `batch_size`); then the Server peak search at the
+latency bound: Poisson arrivals at a target rate, the waiting queries served together up to
+`server_batch`. LoadGen's threads run on the run's own CPUs (the worker is pinned before
+anything starts), as a serving process's would.
 """
 
 from __future__ import annotations
@@ -105,29 +106,32 @@ def run(run: dict[str, Any], backend: Backend, progress: Progress) -> dict[str, 
            else Path(tempfile.mkdtemp(prefix="tlbench-loadgen-")))
     seed = run["data"]["seed"]
 
+    single = backend.server(loaded, (1,), latency=True)
     one = backend.server(loaded, loadgen.buckets(spec.server_batch))
     offline = backend.server(loaded, (spec.batch_size,))
-    progress(f"warm-up: batch {', '.join(map(str, one.sizes))} and {spec.batch_size}")
-    single_warm, *_ = (_warm(one, images, size, spec.warmup_s) for size in one.sizes)
+    progress(f"warm-up: batch 1, {', '.join(map(str, one.sizes))} and {spec.batch_size}")
+    single_warm = _warm(single, images, 1, spec.warmup_s)
+    for size in one.sizes:
+        _warm(one, images, size, spec.warmup_s)
     batch_warm = _warm(offline, images, spec.batch_size, spec.warmup_s)
 
     progress("LoadGen's own cost: a null system under test")
     cost = loadgen_cost(images, out)
 
     progress(f"SingleStream: {spec.single_stream_s:g} s")
-    single = loadgen.run(loadgen.Settings("SingleStream", spec.single_stream_s, 64,
+    stream = loadgen.run(loadgen.Settings("SingleStream", spec.single_stream_s, 64,
                                           expected_latency_s=float(np.median(single_warm[1:])),
-                                          seed=seed), images, one, out / "singlestream")
+                                          seed=seed), images, single, out / "singlestream")
     progress(f"Offline: {spec.offline_s:g} s")
     bulk = _offline(offline, images, spec, spec.batch_size / float(np.median(batch_warm[1:])),
                     out / "offline", seed)
 
-    p90 = float(np.percentile(single.latencies_s, 90))
+    p90 = float(np.percentile(stream.latencies_s, 90))
     bound_s = spec.latency_bound_ms / 1e3 or BOUND_FACTOR * p90
     rule = ("the suite's latency_bound_ms" if spec.latency_bound_ms
             else f"{BOUND_FACTOR:g} x this run's SingleStream p90")
     high = len(bulk.latencies_s) / max(bulk.completions_s)  # what full batches held
-    low = min(0.25 / float(np.median(single.latencies_s)), high / 4)
+    low = min(0.25 / float(np.median(stream.latencies_s)), high / 4)
     step = iter(range(1, spec.search_steps + 1))
 
     def probe(qps: float) -> loadgen.Outcome:
@@ -144,7 +148,7 @@ def run(run: dict[str, Any], backend: Backend, progress: Progress) -> dict[str, 
         "model": facts,
         "data": split.describe(),
         "series": {
-            "singlestream": Series.of(1, single_warm[0], single_warm[1:], single.latencies_s),
+            "singlestream": Series.of(1, single_warm[0], single_warm[1:], stream.latencies_s),
             # a synchronous stack answers a batch at one instant: at least one batch a group
             "offline": Series.of(1, None, [], completion_bins(
                 bulk.completions_s, 0.0, np.nextafter(max(bulk.completions_s), np.inf),
@@ -157,11 +161,12 @@ def run(run: dict[str, Any], backend: Backend, progress: Progress) -> dict[str, 
                                            spec.server_s)),
             "threads": "LoadGen's threads share the run's CPUs with the stack",
             "loadgen_cost": cost,
-            "single_mode": one.mode,
+            "single_mode": single.mode,
+            "server_mode": one.mode,
             "offline_mode": offline.mode,
             "bound_ms": bound_s * 1e3,
             "bound_rule": rule,
-            "runs": [o.to_dict() for o in (single, bulk, *peak.tried)],
+            "runs": [o.to_dict() for o in (stream, bulk, *peak.tried)],
             "peak": {"qps": peak.qps, "invalid_above": peak.invalid_above,
                      "p99_ms": at_peak.p99_ms if at_peak else None,
                      "lowest_p99_ms": peak.lowest_p99_ms(), "bracket": [low, high]},
