@@ -23,10 +23,10 @@ Objectives are figures of the contract whose names do not change with the config
 from __future__ import annotations
 
 import dataclasses
-import itertools
+import math
 import random
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -103,15 +103,27 @@ def configure(suite: suite_mod.Suite, backend: str, scenario: str,
                                placement=placement)
 
 
-def grid(found: tuple[knobs.Knob, ...], seed: int) -> list[dict[str, Any]]:
-    """Every configuration of the knobs: the default (each knob's first value) first, then the
-    rest in a seeded random order."""
-    names = [k.name for k in found]
-    configs = [dict(zip(names, values, strict=True))
-               for values in itertools.product(*(k.values for k in found))]
-    rest = configs[1:]
-    random.Random(seed).shuffle(rest)
-    return [configs[0], *rest]
+def default(found: tuple[knobs.Knob, ...]) -> dict[str, Any]:
+    """The suite's own configuration: each knob's first value."""
+    return {k.name: k.default for k in found}
+
+
+def size(found: tuple[knobs.Knob, ...]) -> int:
+    return math.prod(len(k.values) for k in found)
+
+
+def grid(found: tuple[knobs.Knob, ...], seed: int) -> Iterator[dict[str, Any]]:
+    """The configurations of the knobs: the default first, then every other in a seeded random
+    order, drawn as the search asks for them — a many-core box's grid runs to millions (streams
+    and requests up to the cores), more than a search ever measures or a list should hold."""
+    rng = random.Random(seed)
+    seen = {(0,) * len(found)}
+    yield default(found)
+    while len(seen) < size(found):
+        pick = tuple(rng.randrange(len(k.values)) for k in found)
+        if pick not in seen:
+            seen.add(pick)
+            yield {k.name: k.values[i] for k, i in zip(found, pick, strict=True)}
 
 
 @dataclass
@@ -139,7 +151,8 @@ class Search:
         return None
 
 
-def halving(configs: list[dict[str, Any]], measure: Callable[[dict[str, Any], int, float], Trial],
+def halving(configs: Iterable[dict[str, Any]],
+            measure: Callable[[dict[str, Any], int, float], Trial],
             time_left: Callable[[], float], rungs: int = 2, eta: int = ETA) -> Search:
     """Successive halving: rung 0 measures configurations on a window 1/eta^(rungs-1) of the
     suite's while the time holds out, keeping enough for the rungs above (a trial there costs

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import itertools
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,19 @@ def test_budgets_are_written_as_durations() -> None:
     assert tune.parse_duration("90s") == 90 and tune.parse_duration("600") == 600
     with pytest.raises(ValueError, match="45m, 1h"):
         tune.parse_duration("soon")
+
+
+def test_the_grid_yields_the_default_first_then_each_configuration_once() -> None:
+    two = (knobs.Knob("a", (1, 2, 3), knobs.SECTION, "x.a", "params.a"),
+           knobs.Knob("b", ("u", "v"), knobs.ENV, "B", "env.B", env=lambda v: {"B": v}))
+    drawn = list(tune.grid(two, seed=0))
+    assert drawn[0] == tune.default(two) == {"a": 1, "b": "u"} and tune.size(two) == 6
+    assert sorted((c["a"], c["b"]) for c in drawn) == [(a, b) for a in (1, 2, 3) for b in "uv"]
+    # a many-core box's grid is drawn from as the search asks, never built whole
+    wide = tuple(knobs.Knob(f"k{i}", tuple(range(100)), knobs.SECTION, f"x.k{i}", "p")
+                 for i in range(4))
+    first = list(itertools.islice(tune.grid(wide, seed=0), 3))
+    assert tune.size(wide) == 10**8 and first[0] == tune.default(wide) and len(first) == 3
 
 
 def _fake(values: dict[int, float], cost: float, clock: list[float]):
@@ -71,7 +85,7 @@ def test_a_configuration_is_a_suite_with_the_knobs_applied_and_its_window_scaled
         tmp_path) -> None:
     suite = suite_mod.load(write_suite(tmp_path, backends=("torch",), scenarios=("inference",)))
     found = _knobs(suite, "torch", "inference")
-    config = {**tune.grid(found, 0)[0], "inference.batch_size": 2,
+    config = {**tune.default(found), "inference.batch_size": 2,
               "omp_wait_policy": "passive"}
     trial = tune.configure(suite, "torch", "inference", found, config, window=1 / 3)
     assert trial.backends == ("torch",) and trial.scenarios == ("inference",)
@@ -86,7 +100,7 @@ def test_the_tuned_suite_file_loads_back_through_the_strict_parser(tmp_path) -> 
     suite = suite_mod.load(write_suite(tmp_path, backends=("openvino",),
                                        scenarios=("inference",)))
     found = _knobs(suite, "openvino", "inference")
-    config = {**tune.grid(found, 0)[0], "openvino.streams": 1, "inference.batch_size": 8}
+    config = {**tune.default(found), "openvino.streams": 1, "inference.batch_size": 8}
     tuned = tune.configure(suite, "openvino", "inference", found, config)
     text = suite_mod.to_toml(tuned, {"openvino.streams": "tuned: 1.2x"}, header="a tune")
     assert text.startswith("# a tune\n") and "streams = 1  # tuned: 1.2x" in text
@@ -126,7 +140,7 @@ def test_the_proof_compares_the_tuned_batch_as_the_same_figure() -> None:
 def test_knobs_are_applied_and_read_back_in_a_real_worker(tmp_path) -> None:
     suite = suite_mod.load(write_suite(tmp_path, backends=("torch",), scenarios=("inference",)))
     found = _knobs(suite, "torch", "inference")
-    config = {**tune.grid(found, 0)[0], "inference.batch_size": 2,
+    config = {**tune.default(found), "inference.batch_size": 2,
               "omp_wait_policy": "active", "placement": "cores:0"}
     trial = tune.configure(suite, "torch", "inference", found, config)
     outcome = runner.measure(trial, [runner.Side("", None)], tmp_path / "out", lambda e: None)

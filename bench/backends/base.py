@@ -63,11 +63,15 @@ def cache_facts(runtime: str, variable: str, hits: int, misses: int) -> dict[str
             "misses": misses, "state": state}
 
 
-@functools.cache
 def importable(python: str, module: str) -> bool:
     """Whether `python` (this interpreter, or another environment's) can import `module`."""
     if python == sys.executable:
         return importlib.util.find_spec(module) is not None
+    return _imports_elsewhere(python, module)
+
+
+@functools.cache  # a second interpreter's start: once per module a parent process asks about
+def _imports_elsewhere(python: str, module: str) -> bool:
     try:
         return subprocess.run([python, "-c", f"import {module}"], capture_output=True,
                               timeout=60).returncode == 0

@@ -21,7 +21,6 @@ micro-step) and `jax.value_and_grad` of the stateless call, the sums carried as 
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import sys
 from abc import abstractmethod
@@ -33,7 +32,13 @@ import numpy as np
 
 from bench import knobs
 from bench.backends import support
-from bench.backends.base import Backend, cache_facts, compile_cache_dir, policy_problem
+from bench.backends.base import (
+    Backend,
+    cache_facts,
+    compile_cache_dir,
+    importable,
+    policy_problem,
+)
 from bench.backends.support import EMULATED, Support
 from bench.pinning import Topology
 from bench.training import Trainer, decayed, rmsprop
@@ -92,7 +97,7 @@ class Keras3Backend(Backend):
 
     def skip_reason(self, scenario: str, isa: dict[str, bool],
                     emulated: bool = False) -> str | None:
-        if importlib.util.find_spec(self.keras_backend) is None:
+        if not importable(self.python, self.keras_backend):
             return (f"{self.keras_backend} is not installed in {sys.executable}: install it "
                     f"with `{INSTALL}` (`make install` does)")
         return super().skip_reason(scenario, isa, emulated)

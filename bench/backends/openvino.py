@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import importlib.util
 import json
 import os
 import time
@@ -38,7 +37,7 @@ import numpy as np
 
 from bench import knobs, loadgen, record
 from bench.backends import support
-from bench.backends.base import Backend, Calibration, Embed
+from bench.backends.base import Backend, Calibration, Embed, importable
 from bench.backends.support import UNAVAILABLE, Support
 from bench.data.lfw import pad_batch
 from bench.measure import completion_bins
@@ -212,7 +211,7 @@ class OpenVinoBackend(Backend):
 
     def skip_reason(self, scenario: str, isa: dict[str, bool],
                     emulated: bool = False) -> str | None:
-        if self.calibrates and importlib.util.find_spec("nncf") is None:
+        if self.calibrates and not importable(self.python, "nncf"):
             return f"NNCF is not installed, {self.name} quantises with it: {NNCF_INSTALL}"
         return super().skip_reason(scenario, isa, emulated)
 

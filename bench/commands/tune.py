@@ -66,15 +66,14 @@ class Tuner:
     def target(self, backend: str, scenario: str, share_s: float) -> dict[str, Any]:
         topology = read_topology()
         found = tune.knobs_for(self.suite, backend, scenario, topology)
-        configs = tune.grid(found, seed=0)
-        default = configs[0]
+        default = tune.default(found)
         entry: dict[str, Any] = {
             "backend": backend, "scenario": scenario,
             "figure": tune.OBJECTIVES[self.objective][scenario],
             "knobs": [{"name": k.name, "values": list(k.values), "how": k.how, "key": k.key,
                        "obtained": k.obtained, **({"absent": k.absent} if k.absent else {})}
                       for k in found],
-            "grid": len(configs), "trials": []}
+            "grid": tune.size(found), "trials": []}
         self.doc["targets"].append(entry)
         deadline = time.monotonic() + share_s * tune.SEARCH_SHARE
         best: list[float] = []
@@ -102,7 +101,8 @@ class Tuner:
                 f"{max(best) if best else '—'}; {max(0.0, self.left()) / 60:.1f} min left"))
             return trial
 
-        search = tune.halving(configs, measure, lambda: deadline - time.monotonic())
+        search = tune.halving(tune.grid(found, seed=0), measure,
+                              lambda: deadline - time.monotonic())
         winner = search.best()
         entry["best"] = dataclasses.asdict(winner) if winner else None
         default_trials = [t for t in search.trials if t.config == default and t.value]
@@ -116,10 +116,15 @@ class Tuner:
             chosen = self.prove(entry, backend, scenario, found, default, winner.config)
         tuned = tune.configure(self.suite, backend, scenario, found, chosen)
         gained = entry.get("verdict") or {}
-        comments = {tune.suite_key(k): f"tuned ({k.name}, default {default[k.name]!r}): "
-                                       f"{gained['ratio']:.3f}x {entry['figure']}, "
-                                       f"p {gained['p_value']:.2g}"
-                    for k in found if chosen[k.name] != default[k.name]}
+        comments: dict[str, str] = {}
+        for k in found:  # env knobs share the line of [suite] env: their notes are joined
+            if chosen[k.name] != default[k.name]:
+                note = f"{k.name} tuned (default {default[k.name]!r})"
+                key = tune.suite_key(k)
+                comments[key] = f"{comments[key]}; {note}" if key in comments else note
+        if comments:
+            comments = {key: f"{note}: {gained['ratio']:.3f}x {entry['figure']}, "
+                             f"p {gained['p_value']:.2g}" for key, note in comments.items()}
         path = self.folder / f"tuned-{backend}-{scenario}.toml"
         self.folder.mkdir(parents=True, exist_ok=True)
         path.write_text(suite_mod.to_toml(

@@ -94,6 +94,17 @@ def model_facts(base, model: dict[str, Any]) -> dict[str, Any]:
             "forward_flops": facenet.forward_flops(base)}
 
 
+def held_out(index: lfw.ImageIndex, image_size: int) -> np.ndarray:
+    """Every image of `index`, decoded and standardised, in order: what inference and serving
+    feed the model, prepared before the clock."""
+    return np.concatenate([x.numpy() for x, _ in lfw.dataset(index, image_size, 64)])
+
+
+def tiled(images: np.ndarray, size: int) -> np.ndarray:
+    """A batch of `size` from `images`, a small data set repeated up to it."""
+    return np.concatenate([images] * -(-size // len(images)))[:size]
+
+
 def calibration(run: dict[str, Any], backend: Backend, train: lfw.ImageIndex) -> Calibration:
     """The calibration set of a quantising backend: training images only (never held-out), the
     suite's number of them (its settings') or all the split has, in the order the data seed

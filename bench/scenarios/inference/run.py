@@ -9,21 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 from bench.backends.base import Backend
-from bench.data import lfw
 from bench.measure import time_calls
 from bench.parity import parity_embeddings
 from bench.record import Series
-from bench.scenarios.common import Progress, load_model, prepare
+from bench.scenarios.common import Progress, held_out, load_model, prepare, tiled
 from bench.scenarios.inference import InferenceSpec
-
-
-def _batch(index: lfw.ImageIndex, image_size: int, size: int) -> np.ndarray:
-    images = np.concatenate([x.numpy() for x, _ in lfw.dataset(index, image_size, 64)])
-    reps = -(-size // len(images))  # ceil: a small data set is tiled up to the batch size
-    return np.concatenate([images] * reps)[:size]
 
 
 def run(run: dict[str, Any], backend: Backend, progress: Progress) -> dict[str, Any]:
@@ -32,7 +23,7 @@ def run(run: dict[str, Any], backend: Backend, progress: Progress) -> dict[str, 
     split, base, facts = prepare(run, progress)
     progress("load model into the runtime")
     loaded = load_model(run, backend, base, facts["weights"], split)
-    batch = _batch(split.test, size, spec.batch_size)
+    batch = tiled(held_out(split.test, size), spec.batch_size)
 
     progress(f"latency_bs1: warm-up {spec.warmup_s:g} s + {spec.duration_s:g} s")
     predict = backend.predictor(loaded, 1)

@@ -24,18 +24,13 @@ import numpy as np
 
 from bench import loadgen
 from bench.backends.base import Backend
-from bench.data import lfw
 from bench.measure import completion_bins
 from bench.record import Series
-from bench.scenarios.common import Progress, load_model, prepare
+from bench.scenarios.common import Progress, held_out, load_model, prepare, tiled
 from bench.scenarios.serving import BOUND_FACTOR, ServingSpec
 
 SHORT = ("runs of {s:g} s and more (LoadGen's minimum duration here), far shorter than MLPerf's "
          "600 s: not an MLPerf result")
-
-
-def _images(index: lfw.ImageIndex, image_size: int) -> np.ndarray:
-    return np.concatenate([x.numpy() for x, _ in lfw.dataset(index, image_size, 64)])
 
 
 def _call(server: loadgen.Server, batch: np.ndarray) -> float:
@@ -50,7 +45,7 @@ def _call(server: loadgen.Server, batch: np.ndarray) -> float:
 def _warm(server: loadgen.Server, images: np.ndarray, size: int,
           seconds: float) -> list[float]:
     """Calls of one batch size for `seconds` (at least two): their times, the first apart."""
-    batch = np.concatenate([images] * -(-size // len(images)))[:size]
+    batch = tiled(images, size)
     times = [_call(server, batch)]
     start = time.perf_counter()
     while len(times) < 2 or time.perf_counter() - start < seconds:
@@ -101,7 +96,7 @@ def run(run: dict[str, Any], backend: Backend, progress: Progress) -> dict[str, 
     split, base, facts = prepare(run, progress)
     progress("load model into the runtime")
     loaded = load_model(run, backend, base, facts["weights"], split)
-    images = _images(split.test, run["model"]["image_size"])
+    images = held_out(split.test, run["model"]["image_size"])
     out = (Path(run["log"]).with_suffix(".loadgen") if run.get("log")
            else Path(tempfile.mkdtemp(prefix="tlbench-loadgen-")))
     seed = run["data"]["seed"]
