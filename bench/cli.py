@@ -125,6 +125,17 @@ def parser() -> argparse.ArgumentParser:
                      "train img/s; latency: serving's Server peak at --latency-bound-ms")
     tun.add_argument("--latency-bound-ms", type=float, default=0.0, metavar="X",
                      help="the latency objective: the most queries/s with p99 within X ms")
+    tun.add_argument("--knob", action="append", default=[], metavar="NAME=V1,V2",
+                     help="search only these values of a knob (repeatable), e.g. "
+                     "openvino.streams=1,2 or inference.batch_size=1,2,4,8,16,32; each must be "
+                     "in the knob's domain here")
+    tun.add_argument("--check", action="store_true",
+                     help="judge the search: measure every configuration of the (small, see "
+                     "--knob) grid, give the search a third of the grid's time, then re-measure "
+                     "the two picks side by side, interleaved")
+    tun.add_argument("--resume", default="", metavar="TUNE_JSON",
+                     help="continue an interrupted tune (its <stamp>_tune.json): finished "
+                     "targets carried over, finished trials not measured again")
     tun.add_argument("--out", default="results", help="results directory (default: results)")
     tun.set_defaults(func=cmd_tune)
 

@@ -302,10 +302,12 @@ class Peak:
 def find_peak(probe: Callable[[float], Outcome], low: float, high: float, steps: int) -> Peak:
     """Bisection in log space between `low` and `high` queries/s: each step runs `probe` at the
     geometric middle of the bracket; a valid run raises the bracket's floor, an invalid one
-    lowers its ceiling. `steps` runs in all: the bracket narrows to (high/low)^(1/2^steps)."""
+    lowers its ceiling. `steps` runs: the bracket narrows to (high/low)^(1/2^steps). The
+    middles never reach the floor itself, so when every step was invalid one more run probes
+    `low`: the peak is at least that, or no rate of the bracket holds the bound."""
     if not 0 < low < high:
         raise ValueError(f"peak search bracket [{low}, {high}]: need 0 < low < high")
-    best = above = None
+    floor, best, above = low, None, None
     tried = []
     for _ in range(steps):
         qps = math.sqrt(low * high)
@@ -315,4 +317,8 @@ def find_peak(probe: Callable[[float], Outcome], low: float, high: float, steps:
             best, low = qps, qps
         else:
             above, high = qps, qps
+    if best is None and steps:
+        outcome = probe(floor)
+        tried.append(outcome)
+        best = floor if outcome.valid else None
     return Peak(best, above, tuple(tried))

@@ -30,11 +30,11 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench import backends, compare, knobs, record
+from bench import backends, compare, knobs, record, results
 from bench import suite as suite_mod
 from bench.pinning import Topology
 from bench.plan import plan
-from bench.scenarios.inference import THROUGHPUT
+from bench.scenarios.inference import LATENCY_P50, THROUGHPUT
 from bench.scenarios.serving import PEAK
 
 # objective → the scenario it tunes → the contract's figure it maximises
@@ -43,11 +43,12 @@ OBJECTIVES = {
     "training": {"full_training": "train img/s"},
     "latency": {"serving": PEAK},
 }
+RUNGS = 2  # successive halving's windows: a third of the suite's, then the suite's
+FULL = RUNGS - 1  # the rung of a trial on the suite's own window
 ETA = 3  # successive halving: a third go on, and rung 0's window is a third of the suite's
 # a scenario's keys that set how long it measures (scaled down in rung 0), never what
 WINDOW_KEYS = ("warmup_s", "duration_s", "window_steps", "single_stream_s", "offline_s",
                "server_s")
-SEARCH_SHARE = 0.6  # of a target's budget; the rest is for the proof
 PROOF_ROUNDS = 3
 MIN_BUDGET_S = 120.0  # below, not even the default's trial and one other fit
 
@@ -103,6 +104,43 @@ def configure(suite: suite_mod.Suite, backend: str, scenario: str,
                                placement=placement)
 
 
+def parse_choices(texts: Iterable[str]) -> dict[str, tuple[Any, ...]]:
+    """`--knob NAME=V1,V2` arguments → {NAME: values}; numbers read as numbers."""
+    def value(text: str) -> Any:
+        for kind in (int, float):
+            try:
+                return kind(text)
+            except ValueError:
+                pass
+        return text
+
+    choices: dict[str, tuple[Any, ...]] = {}
+    for text in texts:
+        name, sep, values = text.partition("=")
+        if not sep or not name.strip() or not values.strip():
+            raise ValueError(f"--knob {text!r}: write NAME=VALUE[,VALUE...], e.g. "
+                             f"openvino.streams=1,2")
+        choices[name.strip()] = tuple(value(v.strip()) for v in values.split(","))
+    return choices
+
+
+def restrict(found: tuple[knobs.Knob, ...], choices: dict[str, tuple[Any, ...]]
+             ) -> tuple[knobs.Knob, ...]:
+    """The knobs with the values a user chose (each checked against its domain here); the
+    suite's own value stays first when chosen, so it stays the default the winner must beat."""
+    kept = []
+    for knob in found:
+        chosen = choices.get(knob.name)
+        if chosen is None:
+            kept.append(knob)
+            continue
+        for v in chosen:
+            knob.check(v)
+        order = sorted(dict.fromkeys(chosen), key=lambda v: v != knob.default)
+        kept.append(dataclasses.replace(knob, values=tuple(order)))
+    return tuple(kept)
+
+
 def default(found: tuple[knobs.Knob, ...]) -> dict[str, Any]:
     """The suite's own configuration: each knob's first value."""
     return {k.name: k.default for k in found}
@@ -136,6 +174,7 @@ class Trial:
     wall_s: float
     result: str = ""  # its result file
     error: str = ""
+    phase: str = "search"  # or "grid": the exhaustive check's
 
 
 @dataclass
@@ -153,7 +192,7 @@ class Search:
 
 def halving(configs: Iterable[dict[str, Any]],
             measure: Callable[[dict[str, Any], int, float], Trial],
-            time_left: Callable[[], float], rungs: int = 2, eta: int = ETA) -> Search:
+            time_left: Callable[[], float], rungs: int = RUNGS, eta: int = ETA) -> Search:
     """Successive halving: rung 0 measures configurations on a window 1/eta^(rungs-1) of the
     suite's while the time holds out, keeping enough for the rungs above (a trial there costs
     at most eta^k times the slowest below: the window is what grows); each later rung measures
@@ -176,6 +215,20 @@ def halving(configs: Iterable[dict[str, Any]],
         alive = [t.config for t in ranked[:max(1, len(ranked) // eta)]]
         if not alive:
             break
+    return search
+
+
+def exhaustive(configs: Iterable[dict[str, Any]],
+               measure: Callable[[dict[str, Any], int, float], Trial],
+               time_left: Callable[[], float]) -> Search:
+    """Every configuration on the full window (the check a search is judged against), while
+    the time holds out for one more."""
+    search = Search()
+    for config in configs:
+        cost = max((t.wall_s for t in search.trials), default=0.0)
+        if search.trials and time_left() < cost:
+            break
+        search.trials.append(measure(config, FULL, 1.0))
     return search
 
 
@@ -208,6 +261,29 @@ def verdict(default_doc: dict[str, Any], tuned_doc: dict[str, Any], objective: s
     rows = compare.compare(default_doc, tuned_doc, tuned=tuned)
     name = OBJECTIVES[objective][scenario]
     return next((r for r in rows if r.metric == name), None)
+
+
+def trade_off(entry: dict[str, Any]) -> list[dict[str, Any]]:
+    """An inference target's trials as points (batch-1 p50 latency, throughput), read from
+    each trial's result file; `front`: no other trial is both faster and lower in latency."""
+    points = []
+    for t in entry["trials"]:
+        if t["value"] is None or not t["result"]:
+            continue
+        try:
+            run = results.load(t["result"])["runs"][0]
+        except (OSError, results.ResultError):
+            continue  # a trial file moved or deleted: the tune document still holds its value
+        latency = record.figures(run).get(LATENCY_P50)
+        if latency is None or latency.value is None:
+            continue
+        points.append({"latency_ms": latency.value, "value": t["value"], "rung": t["rung"],
+                       "phase": t["phase"], "config": t["config"]})
+    for p in points:
+        p["front"] = not any(o["value"] >= p["value"] and o["latency_ms"] <= p["latency_ms"]
+                             and (o["value"], o["latency_ms"]) != (p["value"], p["latency_ms"])
+                             for o in points)
+    return points
 
 
 NO_GAIN = "no configuration beat the default beyond the machine's drift"

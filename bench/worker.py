@@ -139,8 +139,21 @@ def execute(task: dict[str, Any]) -> dict[str, Any]:
     doc["foreign_load"] = machine.foreign_load(ticks, after, machine.tree_cpu_seconds() - own)
     progress("reference kernel")
     doc["reference"] = measure.reference(before, measure.reference_rate(cpus))
-    doc = record.to_dict(doc)
-    record.parse_run({**run, **doc, "status": "ok"}, "the worker's record")  # the contract
+    return checked(run, record.to_dict(doc))
+
+
+def checked(run: dict[str, Any], doc: dict[str, Any]) -> dict[str, Any]:
+    """The worker's record, held to the contract. One that breaks it fails the run — the result
+    file holds only records of the contract — but what was measured is kept whole beside the
+    run's log (`<log>.record.json`), so a defect of the record never costs the measurement."""
+    from bench import record
+
+    try:
+        record.parse_run({**run, **doc, "status": "ok"}, "the worker's record")
+    except record.RecordError as exc:
+        kept = Path(run.get("log") or "worker.log").with_suffix(".record.json")
+        write_atomic(kept, {**run, **doc, "status": "failed", "error": str(exc)})
+        raise record.RecordError(f"{exc}; what the run measured is kept in {kept}") from None
     return {**doc, "status": "ok"}
 
 

@@ -3,6 +3,8 @@ figures computed by hand, and the pure combining of side-by-side processes."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from bench import record
@@ -141,3 +143,22 @@ def test_every_fixture_run_parses_and_round_trips() -> None:
     for path in sorted((Path(__file__).parent / "fixtures").glob("*.json")):
         for run in load(path)["runs"]:
             assert to_dict(parse_run(run)) == run
+
+
+def test_a_worker_record_that_breaks_the_contract_fails_its_run_but_keeps_the_measurement(
+        tmp_path) -> None:
+    from bench import worker
+
+    run = {"run_id": "inference/x", "backend": "x", "scenario": "inference",
+           "params": {"batch_size": 4, "warmup_s": 0.1, "duration_s": 0.5},
+           "log": str(tmp_path / "inference--x.log")}
+    good = {"series": {"latency_bs1": to_dict(Series.of(1, 0.3, [], [0.01, 0.02])),
+                       "throughput_bs4": to_dict(Series.of(4, 0.3, [], [0.04, 0.05]))}}
+    assert worker.checked(run, good)["status"] == "ok"
+    assert not (tmp_path / "inference--x.record.json").exists()
+    broken = {**good, "derived": {"speedup": 2.0}}
+    with pytest.raises(RecordError, match=r"unknown key.*kept in .*inference--x\.record\.json"):
+        worker.checked(run, broken)
+    kept = json.loads((tmp_path / "inference--x.record.json").read_text())
+    assert kept["series"] == good["series"] and kept["derived"] == {"speedup": 2.0}
+    assert kept["status"] == "failed" and "unknown key" in kept["error"]

@@ -57,6 +57,11 @@ def test_the_bisection_brackets_the_highest_valid_rate() -> None:
     nothing = loadgen.find_peak(lambda q: loadgen.Outcome("Server", q, False, "", [0.5], [0.5]),
                                 10, 1000, 3)
     assert nothing.qps is None and nothing.lowest_p99_ms() == pytest.approx(500)
+    assert len(nothing.tried) == 4 and nothing.tried[-1].target_qps == 10  # the floor probed
+    # a capacity just above the floor: every middle invalid, the floor itself valid
+    floor = loadgen.find_peak(lambda q: loadgen.Outcome("Server", q, q <= 10.5, "", [0.01],
+                                                        [0.01]), 10, 1000, 3)
+    assert floor.qps == 10 and floor.invalid_above == pytest.approx(1000 ** (1 / 8) * 10 ** (7 / 8))
     with pytest.raises(ValueError, match="0 < low < high"):
         loadgen.find_peak(probe, 100, 10, 2)
 

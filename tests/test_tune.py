@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import itertools
+import json
 from pathlib import Path
 
 import pytest
@@ -166,3 +167,152 @@ def test_a_budget_too_short_or_nothing_to_tune_is_refused_before_any_trial(tmp_p
         capsys.readouterr().out.split())
     assert cli.main(["tune", str(suite), "--budget", "soon", "--out", str(out)]) == 2
     assert not out.exists()  # nothing measured, nothing written
+
+
+def test_knob_choices_are_parsed_and_checked_against_the_domain_the_suite_s_value_first(
+        tmp_path) -> None:
+    choices = tune.parse_choices(["openvino.streams=2,1", "openvino.hint=none",
+                                  "inference.batch_size=1,32"])
+    assert choices == {"openvino.streams": (2, 1), "openvino.hint": ("none",),
+                       "inference.batch_size": (1, 32)}
+    with pytest.raises(ValueError, match="NAME=VALUE"):
+        tune.parse_choices(["openvino.streams"])
+    suite = suite_mod.load(write_suite(tmp_path, backends=("openvino",),
+                                       scenarios=("inference",)))
+    found = _knobs(suite, "openvino", "inference")
+    suite_batch = tune.default(found)["inference.batch_size"]
+    kept = {k.name: k.values for k in tune.restrict(
+        found, {**choices, "inference.batch_size": (1, suite_batch)})}
+    assert kept["openvino.streams"] == (2, 1) and kept["openvino.hint"] == ("none",)
+    assert kept["inference.batch_size"] == (suite_batch, 1)  # the suite's value stays first
+    assert kept["allocator"] == next(k.values for k in found if k.name == "allocator")
+    with pytest.raises(ValueError, match=r"openvino\.streams = 99 is not offered"):
+        tune.restrict(found, {"openvino.streams": (1, 99)})
+
+
+def test_the_exhaustive_check_measures_every_configuration_on_the_full_window() -> None:
+    clock = [0.0]
+    configs = [{"x": k} for k in range(6)]
+    every = tune.exhaustive(configs, _fake({k: k for k in range(6)}, 9.0, clock),
+                            lambda: 1e9 - clock[0])
+    assert [t.config["x"] for t in every.trials] == list(range(6))
+    assert all(t.rung == tune.FULL and t.wall_s == 9.0 for t in every.trials)
+    assert every.best().config == {"x": 5}
+    clock = [0.0]
+    cut = tune.exhaustive(configs, _fake({k: k for k in range(6)}, 9.0, clock),
+                          lambda: 20.0 - clock[0])
+    assert len(cut.trials) == 2  # a third would not have fit the time left
+
+
+def _said(capsys) -> str:
+    """What the command printed, on either stream, as one line."""
+    captured = capsys.readouterr()
+    return " ".join((captured.out + captured.err).split())
+
+
+def test_bad_knobs_and_resume_files_are_refused_before_any_trial(tmp_path, capsys) -> None:
+    from bench import cli
+
+    suite = write_suite(tmp_path, backends=("openvino",), scenarios=("inference",))
+    out = tmp_path / "out"
+    common = ["tune", str(suite), "--budget", "10m", "--out", str(out)]
+    assert cli.main([*common, "--knob", "openvino.nstreams=1"]) == 2
+    said = _said(capsys)
+    assert "--knob openvino.nstreams: no such knob" in said and "openvino.streams" in said
+    assert cli.main([*common, "--knob", "openvino.hint=fastest"]) == 2
+    said = _said(capsys)
+    assert "openvino.hint = 'fastest' is not offered" in said and "'latency'" in said
+    broken = tmp_path / "broken_tune.json"
+    broken.write_text("{not json")
+    assert cli.main([*common, "--resume", str(broken)]) == 2
+    assert "cannot read it as a tune document" in _said(capsys)
+    other = tmp_path / "other_tune.json"
+    other.write_text('{"targets": [], "objective": "training", "suite": {}, "choices": {}, '
+                     '"check": false}')
+    assert cli.main([*common, "--resume", str(other)]) == 2
+    assert "its suite, objective differ" in _said(capsys)
+    assert not out.exists()
+
+
+def test_an_interrupted_tune_keeps_its_trials_and_resume_measures_only_the_rest(
+        tmp_path, monkeypatch, capsys) -> None:
+    """The search loop of `tlbench tune` on a fake objective (a trial's figure is its batch
+    size; the runner is not started): Ctrl-C on the third trial leaves a tune document with the
+    two finished ones, and --resume measures only what they do not cover."""
+    from bench import cli
+    from bench.commands import tune as tune_cmd
+
+    measured: list[int] = []
+    stop_at = [3]
+
+    def fake_measure(self, label, trial_suite, sides):
+        if len(measured) + 1 == stop_at[0]:
+            raise KeyboardInterrupt("SIGINT")
+        measured.append(trial_suite.section("inference").batch_size)
+        doc = {"runs": [{"status": "ok", "value": float(measured[-1])}]}
+        return runner.Outcome([(doc, tmp_path / label)], [])
+
+    monkeypatch.setattr(tune_cmd.Tuner, "measure", fake_measure)
+    monkeypatch.setattr(tune, "objective_value", lambda doc, o, s: doc["runs"][0]["value"])
+    suite = write_suite(tmp_path, backends=("openvino",), scenarios=("inference",))
+    out = tmp_path / "out"
+    command = ["tune", str(suite), "--budget", "10m", "--out", str(out),
+               "--knob", "inference.batch_size=4,1,2", "--knob", "allocator=glibc",
+               "--knob", "placement=all", "--knob", "openvino.hint=throughput",
+               "--knob", "openvino.streams=0", "--knob", "openvino.requests=0"]
+    assert cli.main(command) == 130
+    (path,) = out.glob("*/*_tune.json")
+    doc = json.loads(path.read_text())
+    first = measured[1]
+    assert doc["interrupted"] and measured[0] == 4 and first in (1, 2)
+    assert [(t["config"]["inference.batch_size"], t["rung"]) for t in doc["targets"][0]["trials"]
+            ] == [(4, tune.FULL), (first, 0)]
+    assert f"--resume {path}" in " ".join(capsys.readouterr().out.split())
+    measured.clear()
+    stop_at[0] = 0
+    assert cli.main([*command, "--resume", str(path)]) == 0
+    # the default's trial and the first of rung 0 carried over: the other batch of rung 0,
+    # then rung 0's best (batch 2) on the full window; the default (batch 4) stays best
+    assert measured == [3 - first, 2]
+    resumed = max(out.glob("*/*_tune.json"), key=lambda p: p.stat().st_mtime)
+    target = json.loads(resumed.read_text())["targets"][0]
+    assert len(target["trials"]) == 4 and target["default_value"] == 4.0
+    assert target["conclusion"] == "the default measured best of 4 trials"
+
+
+def test_the_tune_page_draws_the_trials_trade_off_and_marks_the_pareto_front(tmp_path) -> None:
+    """Three inference trials from fixture records: A (the default), B faster and slower to
+    answer one image, C slower and higher in latency than A — the front is A and B."""
+    from bench.report import html
+
+    base, _ = _tuned_pair()
+    run = base["runs"][0]
+    series = next(k for k in run["series"] if k.startswith("throughput_bs"))
+    trials = []
+    for name, speed, delay in (("a", 1.0, 1.0), ("b", 1.5, 2.0), ("c", 0.8, 1.2)):
+        doc = copy.deepcopy(base)
+        r = doc["runs"][0]
+        r["series"][series]["samples"] = [s / speed for s in r["series"][series]["samples"]]
+        r["series"]["latency_bs1"]["samples"] = [s * delay for s in
+                                                 r["series"]["latency_bs1"]["samples"]]
+        path = tmp_path / f"{name}.json"
+        results.write_atomic(path, doc)
+        value = tune.objective_value(results.load(path), "throughput", "inference")
+        trials.append({"config": {"inference.batch_size": {"a": 32, "b": 64, "c": 8}[name]},
+                       "rung": tune.FULL, "value": value, "wall_s": 30.0, "result": str(path),
+                       "error": "", "phase": "search"})
+    trials.append({**trials[0], "value": None, "result": "", "error": "<b>crashed</b>"})
+    entry = {"backend": "tf-onednn", "scenario": "inference", "figure": tune.OBJECTIVES[
+        "throughput"]["inference"], "grid": 7, "trials": trials,
+        "default": {"inference.batch_size": 32}, "default_value": trials[0]["value"],
+        "best": trials[1], "conclusion": "tuned: 1.500x the default"}
+    points = tune.trade_off(entry)
+    assert [p["config"]["inference.batch_size"] for p in points] == [32, 64, 8]
+    assert [p["front"] for p in points] == [True, True, False]
+    assert points[1]["value"] == pytest.approx(1.5 * points[0]["value"], rel=1e-6)
+    page = html.render_tune({"objective": "throughput", "machine": {"id": "m-1"},
+                             "suite": {"name": "e2e"}, "created": "2026-12-07T11:00:00+00:00",
+                             "budget_s": 600.0, "check": False, "targets": [entry]})
+    assert "<svg" in page and "Pareto front" in page and "inference.batch_size=64" in page
+    assert "&lt;b&gt;crashed&lt;/b&gt;" in page and "<b>crashed</b>" not in page
+    assert "4 / 7" in page  # the search's trials of the grid's 7 configurations

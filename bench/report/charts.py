@@ -239,3 +239,30 @@ def serving(doc: dict[str, Any]) -> str | None:
         ax.legend(fontsize=8, frameon=False, title="filled: valid, hollow: invalid",
                   title_fontsize=8)
         return to_svg(fig)
+
+
+def trade_off(points: list[dict[str, Any]], default: dict[str, Any], figure: str) -> str | None:
+    """A tune's inference trials: throughput against batch-1 p50 latency (filled: the suite's
+    full window, hollow: a shorter rung), the Pareto front joined, the default ringed."""
+    if not points:
+        return None
+    with _figure("trade-off", figsize=(7.0, 4.0)) as fig:
+        ax = fig.add_subplot()
+        for p in points:
+            full = p["rung"] == max(q["rung"] for q in points)
+            ax.plot(p["latency_ms"], p["value"], "o", color=TRANSFER if p["front"] else TRADITIONAL,
+                    markerfacecolor=(TRANSFER if p["front"] else TRADITIONAL) if full else "white",
+                    markersize=6)
+            if p["config"] == default:
+                ax.plot(p["latency_ms"], p["value"], "o", markersize=13, markerfacecolor="none",
+                        color=INK, linewidth=1)
+        front = sorted((p for p in points if p["front"]), key=lambda p: p["latency_ms"])
+        ax.plot([p["latency_ms"] for p in front], [p["value"] for p in front], color=TRANSFER,
+                linewidth=1, label="Pareto front")
+        ax.set_xlabel("batch-1 latency p50, ms (lower is better)", fontsize=9)
+        ax.set_ylabel(f"{figure} (higher is better)", fontsize=9)
+        ax.set_ylim(bottom=0)
+        ax.yaxis.grid(True, color=GRID, linewidth=0.6)
+        ax.legend(fontsize=8, frameon=False, title="ringed: the default; hollow: a short window",
+                  title_fontsize=8)
+        return to_svg(fig)

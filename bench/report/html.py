@@ -15,7 +15,7 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
-from bench import __version__, record, summary
+from bench import __version__, record, summary, tune
 from bench.compare import Row
 from bench.report import charts
 from bench.report.console import duration, quality_lines, share_of_peak, with_spread
@@ -201,6 +201,18 @@ def render_fleet(view: dict[str, Any]) -> str:
     return _ENV.get_template("fleet.html").render(
         view=view, ref=view["machines"][view["reference"]], tool_version=__version__,
         chart=_svg(charts.fleet(view)))
+
+
+def render_tune(doc: dict[str, Any]) -> str:
+    """A tune's page: per target the default, the best trial, the conclusion and every trial;
+    for inference, the trials' latency-throughput chart with the Pareto front."""
+    targets = []
+    for e in doc["targets"]:
+        points = tune.trade_off(e) if e["scenario"] == "inference" else []
+        targets.append({"entry": e, "points": points, "chart": _svg(charts.trade_off(
+            points, e.get("default", {}), e["figure"]))})
+    return _ENV.get_template("tune.html").render(doc=doc, targets=targets,
+                                                 tool_version=__version__)
 
 
 def write(html: str, path: str | Path) -> Path:

@@ -14,6 +14,7 @@ from bench.scenarios.base import Scenario
 from bench.spec import at_least, fail
 
 THROUGHPUT = "throughput img/s"  # at the run's batch_size
+LATENCY_P50 = "latency bs1 p50 ms"
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,7 @@ def _figures(record: Record) -> list[Figure]:
     flops = record.model.get("forward_flops")
     gflops = throughput.value * flops / 1e9 if flops and throughput.value else None
     return [
-        Figure("latency bs1 p50 ms", median(lat), "ms", LOWER, "latency_bs1"),
+        Figure(LATENCY_P50, median(lat), "ms", LOWER, "latency_bs1"),
         Figure("latency bs1 p90 ms", float(np.percentile(lat, 90)), "ms", LOWER),
         Figure("latency bs1 p99 ms", float(np.percentile(lat, 99)), "ms", LOWER),
         Figure("bs1 img/s", 1e3 / median(lat), "img/s", HIGHER),
