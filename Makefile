@@ -73,11 +73,11 @@ allocators:
 
 # Each stack at its best on this box: a search within TUNE_BUDGET over each paper stack's knobs
 # for inference and transfer extraction (throughput), then tf-onednn's training, each winner
-# proven against the default in interleaved processes; tuned suites under results/. About 1 h
-# 45 min on a 2-core machine: a target's proof alone is six full runs (3 rounds x default and
+# proven against the default in interleaved processes; tuned suites under results/. About 2 h
+# 10 min on a 2-core machine: a target's proof alone is ten full runs (5 rounds x default and
 # tuned), its default one more, and the search about ten short trials.
-TUNE_BUDGET ?= 88m
-TUNE_TRAINING_BUDGET ?= 17m
+TUNE_BUDGET ?= 108m
+TUNE_TRAINING_BUDGET ?= 22m
 tune: install itex allocators
 	$(BIN)/tlbench tune $(SUITE) --backend tf-stock --backend tf-onednn --backend itex \
 	  --backend openvino --scenario inference --scenario transfer --budget $(TUNE_BUDGET) $(ARGS)

@@ -362,11 +362,12 @@ def one_job(base_doc: dict[str, Any], new_doc: dict[str, Any]) -> bool:
 def compare(base_doc: dict[str, Any], new_doc: dict[str, Any],
             max_slowdown_pct: float = DEFAULT_MAX_SLOWDOWN_PCT,
             alpha: float = ALPHA, pairs: bool | None = None,
-            tuned: frozenset[str] = frozenset()) -> list[Row]:
+            tuned: frozenset[str] = frozenset(), only: str = "") -> list[Row]:
     """Rows for every run id of either document, in the base's order, then the new ones.
     `pairs`: judge round k of one side against round k of the other (bench.paired); by default
     when the two are the sides of one interleaved job. `tuned`: knobs whose values may differ
-    (`configuration`). The primary rows (training time) are
+    (`configuration`). `only`: that figure's rows alone, the one question asked (a tune's
+    objective), so no other figure shares its Holm family. The primary rows (training time) are
     Holm-adjusted among themselves, the others among themselves, so that the secondary rows do
     not dilute the primary verdict's power.
 
@@ -382,8 +383,8 @@ def compare(base_doc: dict[str, Any], new_doc: dict[str, Any],
               else (machine_speed(base_doc), machine_speed(new_doc)))
     rows: list[Row] = []
     for run_id in dict.fromkeys([*base_runs, *new_runs]):
-        rows += compare_run(run_id, base_runs.get(run_id), new_runs.get(run_id), speeds, pairs,
-                            tuned)
+        rows += [r for r in compare_run(run_id, base_runs.get(run_id), new_runs.get(run_id),
+                                        speeds, pairs, tuned) if not only or r.metric == only]
     for primary in (True, False):
         judged = [i for i, r in enumerate(rows) if r.comparable and r.primary == primary]
         adjusted = significance.holm([rows[i].p_value for i in judged])

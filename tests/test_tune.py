@@ -132,6 +132,11 @@ def test_the_proof_compares_the_tuned_batch_as_the_same_figure() -> None:
     assert untuned[0].status == compare.NOT_COMPARABLE and "batch_size" in untuned[0].note
     row = tune.verdict(a, b, "throughput", "inference", frozenset({"inference.batch_size"}))
     assert row.metric == "throughput img/s" and row.status == compare.IMPROVED
+    # the objective judged alone: no other figure of the run in its Holm family
+    every = compare.compare(a, b, tuned=frozenset({"inference.batch_size"}))
+    alone = compare.compare(a, b, tuned=frozenset({"inference.batch_size"}),
+                            only="throughput img/s")
+    assert len(every) > 1 and [r.metric for r in alone] == ["throughput img/s"]
     assert row.ratio == pytest.approx(1.3, rel=0.01)
     assert tune.conclusion(row).startswith("tuned: 1.30")
     same = tune.verdict(a, a, "throughput", "inference", frozenset({"inference.batch_size"}))
