@@ -105,6 +105,17 @@ def variable(name: str, key: str, values: tuple[str, ...]) -> Knob:
                 env=lambda value: {} if value == "default" else {key: value.upper()})
 
 
+INTEROP = "TF_NUM_INTEROP_THREADS"  # the harness sets 1 (pinning.Placement.environment)
+
+
+def inter_op(topology: Topology) -> Knob:
+    """TensorFlow's inter-op pool (independent ops run side by side): the harness's 1, then the
+    powers of two up to the physical cores; read at the runtime's start."""
+    values = powers_of_two(2, len(topology.physical()), 1)
+    return Knob("inter_op_threads", values, ENV, INTEROP, "runtime.inter_op_threads",
+                env=lambda value: {} if value == 1 else {INTEROP: str(value)})
+
+
 # each scenario's batch key a search may change, with the powers of two it tries
 BATCH_KEYS = {"inference": ("batch_size", 1, 64), "transfer": ("batch_size", 8, 128),
               "serving": ("server_batch", 1, 16), "full_training": ("micro_batch", 4, 64),

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -204,10 +205,13 @@ def _test_settings(s: Settings) -> Any:
     return ts
 
 
-def run(settings: Settings, images: np.ndarray, server: Server, out: Path) -> Outcome:
+def run(settings: Settings, images: np.ndarray, server: Server, out: Path,
+        cpus: tuple[int, ...] = ()) -> Outcome:
     """One LoadGen test of `server` on `images` (the query sample library: decoded, in memory),
     its logs and trace written to `out`. A stack that raises ends the run: the queries still
-    waiting are answered so that LoadGen finishes, and the error is raised after it."""
+    waiting are answered so that LoadGen finishes, and the error is raised after it. `cpus`:
+    LoadGen's threads run there (they inherit the affinity of the thread that starts the test),
+    the stack's stay where they are."""
     import mlperf_loadgen as lg
 
     if settings.scenario not in SCENARIOS:
@@ -223,7 +227,7 @@ def run(settings: Settings, images: np.ndarray, server: Server, out: Path) -> Ou
     log.log_output.copy_summary_to_stdout = False
     log.enable_trace = True  # the per-sample latencies are read from the trace
     try:
-        lg.StartTestWithLogSettings(sut, qsl, _test_settings(settings), log)
+        _on(cpus, lambda: lg.StartTestWithLogSettings(sut, qsl, _test_settings(settings), log))
     finally:
         server.wait()
         dispatcher.stop()
@@ -233,6 +237,27 @@ def run(settings: Settings, images: np.ndarray, server: Server, out: Path) -> Ou
         raise RuntimeError(f"the system under test failed in LoadGen's {settings.scenario} "
                            f"run: {dispatcher.error!r}") from dispatcher.error
     return read(out, settings, dispatcher.batches)
+
+
+def _on(cpus: tuple[int, ...], call: Callable[[], None]) -> None:
+    """`call` on a thread of its own pinned to `cpus` (so are the threads it starts), or here."""
+    if not cpus:
+        call()
+        return
+    failed: list[BaseException] = []
+
+    def pinned() -> None:
+        try:
+            os.sched_setaffinity(0, cpus)  # 0: this thread alone (Linux)
+            call()
+        except BaseException as exc:  # re-raised in the caller's thread
+            failed.append(exc)
+
+    thread = threading.Thread(target=pinned, name="loadgen")
+    thread.start()
+    thread.join()
+    if failed:
+        raise failed[0]
 
 
 def detail(path: Path) -> dict[str, Any]:

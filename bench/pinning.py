@@ -256,8 +256,29 @@ def divide(placement: Placement, k: int, topology: Topology, asked: str = "") ->
     return parts
 
 
+_UNPINNED: set[int] = set()  # the CPUs this process could use before pin_self
+
+
 def pin_self(cpus: tuple[int, ...]) -> list[int]:
     """Pin this process to `cpus` (before TensorFlow is imported); return the affinity read back."""
     proc = psutil.Process()
+    _UNPINNED.update(proc.cpu_affinity())
     proc.cpu_affinity(list(cpus))
     return sorted(proc.cpu_affinity())
+
+
+def spare_core(topology: Topology, used: set[int]) -> tuple[int, ...]:
+    """The logical CPUs of the first physical core none of whose CPUs are in `used`: a core
+    apart for a helper's threads (LoadGen's), or () when `used` touches every core."""
+    for core in topology.cores():
+        if not used & set(core["cpus"]):
+            return tuple(core["cpus"])
+    return ()
+
+
+def apart_from_run() -> tuple[int, ...]:
+    """In a pinned worker: a core the run's CPUs leave free among those the worker could use
+    before it pinned itself (the suite's machine, less what cgroups or taskset withhold)."""
+    if not _UNPINNED:
+        return ()
+    return spare_core(read_topology(allowed=_UNPINNED), set(os.sched_getaffinity(0)))

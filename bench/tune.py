@@ -143,6 +143,12 @@ def restrict(found: tuple[knobs.Knob, ...], choices: dict[str, tuple[Any, ...]]
     return tuple(kept)
 
 
+def scalable(suite: suite_mod.Suite, scenario: str) -> bool:
+    """Whether the scenario has a window to shorten (a key of WINDOW_KEYS); one without (the
+    transfer scenario extracts every image) measures every trial on its full run."""
+    return any(k in WINDOW_KEYS for k in dataclasses.asdict(suite.section(scenario)))
+
+
 def default(found: tuple[knobs.Knob, ...]) -> dict[str, Any]:
     """The suite's own configuration: each knob's first value."""
     return {k.name: k.default for k in found}

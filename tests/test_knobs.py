@@ -42,8 +42,8 @@ def test_placements_come_from_the_topology_the_suite_s_first(small, two_sockets)
 
 
 def test_every_backend_offers_placement_batch_and_allocator(small) -> None:
-    found = _knobs("tf-onednn", "inference", small, "[inference]\nbatch_size = 32\n")
-    assert list(found) == ["placement", "inference.batch_size", "allocator"]
+    found = _knobs("torch", "inference", small, "[inference]\nbatch_size = 32\n")
+    assert list(found)[:3] == ["placement", "inference.batch_size", "allocator"]
     assert found["inference.batch_size"].values == (32, 1, 2, 4, 8, 16, 64)
     assert found["inference.batch_size"].key == "inference.batch_size"
     training = _knobs("tf-stock", "full_training", small,
@@ -65,6 +65,21 @@ def test_openvino_adds_its_queue_s_knobs_and_torch_its_openmp_wait(small, two_so
     assert wait.values == ("default", "passive", "active")
     assert wait.env("default") == {} and wait.env("passive") == {"OMP_WAIT_POLICY": "PASSIVE"}
     assert "omp_wait_policy" not in _knobs("tf-onednn", "inference", small)
+
+
+def test_tensorflow_adds_its_inter_op_pool_and_itex_intel_openmp_s_blocktime(small,
+                                                                            two_sockets) -> None:
+    tf = _knobs("tf-onednn", "inference", two_sockets)
+    inter = tf["inter_op_threads"]
+    assert inter.values == (1, 2, 4)  # the harness's 1, then powers of two to the 4 cores
+    assert inter.env(1) == {} and inter.env(4) == {"TF_NUM_INTEROP_THREADS": "4"}
+    assert _knobs("tf-stock", "full_training", small)["inter_op_threads"].values == (1, 2)
+    assert "kmp_blocktime" not in tf and "inter_op_threads" not in _knobs("openvino",
+                                                                           "inference", small)
+    itex = _knobs("itex", "transfer", small)
+    assert itex["kmp_blocktime"].values == ("default", "0", "200")
+    assert itex["kmp_blocktime"].env("0") == {"KMP_BLOCKTIME": "0"}
+    assert "inter_op_threads" in itex
 
 
 def test_the_allocator_is_offered_only_where_its_library_is(tmp_path, monkeypatch) -> None:

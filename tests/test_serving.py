@@ -5,17 +5,19 @@ compare."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import os
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from bench import cli, compare, loadgen, record, summary
+from bench import cli, compare, loadgen, pinning, record, summary
 from bench.report import console, html
 from bench.scenarios.serving import peak_note
-from tests.conftest import only_result, write_suite
+from tests.conftest import fake_sysfs, only_result, write_suite
 
 pytestmark = pytest.mark.skipif(loadgen.missing() is not None,
                                 reason=str(loadgen.missing()))
@@ -126,7 +128,13 @@ def test_serving_runs_loadgen_s_three_scenarios_on_tensorflow_and_openvino(serve
         assert run["status"] == "ok", run.get("error")
         serving = run["serving"]
         runs = serving["runs"]
-        assert [r["scenario"] for r in runs] == ["SingleStream", "Offline", "Server", "Server"]
+        assert [r["scenario"] for r in runs[:4]] == ["SingleStream", "Offline", "Server", "Server"]
+        # the 2 search steps, and the bracket's floor when both were invalid
+        floor = not any(r["valid"] for r in runs[2:4])
+        assert len(runs) == 4 + floor
+        if floor:
+            assert runs[4]["scenario"] == "Server"
+            assert runs[4]["target_qps"] == pytest.approx(serving["peak"]["bracket"][0])
         assert runs[0]["valid"], runs[0]["reason"]
         assert runs[0]["queries"] == len(run["series"]["singlestream"]["samples"]) >= 64
         assert runs[1]["valid"], runs[1]["reason"]
@@ -144,7 +152,7 @@ def test_serving_runs_loadgen_s_three_scenarios_on_tensorflow_and_openvino(serve
         assert figures["offline group samples/s"].series == "offline"
         logs = Path(serving["logs"])  # LoadGen's files beside the worker log, a folder a run
         assert logs.parent == Path(run["log"]).parent
-        assert len(list(logs.glob("server-*/mlperf_log_detail.txt"))) == 2
+        assert len(list(logs.glob("server-*/mlperf_log_detail.txt"))) == len(runs) - 2
     tf, ov = (r["serving"] for r in _serving(served))
     assert tf["server_mode"].startswith("one batch at a time")
     assert ov["server_mode"].startswith("async queues")
@@ -197,3 +205,43 @@ def test_compare_judges_singlestream_and_offline_and_sees_a_slower_stack(served)
     for backend in ("tf-onednn", "openvino"):
         row = rows[(f"serving/{backend}", "singlestream p50 ms")]
         assert row.status == compare.WORSE and row.ratio == pytest.approx(1.5)
+
+
+def test_loadgen_s_threads_run_on_a_core_apart_where_the_machine_has_one(tmp_path) -> None:
+    """`cpus`: LoadGen's test starts on a thread pinned there, and the threads LoadGen starts
+    inherit it; the stack's threads keep the process's CPUs."""
+    mine = sorted(os.sched_getaffinity(0))
+    if len(mine) < 2:
+        pytest.skip("one CPU: no core to set apart")
+    apart = (mine[-1],)
+    seen: dict[str, set[str]] = {"stack": set(), "pinned": set()}
+
+    def submit(batch: np.ndarray, done) -> None:
+        seen["stack"].add(str(sorted(os.sched_getaffinity(0))))
+        for task in Path("/proc/self/task").iterdir():  # every thread of this process
+            with contextlib.suppress(OSError):
+                status = (task / "status").read_text()
+                allowed = next(x for x in status.splitlines() if x.startswith("Cpus_allowed_list"))
+                if allowed.split(":")[1].strip() == str(apart[0]):
+                    seen["pinned"].add(task.name)
+        done(batch)
+
+    server = loadgen.Server(submit, (1,), lambda: None, "records the threads' CPUs")
+    outcome = loadgen.run(loadgen.Settings("SingleStream", 0.2, 16), IMAGES, server, tmp_path,
+                          cpus=apart)
+    # the thread that started the test and the threads LoadGen started (its logger, its issuer)
+    assert outcome.latencies_s and len(seen["pinned"]) >= 2, seen
+    assert seen["stack"] == {str(mine)}  # the system under test's thread kept the process's
+    assert sorted(os.sched_getaffinity(0)) == mine
+
+
+def test_the_core_apart_is_a_whole_core_the_run_does_not_touch(tmp_path) -> None:
+    small = pinning.read_topology(fake_sysfs(tmp_path / "small", sockets=1, cores=2, threads=1),
+                                  allowed={0, 1})
+    assert pinning.spare_core(small, {0}) == (1,) and pinning.spare_core(small, {0, 1}) == ()
+    smt = pinning.read_topology(fake_sysfs(tmp_path / "smt", sockets=1, cores=2, threads=2),
+                                allowed=set(range(4)))
+    first, second = (tuple(c["cpus"]) for c in smt.cores())
+    # one SMT sibling of a core in use takes the whole core: the other core is the one apart
+    assert pinning.spare_core(smt, {first[0]}) == second
+    assert pinning.spare_core(smt, {first[0], second[1]}) == ()

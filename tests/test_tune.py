@@ -158,6 +158,19 @@ def test_knobs_are_applied_and_read_back_in_a_real_worker(tmp_path) -> None:
     assert run["runtime"]["intra_op_threads"] == 1  # one core: one thread
 
 
+def test_tensorflow_s_inter_op_pool_is_applied_and_read_back_in_a_real_worker(tmp_path) -> None:
+    suite = suite_mod.load(write_suite(tmp_path, backends=("tf-onednn",),
+                                       scenarios=("inference",)))
+    found = _knobs(suite, "tf-onednn", "inference")
+    trial = tune.configure(suite, "tf-onednn", "inference", found,
+                           {**tune.default(found), "inter_op_threads": 2})
+    outcome = runner.measure(trial, [runner.Side("", None)], tmp_path / "out", lambda e: None)
+    run = outcome.docs[0][0]["runs"][0]
+    assert run["status"] == "ok", run.get("error")
+    assert run["placement_obtained"]["env"]["TF_NUM_INTEROP_THREADS"] == "2"
+    assert run["runtime"]["inter_op_threads"] == 2
+
+
 def test_a_budget_too_short_or_nothing_to_tune_is_refused_before_any_trial(tmp_path,
                                                                             capsys) -> None:
     from bench import cli
@@ -193,6 +206,12 @@ def test_knob_choices_are_parsed_and_checked_against_the_domain_the_suite_s_valu
     assert kept["allocator"] == next(k.values for k in found if k.name == "allocator")
     with pytest.raises(ValueError, match=r"openvino\.streams = 99 is not offered"):
         tune.restrict(found, {"openvino.streams": (1, 99)})
+
+
+def test_only_a_scenario_with_a_window_is_searched_on_short_windows(tmp_path) -> None:
+    suite = suite_mod.load(write_suite(tmp_path))
+    assert tune.scalable(suite, "inference") and tune.scalable(suite, "full_training")
+    assert not tune.scalable(suite, "transfer")
 
 
 def test_the_exhaustive_check_measures_every_configuration_on_the_full_window() -> None:

@@ -12,10 +12,12 @@ import os
 from pathlib import Path
 from typing import Any
 
+from bench import knobs
 from bench.backends import support
 from bench.backends.base import onednn_bf16_problem
 from bench.backends.support import UNAVAILABLE, Support
-from bench.backends.tensorflow import TensorFlowBackend
+from bench.backends.tensorflow import TensorFlowBackend, inter_op_threads
+from bench.pinning import Topology
 
 REPO = Path(__file__).resolve().parent.parent.parent
 
@@ -61,13 +63,21 @@ class ItexBackend(TensorFlowBackend):
         # bf16 through ITEX's own auto mixed precision, not a Keras policy
         return onednn_bf16_problem(doc) if self.precision == "bf16" else None
 
+    def knobs(self, scenario: str, params: dict[str, Any], settings: dict[str, Any],
+              placement: str, topology: Topology) -> tuple[knobs.Knob, ...]:
+        """ITEX's CPU kernels run on Intel's OpenMP (its own libiomp5): how long a thread spins
+        after a parallel region before it sleeps, `KMP_BLOCKTIME` ms ("default": the harness's
+        1; Intel's own default is 200)."""
+        return (*super().knobs(scenario, params, settings, placement, topology),
+                knobs.variable("kmp_blocktime", "KMP_BLOCKTIME", ("0", "200")))
+
     def start(self, threads: int) -> dict[str, Any]:
         import intel_extension_for_tensorflow as itex
         import keras
         import tensorflow as tf
 
         tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(1)
+        tf.config.threading.set_inter_op_parallelism_threads(inter_op_threads())
         return {
             "tensorflow": tf.__version__,
             "keras": keras.__version__,

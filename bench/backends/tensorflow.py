@@ -8,14 +8,17 @@ than fp32 here (reference kernels), which would measure a missing optimisation, 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
+from bench import knobs
 from bench.backends import support
 from bench.backends.base import Backend, onednn_bf16_problem, policy_problem
 from bench.backends.support import UNAVAILABLE, Support
+from bench.pinning import Topology
 
 # TensorFlow's own log on an AVX2 CPU: "oneDNN supports DT_BFLOAT16 only on platforms with
 # AVX-512. Falling back to the default Eigen-based implementation".
@@ -23,6 +26,11 @@ BF16 = support.bf16(
     "oneDNN's avx512_core bf16 kernels: bf16 data, fp32 arithmetic",
     Support(UNAVAILABLE, "AVX2", "TensorFlow's oneDNN has no bf16 below AVX-512; it falls back "
                                  "to Eigen's bf16 ops, which measure no oneDNN"))
+
+
+def inter_op_threads() -> int:
+    """The inter-op pool's size the worker was given (`knobs.INTEROP`; the harness sets 1)."""
+    return int(os.environ.get(knobs.INTEROP, "1"))
 
 
 class TensorFlowBackend(Backend):
@@ -42,6 +50,13 @@ class TensorFlowBackend(Backend):
             env["ONEDNN_VERBOSE"] = "profile_create"  # one line per primitive created: the ISA
         return env
 
+    def knobs(self, scenario: str, params: dict[str, Any], settings: dict[str, Any],
+              placement: str, topology: Topology) -> tuple[knobs.Knob, ...]:
+        """TensorFlow's inter-op pool beside the common knobs (its intra-op threads follow the
+        placement's CPUs)."""
+        return (*super().knobs(scenario, params, settings, placement, topology),
+                knobs.inter_op(topology))
+
     def start(self, threads: int) -> dict[str, Any]:
         import keras
         import tensorflow as tf
@@ -50,7 +65,7 @@ class TensorFlowBackend(Backend):
         # TF's pools are sized from TF_NUM_*_THREADS at import; set them again explicitly so a
         # runtime that ignored the variables is still pinned, and read back what TF reports.
         tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(1)
+        tf.config.threading.set_inter_op_parallelism_threads(inter_op_threads())
         onednn = bool(_pywrap_util_port.IsMklEnabled())
         if onednn != self.onednn:
             raise RuntimeError(f"{self.name} asked for oneDNN {'on' if self.onednn else 'off'} "

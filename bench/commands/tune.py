@@ -133,10 +133,15 @@ class Tuner:
                 f"{' and its proof' if reserve_proof else ''}: no search; ten configurations "
                 f"need about {need / 60:.0f} min a target"), style="yellow")
         else:
+            def left_s() -> float:
+                return share_s - reserve - (time.monotonic() - started)
+
             configs = itertools.islice(tune.grid(trial.found, seed=0), 1, None)
-            trials += tune.halving(configs, trial,
-                                   lambda: share_s - reserve - (time.monotonic() - started)
-                                   ).trials
+            # no window to shorten: every trial is a full one, successive halving would only
+            # measure the promoted ones twice
+            search = (tune.halving if tune.scalable(self.suite, entry["scenario"])
+                      else tune.exhaustive)
+            trials += search(configs, trial, left_s).trials
         winner = tune.Search([t for t in trials if t.rung == tune.FULL]).best()
         entry["best"] = dataclasses.asdict(winner) if winner else None
         entry["search_s"] = time.monotonic() - started
@@ -192,7 +197,7 @@ class Tuner:
                                dataclasses.replace(a, repeats=tune.PROOF_ROUNDS),
                                [runner.Side("A", None, suite=a), runner.Side("B", None, suite=b)])
         (doc_a, path_a), (doc_b, path_b) = outcome.docs
-        entry[label] = {**entry.get(label, {}), "base": str(path_a), "new": str(path_b)}
+        entry.setdefault(label, {}).update(base=str(path_a), new=str(path_b))
         return tune.verdict(doc_a, doc_b, self.objective, scenario,
                             frozenset(tune.changed(base, new)))
 

@@ -6,12 +6,13 @@ LoadGen and the dispatching thread cost per query on this machine; SingleStream 
 time, batch 1, as the inference scenario's batch-1 latency runs it: OpenVINO's LATENCY hint);
 Offline (every query at once, batches of `batch_size`); then the Server peak search at the
 latency bound: Poisson arrivals at a target rate, the waiting queries served together up to
-`server_batch`. LoadGen's threads run on the run's own CPUs (the worker is pinned before
-anything starts), as a serving process's would.
+`server_batch`. LoadGen's threads run on a core the run leaves free where the machine has
+one (the record says which), else on the run's own CPUs, as a serving process's would.
 """
 
 from __future__ import annotations
 
+import itertools
 import resource
 import tempfile
 import threading
@@ -22,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from bench import loadgen
+from bench import loadgen, pinning
 from bench.backends.base import Backend
 from bench.measure import completion_bins
 from bench.record import Series
@@ -63,28 +64,29 @@ def _cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def loadgen_cost(images: np.ndarray, out: Path, seconds: float = 2.0) -> dict[str, Any]:
+def loadgen_cost(images: np.ndarray, out: Path, seconds: float = 2.0,
+                 cpus: tuple[int, ...] = ()) -> dict[str, Any]:
     """LoadGen's own cost on this machine: a SingleStream run of a null system under test, the
     process's CPU seconds and the latency per query (LoadGen, its Python binding, our
     dispatching thread)."""
     cpu = _cpu_s()
     outcome = loadgen.run(loadgen.Settings("SingleStream", seconds, 64, 1e-4), images, _null(),
-                          out / "null")
+                          out / "null", cpus)
     queries = len(outcome.latencies_s)
     return {"queries": queries, "cpu_ms_per_query": (_cpu_s() - cpu) * 1e3 / max(queries, 1),
             "p50_latency_ms": float(np.median(outcome.latencies_s)) * 1e3 if queries else None}
 
 
 def _offline(server: loadgen.Server, images: np.ndarray, spec: ServingSpec, rate: float,
-             out: Path, seed: int) -> loadgen.Outcome:
+             out: Path, seed: int, cpus: tuple[int, ...]) -> loadgen.Outcome:
     """Offline: LoadGen sizes its one query from the expected rate (rate x duration x 1.1), so
     a stack faster than one warm batch after another (an asynchronous queue) finishes before the
     minimum duration: it runs once more, expecting 1.2 x the rate that LoadGen measured."""
     settings = loadgen.Settings("Offline", spec.offline_s, 1, expected_qps=rate, seed=seed)
-    outcome = loadgen.run(settings, images, server, out)
+    outcome = loadgen.run(settings, images, server, out, cpus)
     if outcome.figures.get("min_duration_met") is False and outcome.figures.get("samples_per_s"):
         retry = replace(settings, expected_qps=1.2 * outcome.figures["samples_per_s"])
-        outcome = loadgen.run(retry, images, server, out)
+        outcome = loadgen.run(retry, images, server, out, cpus)
     return outcome
 
 
@@ -110,16 +112,18 @@ def run(run: dict[str, Any], backend: Backend, progress: Progress) -> dict[str, 
         _warm(one, images, size, spec.warmup_s)
     batch_warm = _warm(offline, images, spec.batch_size, spec.warmup_s)
 
+    apart = pinning.apart_from_run()  # a core the run leaves free, for LoadGen's threads
     progress("LoadGen's own cost: a null system under test")
-    cost = loadgen_cost(images, out)
+    cost = loadgen_cost(images, out, cpus=apart)
 
     progress(f"SingleStream: {spec.single_stream_s:g} s")
     stream = loadgen.run(loadgen.Settings("SingleStream", spec.single_stream_s, 64,
                                           expected_latency_s=float(np.median(single_warm[1:])),
-                                          seed=seed), images, single, out / "singlestream")
+                                          seed=seed), images, single, out / "singlestream",
+                           apart)
     progress(f"Offline: {spec.offline_s:g} s")
     bulk = _offline(offline, images, spec, spec.batch_size / float(np.median(batch_warm[1:])),
-                    out / "offline", seed)
+                    out / "offline", seed, apart)
 
     p90 = float(np.percentile(stream.latencies_s, 90))
     bound_s = spec.latency_bound_ms / 1e3 or BOUND_FACTOR * p90
@@ -127,15 +131,16 @@ def run(run: dict[str, Any], backend: Backend, progress: Progress) -> dict[str, 
             else f"{BOUND_FACTOR:g} x this run's SingleStream p90")
     high = len(bulk.latencies_s) / max(bulk.completions_s)  # what full batches held
     low = min(0.25 / float(np.median(stream.latencies_s)), high / 4)
-    step = iter(range(1, spec.search_steps + 1))
+    step = itertools.count(1)  # search_steps, and the floor when every step was invalid
 
     def probe(qps: float) -> loadgen.Outcome:
         k = next(step)
-        progress(f"Server peak search {k}/{spec.search_steps}: {qps:.1f} queries/s",
-                 k - 1, spec.search_steps)
+        which = f"{k}/{spec.search_steps}" if k <= spec.search_steps else "the floor"
+        progress(f"Server peak search {which}: {qps:.1f} queries/s",
+                 min(k - 1, spec.search_steps), spec.search_steps)
         return loadgen.run(loadgen.Settings("Server", spec.server_s, spec.server_queries,
                                             target_qps=qps, latency_bound_s=bound_s, seed=seed),
-                           images, one, out / f"server-{k}")
+                           images, one, out / f"server-{k}", apart)
 
     peak = loadgen.find_peak(probe, low, high, spec.search_steps)
     at_peak = next((o for o in peak.tried if o.valid and o.target_qps == peak.qps), None)
@@ -154,7 +159,9 @@ def run(run: dict[str, Any], backend: Backend, progress: Progress) -> dict[str, 
             "logs": str(out),
             "duration": SHORT.format(s=min(spec.single_stream_s, spec.offline_s,
                                            spec.server_s)),
-            "threads": "LoadGen's threads share the run's CPUs with the stack",
+            "threads": (f"LoadGen's threads on CPU {', '.join(map(str, apart))}, a core apart "
+                        f"from the stack's" if apart else
+                        "LoadGen's threads share the run's CPUs with the stack (no core spare)"),
             "loadgen_cost": cost,
             "single_mode": single.mode,
             "server_mode": one.mode,
