@@ -46,9 +46,10 @@ OBJECTIVES = {
 RUNGS = 2  # successive halving's windows: a third of the suite's, then the suite's
 FULL = RUNGS - 1  # the rung of a trial on the suite's own window
 ETA = 3  # successive halving: a third go on, and rung 0's window is a third of the suite's
-# a scenario's keys that set how long it measures (scaled down in rung 0), never what
-WINDOW_KEYS = ("warmup_s", "duration_s", "window_steps", "single_stream_s", "offline_s",
-               "server_s")
+# a scenario's keys that set how long it measures (scaled down in rung 0), never what, each
+# with the least its section accepts (a projection's window needs 3 micro-steps for an interval)
+WINDOW_KEYS = {"warmup_s": 0.0, "duration_s": 0.0, "window_steps": 3, "max_window_steps": 3,
+               "single_stream_s": 0.0, "offline_s": 0.0, "server_s": 0.0}
 # pairs of processes in a proof: 5 pairs whose log ratios spread by 2-4.5% (as seen between
 # processes here) catch a 6-15% change 9 times in 10 at compare's alpha; 3 pairs, 19-48%
 PROOF_ROUNDS = 5
@@ -96,7 +97,8 @@ def configure(suite: suite_mod.Suite, backend: str, scenario: str,
             placement = value
     spec = sections[scenario]
     if window != 1.0:
-        scaled = {k: (max(1, round(v * window)) if isinstance(v, int) else v * window)
+        scaled = {k: (max(WINDOW_KEYS[k], round(v * window)) if isinstance(v, int)
+                      else v * window)
                   for k, v in dataclasses.asdict(spec).items() if k in WINDOW_KEYS and v}
         spec = sections[scenario] = dataclasses.replace(spec, **scaled)
     for name, section in sections.items():

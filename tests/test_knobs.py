@@ -60,6 +60,8 @@ def test_openvino_adds_its_queue_s_knobs_and_torch_its_openmp_wait(small, two_so
     assert found["openvino.streams"].values == (2, 0, 1, 3, 4)  # up to the 4 physical cores
     assert found["openvino.requests"].values == (0, *range(1, 9))
     assert "openvino.hint" not in _knobs("openvino", "full_training", small)  # no queue there
+    # OpenVINO's workers abort with another allocator preloaded: glibc's alone, and why
+    assert found["allocator"].values == ("glibc",) and "aborts" in found["allocator"].absent
     torch = _knobs("torch", "inference", small)
     wait = torch["omp_wait_policy"]
     assert wait.values == ("default", "passive", "active")

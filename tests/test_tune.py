@@ -93,6 +93,19 @@ def test_a_configuration_is_a_suite_with_the_knobs_applied_and_its_window_scaled
     assert trial.section("inference").batch_size == 2
     assert trial.section("inference").duration_s == pytest.approx(0.5 / 3)
     assert trial.env["OMP_WAIT_POLICY"] == "PASSIVE" and trial.repeats == 1
+    # a projected training window: a third of it, never below the 3 micro-steps it needs
+    projected = suite_mod.load(write_suite(tmp_path, name="projected", backends=("torch",),
+                                           scenarios=("full_training",)))
+    projected = dataclasses.replace(projected, sections={
+        **projected.sections, "full_training": dataclasses.replace(
+            projected.section("full_training"), measure="projected", window_steps=12,
+            max_window_steps=48, interval=0.1)})
+    knobs_t = _knobs(projected, "torch", "full_training")
+    short = tune.configure(projected, "torch", "full_training", knobs_t, tune.default(knobs_t),
+                           window=1 / 3).section("full_training")
+    assert (short.window_steps, short.max_window_steps) == (4, 16)
+    tiny = tune.configure(suite, "torch", "inference", found, tune.default(found), window=0.1)
+    assert tiny.section("inference").duration_s == pytest.approx(0.05)
     with pytest.raises(ValueError, match=r"inference\.batch_size = 3 is not offered"):
         tune.configure(suite, "torch", "inference", found, {**config, "inference.batch_size": 3})
 

@@ -49,6 +49,11 @@ from bench.spec import at_least, one_of
 _PRECISION = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}
 PROFILE_CALLS = 4  # profiled calls after a first, unprofiled-in-the-sums one
 NNCF_INSTALL = "pip install nncf==3.4.0 (it is in pyproject.toml: make install)"
+# seen with OpenVINO 2026.4.1 on a Zen 3 VM: jemalloc and tcmalloc preloaded, the worker aborts
+# before its first window ("munmap_chunk(): invalid pointer": glibc's free handed a pointer the
+# preloaded malloc gave) — so the allocator is not offered for OpenVINO's runs
+ALLOCATOR_ABORTS = ("OpenVINO's worker aborts with jemalloc or tcmalloc preloaded (munmap_chunk():"
+                    " invalid pointer); glibc's malloc only")
 
 
 def ir_path(weights: str | Path) -> Path:
@@ -189,7 +194,9 @@ class OpenVinoBackend(Backend):
               placement: str, topology: Topology) -> tuple[knobs.Knob, ...]:
         """benchmark_app's -hint, -nstreams and -nireq for the scenarios that run the queue,
         streams up to the physical cores, requests up to twice them (0: OpenVINO's choice)."""
-        found = super().knobs(scenario, params, settings, placement, topology)
+        found = tuple(dataclasses.replace(k, values=(k.default,), absent=ALLOCATOR_ABORTS)
+                      if k.name == "allocator" else k
+                      for k in super().knobs(scenario, params, settings, placement, topology))
         if scenario not in ("inference", "transfer", "serving"):
             return found
         spec, cores = OpenVinoSpec(**settings), len(topology.physical())

@@ -117,15 +117,16 @@ class Tuner:
     def search(self, entry: dict[str, Any], trial: _TrialMaker, share_s: float,
                reserve_proof: bool) -> tune.Trial | None:
         """The default on the full window (its figure, and what a full trial costs), then
-        successive halving over the other configurations until the share is spent — less the
-        proof's rounds when `reserve_proof` (two processes a round, each about the default's)."""
+        brackets of successive halving over the other configurations until the share is spent —
+        less the proof's rounds when `reserve_proof` (two processes a round, each about the
+        default's)."""
         started = time.monotonic()
         base = trial(entry["default"], tune.FULL, 1.0, "search")
         entry["default_value"] = base.value
         reserve = 2 * tune.PROOF_ROUNDS * base.wall_s if reserve_proof else 0.0
         left = share_s - reserve - (time.monotonic() - started)
         trials = [base]
-        if left < base.wall_s:
+        if left < 2 * base.wall_s:
             need = base.wall_s * (1 + 2 * tune.PROOF_ROUNDS + 10 / tune.ETA)
             self.out.print(escape(
                 f"[{entry['backend']} {entry['scenario']}] its share of the budget "
@@ -141,7 +142,13 @@ class Tuner:
             # measure the promoted ones twice
             search = (tune.halving if tune.scalable(self.suite, entry["scenario"])
                       else tune.exhaustive)
-            trials += search(configs, trial, left_s).trials
+            # bracket after bracket on the next configurations while the share holds a short
+            # trial and a full one (a bracket stops early to keep time for its own top rung)
+            while left_s() >= 2 * base.wall_s:
+                found = search(configs, trial, left_s).trials
+                if not found:
+                    break
+                trials += found
         winner = tune.Search([t for t in trials if t.rung == tune.FULL]).best()
         entry["best"] = dataclasses.asdict(winner) if winner else None
         entry["search_s"] = time.monotonic() - started
