@@ -264,6 +264,16 @@ def changed(default: dict[str, Any], best: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in best.items() if default.get(k) != v}
 
 
+def config_text(config: dict[str, Any], default: dict[str, Any]) -> str:
+    """A configuration as the knobs it changes ("the default" when none)."""
+    return ", ".join(f"{k}={v}" for k, v in changed(default, config).items()) or "the default"
+
+
+def searched(entry: dict[str, Any]) -> int:
+    """A target's trials of the search (a check's grid trials apart)."""
+    return sum(t["phase"] == "search" for t in entry["trials"])
+
+
 def verdict(default_doc: dict[str, Any], tuned_doc: dict[str, Any], objective: str,
             scenario: str, tuned: frozenset[str]) -> compare.Row | None:
     """compare's row of the objective figure: the tuned configuration (new) against the

@@ -29,11 +29,6 @@ def _quiet(_event: runner.Event) -> None:
     """Trials are drawn a line each when they finish, not event by event."""
 
 
-def _config_text(config: dict[str, Any], default: dict[str, Any]) -> str:
-    changes = tune.changed(default, config)
-    return ", ".join(f"{k}={v}" for k, v in changes.items()) or "the default"
-
-
 class Tuner:
     """One `tlbench tune`: its output folder, its document (rewritten after every trial, so an
     interrupted search keeps what it measured) and its clock."""
@@ -197,8 +192,8 @@ class Tuner:
         objective figure on their pairs."""
         a = tune.configure(self.suite, backend, scenario, found, base)
         b = tune.configure(self.suite, backend, scenario, found, new)
-        self.out.print(escape(f"[{backend} {scenario}] {label}: {_config_text(new, base)} "
-                              f"against {_config_text(base, entry['default'])}, "
+        self.out.print(escape(f"[{backend} {scenario}] {label}: {tune.config_text(new, base)} "
+                              f"against {tune.config_text(base, entry['default'])}, "
                               f"{tune.PROOF_ROUNDS} rounds interleaved"))
         outcome = self.measure(f"{backend}--{scenario}--{label}",
                                dataclasses.replace(a, repeats=tune.PROOF_ROUNDS),
@@ -274,7 +269,7 @@ class _TrialMaker:
         tuner.out.print(escape(
             f"[{self.backend} {self.scenario}] {phase} trial {k} (window x{window:.2g}"
             f"{', carried over' if old else ''}): {shown} {entry['figure']} with "
-            f"{_config_text(config, entry['default'])}; best so far "
+            f"{tune.config_text(config, entry['default'])}; best so far "
             f"{f'{max(self.best):.2f}' if self.best else '—'}; "
             f"{max(0.0, tuner.left()) / 60:.1f} min left"))
         return trial
@@ -292,8 +287,8 @@ def table(doc: dict[str, Any]) -> Table:
         t.add_row(e["backend"], e["scenario"], e["figure"],
                   "—" if e.get("default_value") is None else f"{e['default_value']:.2f}",
                   "—" if best.get("value") is None else f"{best['value']:.2f}",
-                  _config_text(best.get("config") or default, default),
-                  f"{sum(t['phase'] == 'search' for t in e['trials'])} / {e['grid']}",
+                  tune.config_text(best.get("config") or default, default),
+                  f"{tune.searched(e)} / {e['grid']}",
                   e.get("conclusion", ""))
     return t
 

@@ -38,7 +38,7 @@ def _file_name(path: str) -> str:
 
 
 _ENV.filters.update(duration=duration, num=_num, pct=share_of_peak, spread=with_spread,
-                    filename=_file_name)
+                    filename=_file_name, config=tune.config_text, searched=tune.searched)
 
 
 def default_path(result_path: str | Path, reports_dir: str | Path = "reports") -> Path:
