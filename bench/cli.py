@@ -143,10 +143,10 @@ def parser() -> argparse.ArgumentParser:
                          "weights that transfer and inference then start from")
     pre.add_argument("suite", nargs="?", default="suites/default.toml",
                      help="the suite whose model configuration to pretrain")
-    pre.add_argument("--identities", type=int, default=40)
-    pre.add_argument("--epochs", type=int, default=20)
-    pre.add_argument("--batch", type=int, default=16)
-    pre.add_argument("--learning-rate", type=float, default=0.05)
+    pre.add_argument("--identities", type=int, help="(default: the suite's [pretrain])")
+    pre.add_argument("--epochs", type=int, help="(default: the suite's [pretrain])")
+    pre.add_argument("--batch", type=int, help="micro-batch (default: the suite's [pretrain])")
+    pre.add_argument("--learning-rate", type=float, help="(default: the suite's [pretrain])")
     pre.add_argument("--placement", default="")
     pre.set_defaults(func=cmd_pretrain)
 

@@ -32,6 +32,9 @@ from bench.plan import Process, Run, RunPlan
 from bench.worker import PROGRESS_PREFIX
 
 LOG_TAIL_LINES = 30
+# pretraining runs on the runtime of this backend's worker: the one the paper optimised, on the
+# main environment's TensorFlow (tlbench pretrain did so from the start)
+PRETRAIN_BACKEND = "tf-onednn"
 POLL_S = 0.2  # how often a running worker's clock and memory are checked
 
 
@@ -191,19 +194,13 @@ class Launcher:
         log_path = self.log_dir / (process.process_id.replace("/", "--") + self.log_suffix
                                    + ".log")
         out["log"] = str(log_path)
-        with tempfile.TemporaryDirectory(prefix="tlbench-") as tmp:
-            task_path, out_path = Path(tmp) / "task.json", Path(tmp) / "out.json"
-            # the run's log: a scenario writes its tools' files beside it (LoadGen's logs)
-            task_path.write_text(json.dumps({"run": {**sub.to_dict(), "log": str(log_path)},
-                                             "cpus": list(placement.cpus),
-                                             "env_keys": sorted(env_vars)}))
-            cmd = [*placement.command_prefix(self.topology), self.python or backend.python,
-                   "-m", "bench.worker", str(task_path), str(out_path)]
-            t0 = time.perf_counter()
-            with efficiency.EnergyMeter() as meter:
-                outcome = self._spawn(cmd, env_vars, log_path, limits, on_event, abort)
-            out["wall_s"] = time.perf_counter() - t0
-            doc = json.loads(out_path.read_text()) if out_path.exists() else None
+        # the run's log: a scenario writes its tools' files beside it (LoadGen's logs)
+        task = {"run": {**sub.to_dict(), "log": str(log_path)}, "cpus": list(placement.cpus),
+                "env_keys": sorted(env_vars)}
+        with efficiency.EnergyMeter() as meter:
+            doc, outcome, out["wall_s"] = self._process(
+                "bench.worker", task, placement, self.python or backend.python, env_vars,
+                log_path, limits, on_event, abort)
         out.update(doc or {})
         if outcome is not None or doc is None:
             out["status"] = "failed"
@@ -212,6 +209,42 @@ class Launcher:
             out["log_tail"] = _tail(log_path)
         out["energy"] = meter.result()
         return out
+
+    def pretrain(self, task: dict[str, Any], placement: Placement, limits: Limits,
+                 on_event: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+        """Pretraining (`bench.pretrain`) in its own process, pinned and threaded as a worker,
+        with the runtime of PRETRAIN_BACKEND's worker but none of oneDNN's verbose lines (not a
+        measurement); its log `pretrain.log`. Its facts, `wall_s`, and `error` if it failed."""
+        env = worker_environment(PRETRAIN_BACKEND, placement, self.pass_env, self.env)
+        env.pop("ONEDNN_VERBOSE", None)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        log_path = self.log_dir / "pretrain.log"
+        doc, cause, wall = self._process(
+            "bench.pretrain", {**task, "cpus": list(placement.cpus)}, placement,
+            self.python or backends.get(PRETRAIN_BACKEND).python, env, log_path, limits,
+            on_event)
+        out = {**(doc or {}), "wall_s": wall, "log": str(log_path)}
+        if cause is not None or doc is None or "error" in doc:
+            out["error"] = (doc or {}).get("error") or cause or "pretraining wrote no result"
+            out["log_tail"] = _tail(log_path)
+        return out
+
+    def _process(self, module: str, task: dict[str, Any], placement: Placement, python: str,
+                 env: dict[str, str], log_path: Path, limits: Limits,
+                 on_event: Callable[[dict[str, Any]], None],
+                 abort: threading.Event | None = None) -> tuple[Any, str | None, float]:
+        """`python -m MODULE TASK.json OUT.json`, placed as `placement` says: the document it
+        wrote (None if none), the cause of its failure (None on a clean exit), its wall time."""
+        with tempfile.TemporaryDirectory(prefix="tlbench-") as tmp:
+            task_path, out_path = Path(tmp) / "task.json", Path(tmp) / "out.json"
+            task_path.write_text(json.dumps(task))
+            cmd = [*placement.command_prefix(self.topology), python, "-m", module,
+                   str(task_path), str(out_path)]
+            t0 = time.perf_counter()
+            cause = self._spawn(cmd, env, log_path, limits, on_event, abort)
+            wall = time.perf_counter() - t0
+            doc = json.loads(out_path.read_text()) if out_path.exists() else None
+        return doc, cause, wall
 
     def _spawn(self, cmd: list[str], env: dict[str, str], log_path: Path, limits: Limits,
                on_event: Callable[[dict[str, Any]], None],

@@ -26,7 +26,9 @@ from bench import suite as suite_mod
 from bench.data.lfw import DataError
 from bench.models.checkpoint import is_tf1_checkpoint
 from bench.pinning import read_topology, resolve
-from bench.plan import expand, interleaved, plan
+from bench.plan import expand, interleaved, plan, scenario_of
+
+PRETRAIN = "pretrain"  # the label of the pretraining's events, and its entry among failed runs
 
 # what an Event is about
 STARTED, NOTE, CARRIED, RUN_STARTED, PHASE, RUN_FINISHED = (
@@ -123,6 +125,48 @@ def preflight(suite: suite_mod.Suite, note: Callable[[str], None]) -> None:
         weights.inspect(Path(given).expanduser(), dataclasses.asdict(suite.model))
 
 
+def pretrain_first(suite: suite_mod.Suite, starts: list[str], launcher: Any, placement: Any,
+                   limits: Any, on_event: Callable[[Event], None]) -> dict[str, Any] | None:
+    """The suite's pretraining (`[pretrain] enabled`, no weights given): when a run still
+    to measure (`starts`) starts from weights and this model configuration has none cached,
+    they are made now, in a process of their own, counted in the suite's time; when cached, the
+    suite says so. What happened, for the result (None: no pretraining asked or needed)."""
+    from bench import scenarios
+    from bench.models.store import weights_path
+
+    spec = suite.pretrain
+    if not spec.enabled or suite.model.weights or not any(
+            run_id and scenarios.get(scenario_of(run_id)).from_weights for run_id in starts):
+        return None
+    model = dataclasses.asdict(suite.model)
+    path = weights_path(model)
+    if path.is_file():
+        made = dt.datetime.fromtimestamp(path.stat().st_mtime, dt.UTC)
+        on_event(Event(NOTE, text=escape(
+            f"pretrained weights from the cache: {path} (made {made:%Y-%m-%d %H:%M} UTC); "
+            f"remove it to pretrain again")))
+        return {"cached": True, "path": str(path), "made": made.isoformat(timespec="seconds")}
+    on_event(Event(NOTE, text=escape(
+        f"pretraining FaceNet on {spec.identities} synthetic source identities ({spec.epochs} "
+        f"epochs), once for this model configuration: transfer, fine-tuning and inference start "
+        f"from these weights, in this run and every later one (cached in {path})")))
+    total = len(starts)
+    on_event(Event(RUN_STARTED, label=PRETRAIN, total=total))
+    made = launcher.pretrain(
+        {"model": model, "spec": dataclasses.asdict(spec), "seed": suite.data.seed},
+        placement, limits, lambda e: on_event(Event(
+            PHASE, label=PRETRAIN, total=total, phase=e["phase"], done=e.get("done") or 0,
+            of=e.get("total"))))
+    if "error" in made:
+        on_event(Event(NOTE, text="[red]pretraining failed[/]: " + escape(
+            f"{made['error']} (log {made['log']}); the runs start from random weights")))
+    else:
+        on_event(Event(NOTE, text=escape(
+            f"pretrained in {made['wall_s']:.0f} s ({made['steps']} steps, final loss "
+            f"{made['final_loss']:.3f}): {made['path']}")))
+    return {"cached": False, **made}
+
+
 def held_cpus(placements: dict[int, Any]) -> tuple[int, ...]:
     """The CPUs every side's placement uses, together."""
     return tuple(sorted({c for p in placements.values() for c in p.cpus}))
@@ -217,6 +261,12 @@ def _measure(suite: suite_mod.Suite, sides: list[Side], out_dir: Path,
               for _, run, _ in order]  # the run id where a process starts a worker, else ""
     previous = {s: signal.signal(s, _interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
+        weights = pretrain_first(suite, starts, sides[0].launcher, placements[id(sides[0])],
+                                 limits, on_event)
+        if weights is not None:
+            for side in sides:
+                side.result.doc["pretrain"] = weights
+                side.result.save()
         for index, (round_, run, side) in enumerate(order, start=1):
             label = run.run_id + (f" [{side.label}]" if side.label else "")
             common = {"label": label, "index": index, "total": len(order), "round": round_,
@@ -248,7 +298,7 @@ def _measure(suite: suite_mod.Suite, sides: list[Side], out_dir: Path,
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
-    failed = []
+    failed = [PRETRAIN] if weights is not None and "error" in weights else []
     for side in sides:
         finish(side.result, None)
         failed += [f"{r['run_id']}{f' [{side.label}]' if side.label else ''}"

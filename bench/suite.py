@@ -18,6 +18,7 @@ from typing import Any
 from bench import backends as backend_registry
 from bench import scenarios as scenario_registry
 from bench.spec import SuiteError, at_least, fail, one_of
+from bench.training import PretrainSpec
 
 # from the registries (which import no runtime: parsing a suite starts none)
 BACKENDS = backend_registry.names()
@@ -38,7 +39,7 @@ class ModelSpec:
     variant: str = "full"
     image_size: int = 160
     embedding_size: int = 512
-    weights: str = ""  # path to pretrained weights; empty = random initialisation
+    weights: str = ""  # path to pretrained weights; empty = the cached pretrained, else random
 
     def check(self, where: str) -> None:
         one_of(f"{where}.variant", self.variant, MODEL_VARIANTS)
@@ -96,6 +97,7 @@ class Suite:
     repeats: int = 1
     model: ModelSpec = field(default_factory=ModelSpec)
     data: DataSpec = field(default_factory=DataSpec)
+    pretrain: PretrainSpec = field(default_factory=PretrainSpec)
     # every scenario's spec and every backend's settings, by section name (`_SECTIONS`)
     sections: dict[str, Any] = field(default_factory=lambda: {
         name: cls() for name, cls in _PLUGIN_SECTIONS.items()})
@@ -113,7 +115,8 @@ class Suite:
 
 _SUITE_KEYS = ("name", "description", "backends", "scenarios", "placement", "use_logical_cores",
                "timeout_s", "max_memory_gb", "pass_env", "env", "repeats")
-_SECTIONS: dict[str, type] = {"model": ModelSpec, "data": DataSpec, **_PLUGIN_SECTIONS}
+_SECTIONS: dict[str, type] = {"model": ModelSpec, "data": DataSpec, "pretrain": PretrainSpec,
+                              **_PLUGIN_SECTIONS}
 
 
 def _type_name(tp: Any) -> str:

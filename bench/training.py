@@ -7,12 +7,35 @@ Imported by `full_training`, `fine_tune` and `pretrain`; it imports no scenario.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
 
 from bench.data import lfw
 from bench.scenarios.full_training import FullTrainingSpec
+from bench.spec import at_least, fail
+
+
+@dataclass(frozen=True)
+class PretrainSpec:
+    """A suite's [pretrain]: with `enabled` and no [model] weights, the suite first trains the
+    network on `identities` synthetic *source* identities (disjoint from the target set) for
+    `epochs` passes with the full-training recipe, when this model configuration's weights are
+    not cached yet (`bench.pretrain`); `tlbench pretrain` does the same on demand."""
+
+    enabled: bool = False
+    identities: int = 40
+    epochs: int = 20
+    micro_batch: int = 16
+    learning_rate: float = 0.05
+
+    def check(self, where: str) -> None:
+        at_least(f"{where}.identities", self.identities, 2)
+        at_least(f"{where}.epochs", self.epochs, 1)
+        at_least(f"{where}.micro_batch", self.micro_batch, 1)
+        if self.learning_rate <= 0:
+            fail(f"{where}.learning_rate", f"must be > 0; got {self.learning_rate}")
 
 
 def _nothing(*_args: Any) -> None:

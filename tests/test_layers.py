@@ -23,13 +23,13 @@ LAYERS = (
     ("plug-ins: backends and the scenarios' runs, in the worker", ("backends", "scenarios.*.run",
                                                                    "scenarios.common")),
     ("the suite, checked against the registries", ("suite",)),
-    ("the machine and the worker", ("machine", "worker")),
+    ("the machine, the worker and the pretraining process", ("machine", "worker", "pretrain")),
     ("the parent: plan, launcher, the run loop, a baseline built in the job",
      ("plan", "launcher", "runner", "baseline", "tune")),
     ("views: figures across runs, comparisons, reports, exports",
      ("summary", "significance", "paired", "compare", "rates", "fleet", "history", "report",
       "exports")),
-    ("commands", ("cli", "commands", "pretrain", "__main__")),
+    ("commands", ("cli", "commands", "__main__")),
 )
 
 

@@ -169,3 +169,91 @@ def test_pretrain_caches_weights_with_re_estimated_batchnorm_statistics(
     np.testing.assert_allclose(norm.moving_mean.numpy(), features.mean(axis=0), rtol=0.25,
                                atol=0.1 * features.std())
     np.testing.assert_allclose(norm.moving_variance.numpy(), features.var(axis=0), rtol=0.3)
+
+
+PRETRAINING_SUITE = """
+[suite]
+name = "first"
+backends = ["tf-onednn"]
+scenarios = ["transfer"]
+timeout_s = 600
+
+[model]
+variant = "small"
+image_size = 80
+embedding_size = 16
+
+[data]
+identities = 4
+min_images = 3
+max_images = 4
+
+[pretrain]
+enabled = true
+identities = 4
+epochs = 1
+micro_batch = 4
+
+[transfer]
+batch_size = 4
+head_steps = 20
+"""
+
+
+@pytest.mark.slow
+def test_a_suite_pretrains_once_before_its_first_run_then_reads_the_cache(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    """`[pretrain] enabled`: the first run of the suite trains the source network in its own
+    process before the transfer run, says so, records it, and the transfer starts from those
+    weights with the random-weights transfer beside it; the second run reads them back."""
+    monkeypatch.setenv("TLBENCH_CACHE", str(tmp_path / "cache"))
+    suite = tmp_path / "first.toml"
+    suite.write_text(PRETRAINING_SUITE)
+    assert main(["run", str(suite), "--out", str(tmp_path / "one" / "results")]) == 0
+    first = only_result(tmp_path / "one" / "results")
+    log = capsys.readouterr().out
+    made = first["pretrain"]
+    assert made["cached"] is False and "error" not in made
+    assert made["identities"] == 4 and made["spec"]["epochs"] == 1 and made["wall_s"] > 0
+    assert Path(made["path"]).is_file() and Path(made["log"]).is_file()
+    assert made["path"] == str(tmp_path / "cache/weights/facenet-small-80px-16d-synthetic-source"
+                                          ".npz")
+    assert "pretraining FaceNet on 4 synthetic source identities" in log and "pretrained in" in log
+    run = runs(first)["transfer"]
+    assert run["model"]["pretrained"] is True and run["model"]["weights"] == made["path"]
+    assert run["model"]["weights_source"].startswith("tlbench pretrain")
+    correct_of(run["accuracy_random_weights"], run["data"]["test_images"])
+    summary = next((tmp_path / "one" / "reports").glob("*.txt")).read_text()
+    assert "weights: pretrained in this run" in summary.replace("\n", " ")
+
+    assert main(["run", str(suite), "--out", str(tmp_path / "two" / "results")]) == 0
+    second = only_result(tmp_path / "two" / "results")
+    assert second["pretrain"] == {"cached": True, "path": made["path"],
+                                  "made": second["pretrain"]["made"]}
+    assert "pretrained weights from the cache" in capsys.readouterr().out
+    assert not list((tmp_path / "two").rglob("pretrain.log")), "no second pretraining"
+    assert runs(second)["transfer"]["model"]["weights"] == made["path"]
+
+
+@pytest.mark.slow
+def test_a_failed_pretraining_fails_the_suite_but_its_runs_are_measured_from_random_weights(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    """A corrupt source image stops the pretraining with its cause; the transfer run still runs,
+    from random weights (so labelled), and the suite exits as a suite with a failed run does."""
+    from bench.commands import EXIT_FAILED_RUN
+    from bench.data import synthetic
+
+    monkeypatch.setenv("TLBENCH_CACHE", str(tmp_path / "cache"))
+    source = synthetic.ensure(synthetic.SyntheticSpec(identities=4, seed=0, split="source"))
+    broken = sorted(source.rglob("*.jpg"))[0]
+    broken.write_bytes(b"not a jpeg")
+    suite = tmp_path / "first.toml"
+    suite.write_text(PRETRAINING_SUITE)
+    assert main(["run", str(suite), "--out", str(tmp_path / "results")]) == EXIT_FAILED_RUN
+    doc = only_result(tmp_path / "results")
+    log = capsys.readouterr().out
+    assert broken.name in doc["pretrain"]["error"] and doc["pretrain"]["cached"] is False
+    assert "pretraining failed" in log and "run(s) failed" in log and "pretrain" in log
+    run = runs(doc)["transfer"]
+    assert run["status"] == "ok" and run["model"]["pretrained"] is False
+    assert run["accuracy_note"]

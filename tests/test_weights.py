@@ -12,6 +12,7 @@ from bench.models.store import build_base, resolve_weights, weights_path
 from bench.models.weights import WeightsError
 from bench.pretrain import pretrain
 from bench.scenarios.common import build_pretrained
+from bench.training import PretrainSpec
 
 SMALL = {"variant": "small", "image_size": 80, "embedding_size": 16, "weights": ""}
 
@@ -78,7 +79,7 @@ def test_without_weights_every_run_gets_the_same_seeded_random_init() -> None:
 @pytest.mark.slow
 def test_pretrain_caches_weights_that_later_runs_start_from() -> None:
     model = {**SMALL, "embedding_size": 24}
-    facts = pretrain(model, identities=3, epochs=1, micro_batch=4, learning_rate=0.05, seed=0,
+    facts = pretrain(model, PretrainSpec(identities=3, epochs=1, micro_batch=4), seed=0,
                      progress=lambda *a, **k: None)
     assert facts["path"] == str(weights_path(model)) and facts["steps"] >= 1
     path, source = resolve_weights(model, seed=0)

@@ -265,33 +265,35 @@ def _measure(suite: suite_mod.Suite, sides: list[runner.Side], args: argparse.Na
 
 
 def cmd_pretrain(args: argparse.Namespace, out: Console) -> int:
-    """Train on the synthetic source identities in this process, pinned like a worker."""
-    import os
-
-    from bench.backends import get
-    from bench.pinning import pin_self
+    """Pretraining in its own process, pinned like a worker (what a suite with `[model]
+    pretrain = true` runs before its first run when the weights are not cached)."""
+    from bench.launcher import Launcher, Limits
+    from bench.models.store import weights_path
 
     suite = suite_mod.override(suite_mod.load(args.suite), placement=args.placement)
-    placement = resolve(suite.placement, read_topology(), suite.use_logical_cores)
-    # oneDNN's runtime as the tf-onednn worker has it, without its verbose lines: this process
-    # prints to the user's terminal, and pretraining's kernels are not a measurement
-    os.environ.update({**placement.environment(), **get("tf-onednn").environment()})
-    os.environ.pop("ONEDNN_VERBOSE")
-    pin_self(placement.cpus)
-    from bench.pretrain import pretrain
-
+    topology = read_topology()
+    placement = resolve(suite.placement, topology, suite.use_logical_cores)
     model = {**dataclasses.asdict(suite.model), "weights": ""}
+    given = {"identities": args.identities, "epochs": args.epochs, "micro_batch": args.batch,
+             "learning_rate": args.learning_rate}  # each over the suite's [pretrain]
+    spec = dataclasses.replace(suite.pretrain, **{k: v for k, v in given.items()
+                                                  if v is not None})
+    launcher = Launcher(topology, log_dir=weights_path(model).parent, pass_env=suite.pass_env,
+                        env=suite.env)
     with Progress(*_COLUMNS, console=out) as bars:
         task = bars.add_task("pretrain", total=None)
-
-        def progress(phase: str, done: float = 0, total: float | None = None) -> None:
-            bars.update(task, description=phase, completed=done, total=total)
-
-        facts = pretrain(model, identities=args.identities, epochs=args.epochs,
-                         micro_batch=args.batch, learning_rate=args.learning_rate,
-                         seed=suite.data.seed, progress=progress)
-    out.print(f"pretrained weights: {escape(str(facts['path']))} ({facts['steps']} steps on "
-              f"{facts['images']} images of {facts['identities']} source identities, final "
-              f"loss {facts['final_loss']:.3f}); transfer and inference runs of this model "
-              f"configuration now start from them")
+        made = launcher.pretrain(
+            {"model": model, "spec": dataclasses.asdict(spec), "seed": suite.data.seed},
+            placement, Limits(timeout_s=suite.timeout_s, max_memory_gb=suite.max_memory_gb),
+            lambda e: bars.update(task, description=escape(e["phase"]),
+                                  completed=e.get("done") or 0, total=e.get("total")))
+    if "error" in made:
+        out.print("[red]pretraining failed[/]: " + escape(
+            f"{made['error']} (log {made['log']})\n{made['log_tail']}"))
+        return EXIT_FAILED_RUN
+    out.print(escape(
+        f"pretrained weights: {made['path']} ({made['steps']} steps on {made['images']} images "
+        f"of {made['identities']} source identities, final loss {made['final_loss']:.3f}, "
+        f"{made['wall_s']:.0f} s); transfer and inference runs of this model configuration now "
+        f"start from them"))
     return 0

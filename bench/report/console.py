@@ -21,10 +21,24 @@ def duration(seconds: float | None) -> str:
     return f"{seconds:.1f} s"
 
 
+def pretrain_line(made: dict[str, Any]) -> str:
+    """Where the suite's pretrained weights came from (`[pretrain]`)."""
+    if made.get("cached"):
+        return (f"weights: pretrained on the synthetic source identities, from the cache (made "
+                f"{made['made'][:16].replace('T', ' ')} UTC): {made['path']}")
+    if made.get("error"):
+        return (f"weights: pretraining failed ({made['error']}; log {made['log']}): the runs "
+                f"started from random weights")
+    return (f"weights: pretrained in this run, {duration(made['wall_s'])} counted in the "
+            f"suite's time ({made['steps']} steps on {made['images']} images of "
+            f"{made['identities']} synthetic source identities, final loss "
+            f"{made['final_loss']:.3f}), cached for later runs: {made['path']}")
+
+
 def quality_lines(doc: dict[str, Any]) -> list[str]:
     """One line per quality figure a run carries: LFW protocol, projection check, time-to-accuracy
     (the console prints them; the HTML report lists them)."""
-    lines = []
+    lines = [pretrain_line(doc["pretrain"])] if doc.get("pretrain") else []
     skipped = next((r["data"]["skipped_images"] for r in doc["runs"]
                     if (r.get("data") or {}).get("skipped_images")), None)
     if skipped:

@@ -32,3 +32,5 @@ class Scenario:
     # whose environment lacks one skips the scenario with that command
     needs: tuple[tuple[str, str], ...] = ()
     default: bool = True  # run by a suite that names no scenarios
+    # starts from the resolved weights (a suite's pretraining serves it), not from scratch
+    from_weights: bool = True

@@ -246,4 +246,4 @@ def _rate(reference: Json) -> float | None:
 
 SCENARIO = Scenario("full_training", FullTrainingSpec, _figures, _samples,
                     headline=lambda params: "train img/s", trains=True, data_parallel=True,
-                    primary=True)
+                    primary=True, from_weights=False)
