@@ -110,3 +110,22 @@ def test_the_graph_reader_sees_lazy_imports() -> None:
     """The checks above mean something only if imports inside functions count."""
     assert "worker" in _graph()["launcher"]  # a top-level `from bench.worker import ...`
     assert "heads" in _graph()["backends.base"]  # inside Backend.train_head
+
+
+def test_the_parent_imports_no_runtime() -> None:
+    """The parent (the CLI, the run loop, the views, and what they import lazily: the weights
+    store, the scenarios' declarations, the reports) never imports a runtime: it would cost
+    every suite seconds and hundreds of MB beside its workers, and print the runtime's start-up
+    lines into the suite's log."""
+    import subprocess
+    import sys
+
+    code = ("import sys; import bench.cli, bench.runner, bench.commands.measure, "
+            "bench.commands.views, bench.commands.tune, bench.models.store, bench.scenarios, "
+            "bench.report.html, bench.compare; "
+            "print(sorted(m for m in ('tensorflow', 'keras', 'torch', 'jax', 'openvino') "
+            "if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=BENCH.parent, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]", done.stdout

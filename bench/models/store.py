@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.data import synthetic
-from bench.models import checkpoint, facenet, weights
+from bench.models import checkpoint, weights
 
 
 def cache_dir() -> Path:
@@ -62,6 +62,8 @@ def random_init(model: dict[str, Any], seed: int) -> str:
 def build_base(model: dict[str, Any], seed: int = 0):
     """FaceNet's base network, seeded; with `weights`, loaded and checked variable by variable."""
     import keras
+
+    from bench.models import facenet  # Keras: the runtime, in the worker only
 
     keras.utils.set_random_seed(seed)
     base = facenet.inception_resnet_v1(image_size=model["image_size"],
