@@ -245,3 +245,16 @@ def test_the_core_apart_is_a_whole_core_the_run_does_not_touch(tmp_path) -> None
     # one SMT sibling of a core in use takes the whole core: the other core is the one apart
     assert pinning.spare_core(smt, {first[0]}) == second
     assert pinning.spare_core(smt, {first[0], second[1]}) == ()
+
+
+def test_a_log_line_says_why_a_serving_run_has_no_peak(served) -> None:
+    """A run whose headline has no value (no rate met the bound) says so in the CI log, with the
+    lowest p99 seen, instead of an empty figure."""
+    from bench.commands.measure import _run_line
+
+    run = dict(next(r for r in served["runs"] if r["scenario"] == "serving"))
+    run["serving"] = {**run["serving"], "peak": {"qps": None, "lowest_p99_ms": 112.2}}
+    line = _run_line(run, 3, 5, 60.0, 30.0)
+    bound = run["serving"]["bound_ms"]
+    assert (f"ok: server peak QPS: no valid rate at this bound ({bound:.1f} ms); lowest p99 seen "
+            f"112.2 ms (") in line

@@ -73,7 +73,8 @@ def _run_line(run: dict[str, Any], index: int, total: int, elapsed: float, eta: 
 
     if run["status"] == "ok":
         figure = record.headline(run)
-        what = f"{figure.name} {figure.value:.4g}" if figure and figure.value is not None else ""
+        what = ("" if figure is None else f"{figure.name} {figure.value:.4g}"
+                if figure.value is not None else f"{figure.name}: {figure.note or 'none'}")
     else:
         what = " / ".join(line.strip() for line in str(
             run.get("reason") or run.get("error") or "no cause recorded").splitlines()
