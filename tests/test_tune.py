@@ -353,3 +353,24 @@ def test_the_tune_page_draws_the_trials_trade_off_and_marks_the_pareto_front(tmp
     assert "<svg" in page and "Pareto front" in page and "inference.batch_size=64" in page
     assert "&lt;b&gt;crashed&lt;/b&gt;" in page and "<b>crashed</b>" not in page
     assert "4 / 7" in page  # the search's trials of the grid's 7 configurations
+
+
+def test_a_tune_never_pretrains_inside_a_trial(tmp_path, monkeypatch) -> None:
+    """A suite that pretrains on its first run (the default suite) is tuned without it: the
+    minutes of pretraining would count as the first trial's cost, the default's, from which the
+    proof's reserve is sized."""
+    from types import SimpleNamespace
+
+    from bench.commands import tune as tune_cmd
+
+    suite = suite_mod.load(write_suite(tmp_path, backends=("openvino",),
+                                       scenarios=("inference",)))
+    pretraining = dataclasses.replace(suite, pretrain=dataclasses.replace(suite.pretrain,
+                                                                          enabled=True))
+    seen = []
+    monkeypatch.setattr(runner, "measure", lambda s, sides, out, draw: seen.append(s) or
+                        runner.Outcome([], []))
+    tune_cmd.Tuner.measure(SimpleNamespace(folder=tmp_path), "trial", pretraining,
+                           [runner.Side("", None)])
+    assert [s.pretrain.enabled for s in seen] == [False]
+    assert seen[0].section("inference") == suite.section("inference")

@@ -69,6 +69,11 @@ class Tuner:
 
     def measure(self, label: str, trial_suite: suite_mod.Suite, sides: list[runner.Side]
                 ) -> runner.Outcome:
+        # no pretraining inside a trial or a proof: its minutes would count as that trial's
+        # cost; every process of a tune starts from the same weights (the cached ones, else the
+        # seeded random ones), and speed does not depend on their values
+        trial_suite = dataclasses.replace(
+            trial_suite, pretrain=dataclasses.replace(trial_suite.pretrain, enabled=False))
         outcome = runner.measure(trial_suite, sides, self.folder / label, _quiet)
         if outcome.interrupted:
             raise KeyboardInterrupt(outcome.interrupted)
