@@ -261,8 +261,11 @@ def _measure(suite: suite_mod.Suite, sides: list[Side], out_dir: Path,
               for _, run, _ in order]  # the run id where a process starts a worker, else ""
     previous = {s: signal.signal(s, _interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        weights = pretrain_first(suite, starts, sides[0].launcher, placements[id(sides[0])],
-                                 limits, on_event)
+        # in this tree's code: an A side built from another commit (`tlbench ab --a-ref`) may
+        # predate pretraining
+        own = next((side for side in sides if side.source is None), sides[0])
+        weights = pretrain_first(suite, starts, own.launcher, placements[id(own)], limits,
+                                 on_event)
         if weights is not None:
             for side in sides:
                 side.result.doc["pretrain"] = weights
