@@ -29,6 +29,7 @@ import psutil
 from bench import backends, distributed, efficiency, measure, record
 from bench.pinning import Placement, Topology
 from bench.plan import Process, Run, RunPlan
+from bench.training import PretrainSpec
 from bench.worker import PROGRESS_PREFIX
 
 LOG_TAIL_LINES = 30
@@ -210,17 +211,19 @@ class Launcher:
         out["energy"] = meter.result()
         return out
 
-    def pretrain(self, task: dict[str, Any], placement: Placement, limits: Limits,
-                 on_event: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
-        """Pretraining (`bench.pretrain`) in its own process, pinned and threaded as a worker,
-        with the runtime of PRETRAIN_BACKEND's worker but none of oneDNN's verbose lines (not a
-        measurement); its log `pretrain.log`. Its facts, `wall_s`, and `error` if it failed."""
+    def pretrain(self, model: dict[str, Any], spec: PretrainSpec, seed: int, placement: Placement,
+                 limits: Limits, on_event: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+        """Pretraining of `model` as `spec` (a suite's [pretrain]) says (`bench.pretrain`), in
+        its own process, pinned and threaded as a worker, with the runtime of PRETRAIN_BACKEND's
+        worker but none of oneDNN's verbose lines (not a measurement); its log `pretrain.log`.
+        Its facts, `wall_s`, and `error` if it failed."""
         env = worker_environment(PRETRAIN_BACKEND, placement, self.pass_env, self.env)
         env.pop("ONEDNN_VERBOSE", None)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.log_dir / "pretrain.log"
         doc, cause, wall = self._process(
-            "bench.pretrain", {**task, "cpus": list(placement.cpus)}, placement,
+            "bench.pretrain", {"model": model, "spec": dataclasses.asdict(spec), "seed": seed,
+                               "cpus": list(placement.cpus)}, placement,
             self.python or backends.get(PRETRAIN_BACKEND).python, env, log_path, limits,
             on_event)
         out = {**(doc or {}), "wall_s": wall, "log": str(log_path)}

@@ -12,9 +12,7 @@ pinned like a worker, its progress on stdout as the worker's.
 from __future__ import annotations
 
 import json
-import os
 import sys
-import time
 import traceback
 from dataclasses import asdict
 from pathlib import Path
@@ -66,7 +64,6 @@ def main(argv: list[str]) -> int:
 
     task = json.loads(Path(argv[0]).read_text())
     pin_self(tuple(task["cpus"]))  # before TensorFlow sizes its thread pools at import
-    started = time.perf_counter()
     try:
         facts = pretrain(task["model"], PretrainSpec(**task["spec"]), seed=task["seed"],
                          progress=progress)
@@ -75,8 +72,7 @@ def main(argv: list[str]) -> int:
         facts = {"error": f"{type(exc).__name__}: {exc}"}
         traceback.print_exc()
         code = 1
-    write_atomic(Path(argv[1]), {**facts, "seconds": time.perf_counter() - started,
-                                 "pid": os.getpid()})
+    write_atomic(Path(argv[1]), facts)
     return code
 
 

@@ -153,8 +153,7 @@ def pretrain_first(suite: suite_mod.Suite, starts: list[str], launcher: Any, pla
     total = len(starts)
     on_event(Event(RUN_STARTED, label=PRETRAIN, total=total))
     made = launcher.pretrain(
-        {"model": model, "spec": dataclasses.asdict(spec), "seed": suite.data.seed},
-        placement, limits, lambda e: on_event(Event(
+        model, spec, suite.data.seed, placement, limits, lambda e: on_event(Event(
             PHASE, label=PRETRAIN, total=total, phase=e["phase"], done=e.get("done") or 0,
             of=e.get("total"))))
     if "error" in made:

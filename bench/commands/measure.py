@@ -266,15 +266,15 @@ def _measure(suite: suite_mod.Suite, sides: list[runner.Side], args: argparse.Na
 
 
 def cmd_pretrain(args: argparse.Namespace, out: Console) -> int:
-    """Pretraining in its own process, pinned like a worker (what a suite with `[model]
-    pretrain = true` runs before its first run when the weights are not cached)."""
+    """Pretraining in its own process, pinned like a worker (what a suite with `[pretrain]
+    enabled = true` runs before its first run when the weights are not cached)."""
     from bench.launcher import Launcher, Limits
     from bench.models.store import weights_path
 
     suite = suite_mod.override(suite_mod.load(args.suite), placement=args.placement)
     topology = read_topology()
     placement = resolve(suite.placement, topology, suite.use_logical_cores)
-    model = {**dataclasses.asdict(suite.model), "weights": ""}
+    model = dataclasses.asdict(suite.model)
     given = {"identities": args.identities, "epochs": args.epochs, "micro_batch": args.batch,
              "learning_rate": args.learning_rate}  # each over the suite's [pretrain]
     spec = dataclasses.replace(suite.pretrain, **{k: v for k, v in given.items()
@@ -284,8 +284,8 @@ def cmd_pretrain(args: argparse.Namespace, out: Console) -> int:
     with Progress(*_COLUMNS, console=out) as bars:
         task = bars.add_task("pretrain", total=None)
         made = launcher.pretrain(
-            {"model": model, "spec": dataclasses.asdict(spec), "seed": suite.data.seed},
-            placement, Limits(timeout_s=suite.timeout_s, max_memory_gb=suite.max_memory_gb),
+            model, spec, suite.data.seed, placement,
+            Limits(timeout_s=suite.timeout_s, max_memory_gb=suite.max_memory_gb),
             lambda e: bars.update(task, description=escape(e["phase"]),
                                   completed=e.get("done") or 0, total=e.get("total")))
     if "error" in made:
