@@ -149,3 +149,49 @@ def test_compiled_code_is_kept_in_the_tlbench_cache_and_the_second_process_says_
     assert states[1]["state"] == "cached" and states[1]["hits"] >= 1, states
     assert Path(states[0]["dir"]).is_relative_to(cache / "compile")
     assert any(Path(states[0]["dir"]).iterdir())
+
+
+SERVED = """
+import json, os, sys, threading
+import keras
+import numpy as np
+from torch._dynamo.utils import counters
+from bench import backends
+from tests.keras3_steps import tiny_model
+backend = backends.get("torch-compile")
+backend.start(threads=len(os.sched_getaffinity(0)))
+keras.utils.set_random_seed(0)
+model = tiny_model(keras, bn=True)
+server = backend.server(model, (1, 2))
+x = np.random.default_rng(0).normal(size=(2, 6)).astype(np.float32)
+outputs = []
+
+def serve() -> None:
+    for n in (1, 2, 1):
+        server.submit(x[:n], outputs.append)
+
+serve()
+for _ in range(3):  # each LoadGen run dispatches from a thread of its own
+    thread = threading.Thread(target=serve)
+    thread.start()
+    thread.join()
+expected = keras.ops.convert_to_numpy(model(x, training=False))
+print(json.dumps({"graphs": counters["stats"]["unique_graphs"], "calls": len(outputs),
+                  "close": all(np.allclose(o, expected[:len(o)], atol=1e-5) for o in outputs)}))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [p for p in RUNTIMES if p.values[0] == "torch-compile"])
+def test_a_compiled_forward_served_from_many_threads_compiles_once_a_shape(
+        name: str, tmp_path: Path, monkeypatch) -> None:
+    """LoadGen dispatches each run's queries from a new thread; Keras's thread-local name scopes
+    are in Dynamo's guards, so a forward called there compiled again, thread after thread, until
+    Dynamo's recompile limit left it uncompiled (3.6 s a query at 160 px)."""
+    monkeypatch.setenv("TLBENCH_CACHE", str(tmp_path / "tlbench-cache"))
+    env = {**os.environ, **backends.get(name).environment()}
+    done = subprocess.run([sys.executable, "-c", SERVED], env=env, capture_output=True,
+                          text=True, timeout=600, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == {
+        "graphs": 2, "calls": 12, "close": True}

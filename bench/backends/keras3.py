@@ -7,7 +7,8 @@ pipeline (tf.data decodes the images, as for every backend), never for the model
 - `torch`: eager PyTorch; its CPU convolutions are oneDNN's (mkldnn).
 - `torch-compile`: the forward pass and the training step's forward + loss through
   `torch.compile` (Inductor, C++ on CPU); a shape's first call compiles, and is its series' first
-  call, apart from the steady samples, as TensorFlow's tracing is.
+  call, apart from the steady samples, as TensorFlow's tracing is. Served, every batch runs on
+  one thread (`_serving_thread`).
 - `torch-bf16`: Keras's `mixed_bfloat16` policy on the torch backend (needs native bf16).
 - `jax` / `jax-classic`: `jax.jit` of Keras's `stateless_call` (XLA:CPU). XLA:CPU's default is
   its thunk runtime; `jax-classic` asks for the classic one (`--xla_cpu_use_thunk_runtime=false`),
@@ -21,16 +22,19 @@ micro-step) and `jax.value_and_grad` of the stateless call, the sums carried as 
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import os
 import sys
 from abc import abstractmethod
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 
-from bench import knobs
+from bench import knobs, loadgen
 from bench.backends import support
 from bench.backends.base import (
     Backend,
@@ -229,6 +233,26 @@ class TorchBackend(Keras3Backend):
 
         return _torch_inference(self._compile(lambda x: loaded(x, training=False)))
 
+    def server(self, loaded: Any, sizes: tuple[int, ...],
+               latency: bool = False) -> loadgen.Server:
+        """As every synchronous stack serves; torch-compile's batches all run on one thread of
+        their own, whichever thread submits them (the warm-up's, each LoadGen run's
+        dispatcher): see `_serving_thread`."""
+        served = super().server(loaded, sizes, latency)
+        if not self.compiled:
+            return served
+        thread = _serving_thread()
+        # one uncompiled call first: the thread's Keras state is then the state every compiled
+        # call sees, and each shape compiles once
+        probe = np.zeros((1, *loaded.inputs[0].shape[1:]), np.float32)
+        thread.submit(_torch_inference(lambda x: loaded(x, training=False)), probe).result()
+
+        def submit(batch: np.ndarray, done: Callable[[np.ndarray], None]) -> None:
+            thread.submit(served.submit, batch, done).result()
+
+        return dataclasses.replace(served, submit=submit,
+                                   mode=f"{served.mode}, on one thread (torch.compile's guards)")
+
     def _steps(self, model, loss, optimizer, scale: float, compiled: bool) -> Trainer:
         import torch
 
@@ -256,6 +280,16 @@ class TorchBackend(Keras3Backend):
 
         return Trainer(micro_step, update, None,
                        _torch_inference(lambda x: model(x, training=False)))
+
+
+@functools.cache
+def _serving_thread() -> ThreadPoolExecutor:
+    """The one thread a compiled forward is served on. Keras keeps per-thread state (its name
+    scopes, the current call's context) that Dynamo's guards read: called from a thread other than
+    the one it compiled in (each LoadGen run has a dispatching thread of its own), the forward
+    fails its guards and compiles again, per thread and batch shape, until Dynamo's recompile
+    limit (8) leaves it uncompiled."""
+    return ThreadPoolExecutor(1, thread_name_prefix="torch-compile")
 
 
 def _axes_as_tuples(model) -> None:
