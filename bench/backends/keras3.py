@@ -231,7 +231,7 @@ class TorchBackend(Keras3Backend):
 
     def predictor(self, loaded: Any, batch_size: int) -> Callable[[np.ndarray], np.ndarray]:
 
-        return _torch_inference(self._compile(lambda x: loaded(x, training=False)))
+        return _torch_inference(self._compile(_forward(loaded)))
 
     def server(self, loaded: Any, sizes: tuple[int, ...],
                latency: bool = False) -> loadgen.Server:
@@ -241,11 +241,7 @@ class TorchBackend(Keras3Backend):
         served = super().server(loaded, sizes, latency)
         if not self.compiled:
             return served
-        thread = _serving_thread()
-        # one uncompiled call first: the thread's Keras state is then the state every compiled
-        # call sees, and each shape compiles once
-        probe = np.zeros((1, *loaded.inputs[0].shape[1:]), np.float32)
-        thread.submit(_torch_inference(lambda x: loaded(x, training=False)), probe).result()
+        thread = _serving_thread(loaded)
 
         def submit(batch: np.ndarray, done: Callable[[np.ndarray], None]) -> None:
             thread.submit(served.submit, batch, done).result()
@@ -279,17 +275,26 @@ class TorchBackend(Keras3Backend):
                 v.value.grad.zero_()  # (the projected scenario times them so)
 
         return Trainer(micro_step, update, None,
-                       _torch_inference(lambda x: model(x, training=False)))
+                       _torch_inference(_forward(model)))
+
+
+def _forward(model) -> Callable[[Any], Any]:
+    """The Keras model's forward pass in inference mode, tensor to tensor."""
+    return lambda x: model(x, training=False)
 
 
 @functools.cache
-def _serving_thread() -> ThreadPoolExecutor:
-    """The one thread a compiled forward is served on. Keras keeps per-thread state (its name
-    scopes, the current call's context) that Dynamo's guards read: called from a thread other than
-    the one it compiled in (each LoadGen run has a dispatching thread of its own), the forward
-    fails its guards and compiles again, per thread and batch shape, until Dynamo's recompile
-    limit (8) leaves it uncompiled."""
-    return ThreadPoolExecutor(1, thread_name_prefix="torch-compile")
+def _serving_thread(loaded: Any) -> ThreadPoolExecutor:
+    """The one thread `loaded`'s compiled forward is served on. Keras keeps per-thread state (its
+    name scopes, the current call's context) that Dynamo's guards read: called from a thread other
+    than the one it compiled in (each LoadGen run has a dispatching thread of its own), the
+    forward fails its guards and compiles again, per thread and batch shape, until Dynamo's
+    recompile limit (8) leaves it uncompiled. One uncompiled call runs there first, so that the
+    thread's Keras state is the state every compiled call sees, and each shape compiles once."""
+    thread = ThreadPoolExecutor(1, thread_name_prefix="torch-compile")
+    probe = np.zeros((1, *loaded.inputs[0].shape[1:]), np.float32)
+    thread.submit(_torch_inference(_forward(loaded)), probe).result()
+    return thread
 
 
 def _axes_as_tuples(model) -> None:

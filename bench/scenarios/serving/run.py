@@ -120,6 +120,7 @@ def run(run: dict[str, Any], backend: Backend, progress: Progress) -> dict[str, 
     single_warm = _warm(single, images, 1, spec.warmup_s)
     server_warm = {size: _warm(one, images, size, spec.warmup_s) for size in one.sizes}
     batch_warm = _warm(offline, images, spec.batch_size, spec.warmup_s)
+    single_median = float(np.median(single_warm[1:]))
 
     apart = pinning.apart_from_run()  # a core the run leaves free, for LoadGen's threads
     progress("LoadGen's own cost: a null system under test")
@@ -127,7 +128,7 @@ def run(run: dict[str, Any], backend: Backend, progress: Progress) -> dict[str, 
 
     progress(f"SingleStream: {spec.single_stream_s:g} s")
     stream = loadgen.run(loadgen.Settings("SingleStream", spec.single_stream_s, 64,
-                                          expected_latency_s=float(np.median(single_warm[1:])),
+                                          expected_latency_s=single_median,
                                           seed=seed), images, single, out / "singlestream",
                            apart)
     progress(f"Offline: {spec.offline_s:g} s")
@@ -139,7 +140,7 @@ def run(run: dict[str, Any], backend: Backend, progress: Progress) -> dict[str, 
     # throughput streams, SingleStream on the LATENCY hint): a bound from SingleStream alone could
     # be one the Server meets at no rate. Medians of the two warm-ups, which ran back to back,
     # say by how much; a warm-up's few slow first calls move its p90, hardly its median.
-    slower = max(1.0, float(np.median(server_warm[1][1:]) / np.median(single_warm[1:])))
+    slower = max(1.0, float(np.median(server_warm[1][1:])) / single_median)
     bound_s = spec.latency_bound_ms / 1e3 or BOUND_FACTOR * p90 * slower
     rule = ("the suite's latency_bound_ms" if spec.latency_bound_ms
             else f"{BOUND_FACTOR:g} x this run's SingleStream p90" + (
