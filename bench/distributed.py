@@ -1,19 +1,27 @@
-"""Data-parallel training on tf.distribute.MultiWorkerMirroredStrategy: the cluster and TF_CONFIG
-(the scaling figures are `bench.record`'s).
+"""Data-parallel training: the cluster, and each engine's way into it (the scaling figures are
+`bench.record`'s).
+
+Engines: TensorFlow's MultiWorkerMirroredStrategy (TF_CONFIG), PyTorch's DistributedDataParallel
+over Gloo (torchrun's variables: MASTER_ADDR, MASTER_PORT, RANK, WORLD_SIZE).
 
 On one machine the launcher starts `workers` processes side by side, each pinned to its own core
-group, with a TF_CONFIG naming free localhost ports. On a fleet, every host runs
+group, with a cluster of free localhost ports. On a fleet, every host runs
 `tlbench run SUITE --cluster cluster.json --task-index I`: the cluster file lists the same
 `host:port` addresses on every host, in the same order, and each host starts only its own worker.
+MWMS serves on every worker's port; DDP's rendezvous is task 0's `host:port` (its TCP store), and
+Gloo then connects the workers on ports of its own, through the interface that reaches task 0.
 Each worker trains on its own shard of the data; gradients are all-reduced once per update, so
-the update equals the global batch's (BatchNorm statistics stay per micro-batch).
+the update equals the global batch's (BatchNorm statistics stay per micro-batch). A worker that
+cannot reach its peers within the suite's `join_timeout_s` fails, naming them.
 
-Parent side only: nothing here imports TensorFlow, except `strategy()`, called in the worker.
+Parent side: nothing here imports a runtime, except `strategy()` and `torch_process_group()`,
+called in the worker.
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 import os
 import socket
@@ -25,6 +33,8 @@ from typing import Any
 class ClusterError(ValueError):
     """A cluster file or task index that cannot be used; the message names the fix."""
 
+
+JOIN_TIMEOUT_VAR = "TLBENCH_JOIN_TIMEOUT_S"  # set by the launcher from the suite's join_timeout_s
 
 _CLUSTER_HOW = ('write {"worker": ["host1:12345", "host2:12345"]}: the same file on every '
                 "host, one host:port per worker, task 0 (the chief) first")
@@ -40,6 +50,12 @@ class Cluster:
     def tf_config(self, index: int) -> str:
         return json.dumps({"cluster": {"worker": list(self.workers)},
                            "task": {"type": "worker", "index": index}})
+
+    def torchrun_environment(self, index: int) -> dict[str, str]:
+        """What `torchrun` sets for worker `index`: task 0's host:port is the rendezvous."""
+        host, _, port = self.workers[0].rpartition(":")
+        return {"MASTER_ADDR": host, "MASTER_PORT": port, "RANK": str(index),
+                "WORLD_SIZE": str(len(self.workers))}
 
 
 def free_ports(n: int) -> list[int]:
@@ -101,3 +117,52 @@ def strategy() -> tuple[Any, int, int]:
     task = json.loads(config)
     found = tf.distribute.MultiWorkerMirroredStrategy()
     return found, int(task["task"]["index"]), len(task["cluster"]["worker"])
+
+
+def join_timeout() -> dt.timedelta:
+    """How long a worker waits for its peers (the suite's join_timeout_s, passed by the
+    launcher)."""
+    return dt.timedelta(seconds=float(os.environ.get(JOIN_TIMEOUT_VAR, "120")))
+
+
+def interface_to(host: str) -> str:
+    """The name of this machine's network interface that holds the address it reaches `host`
+    from (Gloo binds its connections to one; by default it picks the address of the machine's
+    hostname, which need not be on the network the cluster's hosts share)."""
+    import psutil
+
+    try:
+        target = socket.getaddrinfo(host, None, socket.AF_INET)[0][4][0]
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.connect((target, 9))  # UDP: no packet is sent, the route is chosen
+            local = probe.getsockname()[0]
+    except OSError as exc:
+        raise ClusterError(f"cannot reach task 0's host {host!r} from here ({exc}): check the "
+                           f"cluster file's first address and this host's network") from None
+    for name, addresses in psutil.net_if_addrs().items():
+        if any(a.family == socket.AF_INET and a.address == local for a in addresses):
+            return name
+    raise ClusterError(f"no network interface holds {local}, the address this host reaches "
+                       f"{host} from")
+
+
+def torch_process_group() -> tuple[Any, int, int]:
+    """In the worker, before the model is built: (torch.distributed, this worker's rank,
+    workers) joined over Gloo when the launcher set torchrun's variables, else (None, 0, 1)."""
+    if "WORLD_SIZE" not in os.environ:
+        return None, 0, 1
+    import torch.distributed as dist
+
+    master = f"{os.environ['MASTER_ADDR']}:{os.environ['MASTER_PORT']}"
+    os.environ.setdefault("GLOO_SOCKET_IFNAME", interface_to(os.environ["MASTER_ADDR"]))
+    timeout = join_timeout()
+    try:
+        dist.init_process_group("gloo", timeout=timeout)
+    except Exception as exc:  # torch raises DistStoreError, RuntimeError, ... all of one cause
+        raise ClusterError(
+            f"worker {os.environ['RANK']} of {os.environ['WORLD_SIZE']} could not join the "
+            f"process group at {master} within {timeout.total_seconds():g} s: {exc}. Check "
+            f"that every host of the cluster file started, that task 0's port is free on its "
+            f"host, and that the hosts reach each other (raise join_timeout_s for slow "
+            f"starts)") from None
+    return dist, dist.get_rank(), dist.get_world_size()

@@ -43,6 +43,7 @@ POLL_S = 0.2  # how often a running worker's clock and memory are checked
 class Limits:
     timeout_s: float
     max_memory_gb: float = 0.0  # 0: no cap
+    join_timeout_s: float = 120.0  # a data-parallel worker's wait for its peers
 
 
 def _tree_rss(pid: int) -> int:
@@ -72,7 +73,8 @@ def worker_environment(backend: str, placement: Placement, pass_env: tuple[str, 
                        shell: dict[str, str] | None = None) -> dict[str, str]:
     """The whole environment of a worker, built here: the variables passed through from the
     shell (PASS_ENV and the suite's `pass_env`), then what the runtime reads at import —
-    threads, affinity, backend switches — and `extra` (a data-parallel worker's TF_CONFIG)."""
+    threads, affinity, backend switches — and `extra` (a data-parallel worker's cluster
+    variables)."""
     shell = os.environ if shell is None else shell
     passed = {k: shell[k] for k in (*PASS_ENV, *pass_env) if k in shell}
     return {**passed, **placement.environment(), **backends.get(backend).environment(),
@@ -135,9 +137,11 @@ class Launcher:
                 record.parse_run({**base, "status": "ok"}), _parsed(records)))
         cluster = distributed.Cluster(planned.cluster or distributed.local_cluster(
             planned.workers).workers)
+        engine = backends.get(run.backend)
+        joining = {distributed.JOIN_TIMEOUT_VAR: f"{limits.join_timeout_s:g}"}
         records = self._together(
             run, planned.group, limits, _relabel(on_event, f"{planned.workers} workers"),
-            {p.process_id: {"TF_CONFIG": cluster.tf_config(p.task_index)}
+            {p.process_id: {**engine.cluster_environment(cluster, p.task_index), **joining}
              for p in planned.group})
         refs = {}
         if all(r["status"] == "ok" for r in records):

@@ -244,7 +244,8 @@ def _measure(suite: suite_mod.Suite, sides: list[Side], out_dir: Path,
                                  pass_env=own.pass_env, env={**own.env, **side.env},
                                  cwd=side.source,
                                  **({"python": side.python} if side.python else {}))
-    limits = Limits(timeout_s=suite.timeout_s, max_memory_gb=suite.max_memory_gb)
+    limits = Limits(timeout_s=suite.timeout_s, max_memory_gb=suite.max_memory_gb,
+                    join_timeout_s=suite.join_timeout_s)
     resuming = f", {len(carried)} carried over from {resumed_from}" if carried else ""
     on_event(Event(STARTED, previous=results.previous_costs(out_dir, facts["id"], suite.name),
                    text=(

@@ -86,6 +86,7 @@ class Suite:
     placement: str = "all"
     use_logical_cores: bool = False  # SMT siblings too (default: one CPU per physical core)
     timeout_s: float = 1800.0  # per run
+    join_timeout_s: float = 120.0  # a data-parallel worker's wait for its peers to join
     max_memory_gb: float = 0.0  # per worker (resident, whole process tree); 0 = no cap
     # variables of the shell a worker gets besides the few it always gets (launcher.PASS_ENV)
     pass_env: tuple[str, ...] = ()
@@ -114,7 +115,7 @@ class Suite:
 
 
 _SUITE_KEYS = ("name", "description", "backends", "scenarios", "placement", "use_logical_cores",
-               "timeout_s", "max_memory_gb", "pass_env", "env", "repeats")
+               "timeout_s", "join_timeout_s", "max_memory_gb", "pass_env", "env", "repeats")
 _SECTIONS: dict[str, type] = {"model": ModelSpec, "data": DataSpec, "pretrain": PretrainSpec,
                               **_PLUGIN_SECTIONS}
 
@@ -219,8 +220,9 @@ def _check_suite(suite: Suite, where: str) -> None:
     for name, items in (("backends", suite.backends), ("scenarios", suite.scenarios)):
         if len(set(items)) != len(items):
             fail(f"{where}.{name}", f"lists an entry twice: {list(items)}")
-    if suite.timeout_s <= 0:
-        fail(f"{where}.timeout_s", "must be > 0 seconds")
+    for key in ("timeout_s", "join_timeout_s"):
+        if getattr(suite, key) <= 0:
+            fail(f"{where}.{key}", "must be > 0 seconds")
     if suite.max_memory_gb < 0:
         fail(f"{where}.max_memory_gb", "must be >= 0 (0 means no cap)")
     if suite.repeats < 1:

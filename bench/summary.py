@@ -97,7 +97,8 @@ def scaling_rows(doc: dict[str, Any]) -> list[dict[str, Any]]:
                     "cores": len(refs[name].get("placement", {}).get("cpus", []))}
 
         rows.append({
-            "backend": run["backend"], "workers": run["params"]["workers"],
+            "backend": run["backend"], "engine": dist.get("engine"),
+            "engine_version": dist.get("engine_version"), "workers": run["params"]["workers"],
             "worker_batch": dist.get("worker_batch"), "micro_batch": dist.get("micro_batch"),
             "accumulation": dist.get("accumulation"),
             "cores_per_worker": len((run.get("processes") or [{}])[0].get("placement", {})

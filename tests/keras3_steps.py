@@ -6,6 +6,9 @@ the same weights is checked end to end, by tests/test_runner.py's suite).
     python tests/keras3_steps.py BACKEND IN.npz OUT.npz
 
 IN.npz holds the tiny network's initial weights (`tiny<layer>_<i>`) and its data (`x`, `y`).
+Started as one of a cluster's data-parallel workers (the launcher's variables set), it trains
+only the "split" run, on its share of each global batch, its initial weights moved off the
+given ones unless it is task 0 (the engine must start every worker from task 0's).
 """
 
 from __future__ import annotations
@@ -37,20 +40,25 @@ def layer_names(bn: bool) -> tuple[str, ...]:
     return TINY_LAYERS if bn else ("hidden", "out")
 
 
-def train_tiny(keras, trainer_of, given, micro: int, bn: bool) -> list[np.ndarray]:
+def train_tiny(keras, trainer_of, given, micro: int, bn: bool, task: int = 0,
+               workers: int = 1, offset: float = 0.0) -> list[np.ndarray]:
     """Two updates (RMSProp's state exercised) of the global batch in micro-batches of `micro`,
-    from the given initial weights; `trainer_of(model, spec)` is the runtime's trainer."""
+    from the given initial weights (+ `offset`); `trainer_of(model, spec)` is the runtime's
+    trainer. As worker `task` of `workers`, only that worker's share of each global batch."""
     model = tiny_model(keras, bn)
     names = layer_names(bn)
     for name in names:
         layer = model.get_layer(name)
-        layer.set_weights([given[f"tiny{name}_{i}"] for i in range(len(layer.get_weights()))])
+        layer.set_weights([given[f"tiny{name}_{i}"] + offset
+                           for i in range(len(layer.get_weights()))])
     spec = FullTrainingSpec(batch_size=BATCH, micro_batch=micro, learning_rate=0.01,
-                            weight_decay=0.01)
+                            weight_decay=0.01, workers=workers)
     trainer = trainer_of(model, spec)
     x, y = given["x"], given["y"]
+    share = BATCH // workers
     for step in range(2):
-        for i in range(step * BATCH, (step + 1) * BATCH, micro):
+        start = step * BATCH + task * share
+        for i in range(start, start + share, micro):
             trainer.micro_step(x[i:i + micro], y[i:i + micro])
         trainer.update()
     trainer.sync()
@@ -62,10 +70,17 @@ RUNS = {"whole": (BATCH, False), "split": (2, False), "bn_split": (2, True)}
 
 def main(name: str, given_path: str, out: str) -> None:
     backend = backends.get(name)
-    runtime = backend.start(threads=2)
+    engine, task, workers = backend.strategy()
+    runtime = backend.start(threads=2 if workers == 1 else 1)
     import keras
 
     given = dict(np.load(given_path))
+    if workers > 1:
+        micro, bn = RUNS["split"]
+        weights = train_tiny(keras, lambda model, spec: backend.trainer(model, spec, engine),
+                             given, micro, bn, task, workers, offset=0.5 * task)
+        np.savez(out, **{f"split{i}": w for i, w in enumerate(weights)}, **backend.engine())
+        return
     trained = {f"{run}{i}": w for run, (micro, bn) in RUNS.items()
                for i, w in enumerate(train_tiny(keras, backend.trainer, given, micro, bn))}
 

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
-from bench import distributed, summary
+from bench import distributed, netns, summary
 from bench.backends.itex import itex_python
 from bench.cli import main
 from bench.launcher import Launcher, Limits
@@ -229,7 +230,8 @@ def test_two_workers_train_side_by_side_each_pinned_to_its_own_core(
     pace = run["distributed"]["pace_worker"]  # the record is the slowest worker's
     assert steps[str(pace)] == max(steps.values())
     assert run["distributed"] == {
-        "strategy": "MultiWorkerMirroredStrategy", "workers": 2, "task_index": pace,
+        "engine": "MultiWorkerMirroredStrategy", "engine_version": tf.__version__,
+        "workers": 2, "task_index": pace,
         "worker_batch": 4, "micro_batch": 2, "accumulation": 2, "pace_worker": pace,
         "shard_images": run["distributed"]["shard_images"]}
     train_images = run["data"]["train_images"]
@@ -269,36 +271,45 @@ def test_two_workers_train_side_by_side_each_pinned_to_its_own_core(
     efficiency = f"{figs['scaling efficiency'].value:.0%}"
     assert "Data-parallel training" in capsys.readouterr().out.replace("\n", " ")
     page = html.render(doc, "dist.json")
-    assert "Data-parallel training (MultiWorkerMirroredStrategy)" in page
+    assert "Data-parallel training" in page
+    assert f"MultiWorkerMirroredStrategy {tf.__version__}" in page
     assert f"<td class=\"n\">{efficiency}</td>" in page
     assert f"<strong>{steps[str(pace)]:.1f}</strong>" in page  # the pace, in bold
 
 
+HOSTS = pytest.mark.skipif(netns.available() is not None,
+                           reason=f"no network namespaces here: {netns.available()}")
+
+
 @pytest.mark.slow
 @TWO_CORES
-def test_a_cluster_file_runs_one_worker_per_host(tmp_path: Path) -> None:
-    """Two "hosts" on localhost, each `tlbench run --cluster --task-index`, as on a fleet."""
+@HOSTS
+@pytest.mark.parametrize(("backend", "engine"), [("tf-onednn", "MultiWorkerMirroredStrategy"),
+                                                 ("torch", "PyTorch DDP (Gloo)")])
+def test_a_cluster_file_runs_one_worker_on_each_of_two_network_hosts(
+        tmp_path: Path, backend: str, engine: str) -> None:
+    """Two network namespaces joined by a veth pair, each `tlbench run --cluster --task-index`
+    on its own address and core, as on two boxes."""
     suite = tmp_path / "dist.toml"
-    suite.write_text(SUITE.format(backend="tf-onednn").replace('measure = "full"',
-                     'measure = "projected"').replace("target_accuracy = 0.01", ""))
-    cluster = tmp_path / "cluster.json"
-    cluster.write_text(json.dumps({"worker": list(distributed.local_cluster(2).workers)}))
-    hosts = [subprocess.Popen(
-        [sys.executable, "-m", "bench", "run", str(suite), "--cluster", str(cluster),
-         "--task-index", str(i), "--placement", f"cores:{i}", "--out", str(tmp_path / f"h{i}")],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for i in (0, 1)]
-    for host in hosts:
-        out, _ = host.communicate(timeout=600)
-        assert host.returncode == 0, out[-3000:]
+    suite.write_text(SUITE.format(backend=backend).replace('measure = "full"',
+                     'measure = "projected"').replace("target_accuracy = 0.01", "")
+                     .replace("center_loss_factor = 0.01", ""))
+    hosts = netns.run_across(str(suite), tmp_path / "r", cwd=str(REPO), timeout=600)
+    for code, out in hosts:
+        assert code == 0, out[-3000:]
     for i in (0, 1):
-        doc = only_result(tmp_path / f"h{i}")
+        doc = only_result(tmp_path / "r" / f"host{i}")
         run = doc["runs"][0]
         assert doc["cluster"]["task_index"] == i
-        assert run["status"] == "ok" and run["distributed"]["task_index"] == i
-        assert run["cluster"] == {"workers": json.loads(cluster.read_text())["worker"],
-                                  "this_host": [i]}
+        assert run["status"] == "ok", run.get("error")
+        assert run["distributed"]["task_index"] == i and run["distributed"]["engine"] == engine
+        workers = run["cluster"]["workers"]
+        assert run["cluster"]["this_host"] == [i] and len({w.split(":")[0] for w in workers}) == 2
+        assert not any(w.startswith(("localhost", "127.")) for w in workers)
         assert run["placement_obtained"]["cpus"] == [i]
+        assert doc["lock"]["cpus"] == [i]  # each host holds only its own core
         scaling = summary.scaling_rows(doc)[0]
+        assert scaling["hosts"] == 2 and scaling["engine"] == engine
         assert scaling["one_worker_all_cores"] is None  # one host: alone is the reference
         assert scaling["alone"]["cores"] == 1
 

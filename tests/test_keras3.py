@@ -17,7 +17,7 @@ import pytest
 import tensorflow as tf
 from tensorflow import keras
 
-from bench import backends
+from bench import backends, distributed
 from bench.training import make_trainer
 from tests.keras3_steps import BATCH, RUNS, TINY_LAYERS, tiny_model, train_tiny
 
@@ -106,10 +106,45 @@ def test_each_keras3_backend_sets_its_keras_backend_and_only_jax_classic_its_xla
     assert "no native bf16" in bf16.skip_reason("inference", {"avx2": True, "avx512f": True})
 
 
-def test_keras3_backends_refuse_data_parallel_training_with_the_fix(monkeypatch) -> None:
-    monkeypatch.setenv("TF_CONFIG", '{"cluster": {"worker": ["a", "b"]}, "task": {"index": 0}}')
-    with pytest.raises(ValueError, match="set workers = 1 for torch"):
-        backends.get("torch").strategy()
+@pytest.mark.parametrize("name", ["torch-compile", "jax", "jax-classic"])
+def test_keras3_backends_without_an_engine_refuse_data_parallel_training_with_the_fix(
+        monkeypatch, name: str) -> None:
+    cluster = distributed.local_cluster(2)
+    monkeypatch.setattr(os, "environ", {**os.environ,
+                                        **backends.get(name).cluster_environment(cluster, 0)})
+    with pytest.raises(ValueError, match=f"set workers = 1 for {name}"):
+        backends.get(name).strategy()
+
+
+@pytest.mark.slow
+def test_two_ddp_workers_make_the_same_update_as_one_process_with_the_global_batch(
+        tmp_path: Path) -> None:
+    """torch's trainer under DDP, each worker on its share of the micro-batches, worker 1
+    started from other weights: both end with the weights one process trains on the whole
+    batch (DDP broadcasts task 0's weights, then averages the summed gradients once an
+    update)."""
+    given_path, _ = _given(tmp_path)
+    backend = backends.get("torch")
+    env = {**os.environ, **backend.environment()}
+    done = subprocess.run([sys.executable, str(REPO / "tests/keras3_steps.py"), "torch",
+                           str(given_path), str(tmp_path / "one.npz")], env=env,
+                          capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-3000:]
+    cluster = distributed.local_cluster(2)
+    procs = [subprocess.Popen([sys.executable, str(REPO / "tests/keras3_steps.py"), "torch",
+                               str(given_path), str(tmp_path / f"w{i}.npz")],
+                              env={**env, **backend.cluster_environment(cluster, i),
+                                   distributed.JOIN_TIMEOUT_VAR: "60"},
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                              cwd=REPO) for i in range(2)]
+    for proc in procs:
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err[-3000:]
+    one, w0, w1 = (np.load(tmp_path / f"{n}.npz") for n in ("one", "w0", "w1"))
+    assert str(w0["engine"]) == "PyTorch DDP (Gloo)"
+    for i in range(4):  # hidden and out: kernel, bias
+        np.testing.assert_array_equal(w0[f"split{i}"], w1[f"split{i}"])
+        np.testing.assert_allclose(w0[f"split{i}"], one[f"split{i}"], rtol=1e-5, atol=1e-6)
 
 
 COMPILE_ONCE = """

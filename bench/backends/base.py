@@ -207,12 +207,23 @@ class Backend(ABC):
 
         return embed
 
+    def cluster_environment(self, cluster: Any, index: int) -> dict[str, str]:
+        """Parent side: the variables that make a worker task `index` of `cluster` (a
+        `bench.distributed.Cluster`) for this runtime's data-parallel engine."""
+        return {"TF_CONFIG": cluster.tf_config(index)}
+
     def strategy(self) -> tuple[Any, int, int]:
-        """In the worker, before any training op: (tf.distribute strategy or None, this
-        worker's index, workers)."""
+        """In the worker, before any training op: (the data-parallel engine's handle — a
+        tf.distribute strategy, torch.distributed — or None, this worker's index, workers)."""
         from bench import distributed
 
         return distributed.strategy()
+
+    def engine(self) -> dict[str, str]:
+        """In a data-parallel worker: the engine `strategy()` joined, named with its version."""
+        import tensorflow as tf
+
+        return {"engine": "MultiWorkerMirroredStrategy", "engine_version": tf.__version__}
 
     def trainer(self, model: Any, spec: Any, strategy: Any = None) -> Any:
         """The training steps of `model` on this runtime (a `bench.training.Trainer`)."""

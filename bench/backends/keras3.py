@@ -22,8 +22,10 @@ micro-step) and `jax.value_and_grad` of the stateless call, the sums carried as 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
+import itertools
 import os
 import sys
 from abc import abstractmethod
@@ -122,14 +124,17 @@ class Keras3Backend(Backend):
                 "precision_policy": keras.mixed_precision.global_policy().name}
 
     def strategy(self) -> tuple[Any, int, int]:
-        if os.environ.get("TF_CONFIG"):
-            raise ValueError(f"data-parallel training (workers > 1) runs through tf.distribute, "
-                             f"on the TensorFlow backends only; set workers = 1 for {self.name}")
+        if os.environ.get("TF_CONFIG"):  # the cluster as the base hands it to tf.distribute
+            raise ValueError(f"data-parallel training (workers > 1) is not offered on "
+                             f"{self.name}: it runs on the TensorFlow backends (tf.distribute) "
+                             f"and on torch and torch-bf16 (DDP); set workers = 1 for "
+                             f"{self.name}")
         return None, 0, 1
 
     def trainer(self, model, spec, strategy=None) -> Trainer:
         loss = softmax_loss(spec, decayed(model.trainable_variables))
-        return self._steps(model, loss, rmsprop(spec), 1.0 / spec.accumulation, compiled=True)
+        return self._steps(model, loss, rmsprop(spec), 1.0 / spec.accumulation, compiled=True,
+                           parallel=spec.accumulation if strategy is not None else 0)
 
     def train_head(self, train_x: np.ndarray, train_y: np.ndarray, classes: int, spec,
                    evaluate=None) -> dict[str, Any]:
@@ -154,9 +159,12 @@ class Keras3Backend(Backend):
         return fit_head(fit, steps.logits, lambda: steps.prepare(x, y), spec, evaluate)
 
     @abstractmethod
-    def _steps(self, model, loss, optimizer, scale: float, compiled: bool) -> Trainer:
+    def _steps(self, model, loss, optimizer, scale: float, compiled: bool,
+               parallel: int = 0) -> Trainer:
         """Micro-step (forward, backward, accumulate), update (apply `scale` x the sums) and
-        inference logits of `model` under `loss`; `compiled`: the runtime may compile them."""
+        inference logits of `model` under `loss`; `compiled`: the runtime may compile them;
+        `parallel` > 0: data-parallel (the engine `strategy()` joined), gradients averaged
+        over the workers once every `parallel` micro-steps."""
 
 
 def _torch_inference(forward) -> Callable[[np.ndarray], np.ndarray]:
@@ -194,6 +202,21 @@ class TorchBackend(Keras3Backend):
         (PASSIVE) between parallel regions ("default": the variable unset)."""
         return (*super().knobs(scenario, params, settings, placement, topology),
                 knobs.variable("omp_wait_policy", "OMP_WAIT_POLICY", ("passive", "active")))
+
+    def cluster_environment(self, cluster, index: int) -> dict[str, str]:
+        if self.compiled:  # refused in the worker, by Keras3Backend.strategy()
+            return super().cluster_environment(cluster, index)
+        return cluster.torchrun_environment(index)
+
+    def strategy(self) -> tuple[Any, int, int]:
+        from bench import distributed
+
+        return super().strategy() if self.compiled else distributed.torch_process_group()
+
+    def engine(self) -> dict[str, str]:
+        import torch
+
+        return {"engine": "PyTorch DDP (Gloo)", "engine_version": torch.__version__}
 
     def start(self, threads: int) -> dict[str, Any]:
         import torch
@@ -249,23 +272,31 @@ class TorchBackend(Keras3Backend):
         return dataclasses.replace(served, submit=submit,
                                    mode=f"{served.mode}, on one thread (torch.compile's guards)")
 
-    def _steps(self, model, loss, optimizer, scale: float, compiled: bool) -> Trainer:
+    def _steps(self, model, loss, optimizer, scale: float, compiled: bool,
+               parallel: int = 0) -> Trainer:
         import torch
 
         variables = model.trainable_variables
         optimizer.build(variables)
+        # DDP (a Keras model on torch is a torch.nn.Module) broadcasts task 0's weights now and
+        # averages the summed .grad over the workers in the backward of each update's last
+        # micro-step; the others run under no_sync(), accumulating locally
+        call = torch.nn.parallel.DistributedDataParallel(model) if parallel else model
+        micro_steps = itertools.count(1)
 
         def forward_loss(x, y):
-            return loss(model(x, training=True), y, [v.value for v in variables])
+            return loss(call(x, training=True), y, [v.value for v in variables])
 
         if compiled and self.compiled:
             _axes_as_tuples(model)
         forward_loss = self._compile(forward_loss) if compiled else forward_loss
 
         def micro_step(images, labels) -> float:
-            total, reported = forward_loss(torch.from_numpy(np.asarray(images)),
-                                           torch.from_numpy(np.asarray(labels)))
-            total.backward()  # adds into every weight's .grad: the sum over micro-steps
+            local = parallel and next(micro_steps) % parallel
+            with call.no_sync() if local else contextlib.nullcontext():
+                total, reported = forward_loss(torch.from_numpy(np.asarray(images)),
+                                               torch.from_numpy(np.asarray(labels)))
+                total.backward()  # adds into every weight's .grad: the sum over micro-steps
             return float(reported.detach())
 
         def update() -> None:
@@ -383,7 +414,8 @@ class JaxBackend(Keras3Backend):
 
         return run
 
-    def _steps(self, model, loss, optimizer, scale: float, compiled: bool) -> Trainer:
+    def _steps(self, model, loss, optimizer, scale: float, compiled: bool,
+               parallel: int = 0) -> Trainer:
         import jax
         import jax.numpy as jnp
 

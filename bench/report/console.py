@@ -247,9 +247,13 @@ def _reference(ref: dict[str, Any] | None) -> str:
     return f"{ref['images_per_s']:.2f} ({ref['cores']} core{'s' if ref['cores'] != 1 else ''})"
 
 
+def _engine(row: dict[str, Any]) -> str:
+    return " ".join(filter(None, (row.get("engine"), row.get("engine_version")))) or "—"
+
+
 def scaling_table(rows: list[dict[str, Any]]) -> Table:
-    t = new_table("Data-parallel training (MultiWorkerMirroredStrategy; img/s of whole updates, "
-                  "all-reduce included)", "backend", "workers × cores", "worker batch",
+    t = new_table("Data-parallel training (img/s of whole updates, all-reduce included)",
+                  "backend", "engine", "workers × cores", "worker batch",
                   "update s, per worker", "img/s", "1 worker alone", "efficiency",
                   "1 worker, all cores", "vs 1 worker")
     for r in rows:
@@ -258,7 +262,7 @@ def scaling_table(rows: list[dict[str, Any]]) -> Table:
                            for task, s in sorted(r["worker_step_s"].items(),
                                                  key=lambda kv: int(kv[0])))
         hosts = f" on {r['hosts']} hosts" if r["hosts"] > 1 else ""
-        t.add_row(r["backend"], f"{r['workers']} × {r['cores_per_worker']}{hosts}",
+        t.add_row(r["backend"], _engine(r), f"{r['workers']} × {r['cores_per_worker']}{hosts}",
                   f"{r['worker_batch']} = {r['accumulation']} × {r['micro_batch']}", steps,
                   f"{r['images_per_s']:.2f}", _reference(r.get("alone")),
                   "—" if eff is None else f"{eff:.0%}",

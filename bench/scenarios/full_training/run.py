@@ -42,7 +42,7 @@ def run(run: dict[str, Any], backend: Backend, progress: Progress) -> dict[str, 
     spec = FullTrainingSpec(**run["params"])
     strategy, task, workers = backend.strategy()  # first: before any TensorFlow op
     if workers != spec.workers:
-        raise ValueError(f"the run asks for {spec.workers} worker(s) but TF_CONFIG names "
+        raise ValueError(f"the run asks for {spec.workers} worker(s) but its cluster names "
                          f"{workers}")
     size = run["model"]["image_size"]
     progress("prepare data")
@@ -53,7 +53,8 @@ def run(run: dict[str, Any], backend: Backend, progress: Progress) -> dict[str, 
                          f"micro_batch = {spec.micro_batch}: lower micro_batch or workers")
     progress("build model")
     model_spec = {**run["model"], "weights": ""}  # from scratch, whatever the suite says
-    with strategy.scope() if strategy else contextlib.nullcontext():
+    # tf.distribute makes the variables in its scope; DDP wraps the model once built
+    with strategy.scope() if hasattr(strategy, "scope") else contextlib.nullcontext():
         base = build_base(model_spec, seed=run["data"]["seed"])
         model = facenet.classifier_model(base, num_classes=len(split.train.names))
     trainer = backend.trainer(model, spec, strategy)
@@ -133,7 +134,7 @@ def run(run: dict[str, Any], backend: Backend, progress: Progress) -> dict[str, 
     }
     if workers > 1:
         out["distributed"] = {
-            "strategy": "MultiWorkerMirroredStrategy", "workers": workers, "task_index": task,
+            **backend.engine(), "workers": workers, "task_index": task,
             "worker_batch": spec.worker_batch, "micro_batch": spec.micro_batch,
             "accumulation": spec.accumulation, "shard_images": len(shard.paths)}
     if spec.measure == "full":
