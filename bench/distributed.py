@@ -2,26 +2,30 @@
 `bench.record`'s).
 
 Engines: TensorFlow's MultiWorkerMirroredStrategy (TF_CONFIG), PyTorch's DistributedDataParallel
-over Gloo (torchrun's variables: MASTER_ADDR, MASTER_PORT, RANK, WORLD_SIZE).
+over Gloo (torchrun's variables: MASTER_ADDR, MASTER_PORT, RANK, WORLD_SIZE), JAX's
+multi-process runtime with CPU collectives over Gloo (JAX_COORDINATOR_ADDRESS, JAX_PROCESS_ID,
+JAX_NUM_PROCESSES).
 
 On one machine the launcher starts `workers` processes side by side, each pinned to its own core
 group, with a cluster of free localhost ports. On a fleet, every host runs
 `tlbench run SUITE --cluster cluster.json --task-index I`: the cluster file lists the same
 `host:port` addresses on every host, in the same order, and each host starts only its own worker.
-MWMS serves on every worker's port; DDP's rendezvous is task 0's `host:port` (its TCP store), and
-Gloo then connects the workers on ports of its own, through the interface that reaches task 0.
+MWMS serves on every worker's port; DDP's rendezvous (its TCP store) and JAX's coordinator are
+task 0's `host:port`, and Gloo then connects the workers on ports of its own (DDP's through the
+interface that reaches task 0).
 Each worker trains on its own shard of the data; gradients are all-reduced once per update, so
 the update equals the global batch's (BatchNorm statistics stay per micro-batch). A worker that
 cannot reach its peers within the suite's `join_timeout_s` fails, naming them.
 
-Parent side: nothing here imports a runtime, except `strategy()` and `torch_process_group()`,
-called in the worker.
+Parent side: nothing here imports a runtime, except `strategy()`, `torch_process_group()` and
+`jax_join()`, called in the worker.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import json
 import os
 import socket
@@ -56,6 +60,12 @@ class Cluster:
         host, _, port = self.workers[0].rpartition(":")
         return {"MASTER_ADDR": host, "MASTER_PORT": port, "RANK": str(index),
                 "WORLD_SIZE": str(len(self.workers))}
+
+    def jax_environment(self, index: int) -> dict[str, str]:
+        """jax.distributed's coordinator (task 0's host:port; JAX reads this variable itself),
+        this process's id and the count, for `jax_join()`."""
+        return {"JAX_COORDINATOR_ADDRESS": self.workers[0], "JAX_PROCESS_ID": str(index),
+                "JAX_NUM_PROCESSES": str(len(self.workers))}
 
 
 def free_ports(n: int) -> list[int]:
@@ -153,16 +163,39 @@ def torch_process_group() -> tuple[Any, int, int]:
         return None, 0, 1
     import torch.distributed as dist
 
-    master = f"{os.environ['MASTER_ADDR']}:{os.environ['MASTER_PORT']}"
     os.environ.setdefault("GLOO_SOCKET_IFNAME", interface_to(os.environ["MASTER_ADDR"]))
-    timeout = join_timeout()
     try:
-        dist.init_process_group("gloo", timeout=timeout)
+        dist.init_process_group("gloo", timeout=join_timeout())
     except Exception as exc:  # torch raises DistStoreError, RuntimeError, ... all of one cause
-        raise ClusterError(
-            f"worker {os.environ['RANK']} of {os.environ['WORLD_SIZE']} could not join the "
-            f"process group at {master} within {timeout.total_seconds():g} s: {exc}. Check "
-            f"that every host of the cluster file started, that task 0's port is free on its "
-            f"host, and that the hosts reach each other (raise join_timeout_s for slow "
-            f"starts)") from None
+        raise _cannot_join(f"worker {os.environ['RANK']} of {os.environ['WORLD_SIZE']}",
+                           f"{os.environ['MASTER_ADDR']}:{os.environ['MASTER_PORT']}",
+                           exc) from None
     return dist, dist.get_rank(), dist.get_world_size()
+
+
+def _cannot_join(who: str, where: str, exc: BaseException) -> ClusterError:
+    return ClusterError(
+        f"{who} could not join the cluster at {where} within "
+        f"{join_timeout().total_seconds():g} s: {exc}. Check that every host of the cluster file "
+        f"started, that task 0's port is free on its host, and that the hosts reach each other "
+        f"(raise join_timeout_s for slow starts)")
+
+
+@functools.cache
+def jax_join() -> tuple[int, int]:
+    """In the worker, before JAX's first computation (once): join the cluster the launcher named
+    (jax.distributed, CPU collectives over Gloo); (this process's index, processes), (0, 1)
+    without a cluster."""
+    if "JAX_NUM_PROCESSES" not in os.environ:
+        return 0, 1
+    import jax
+
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    count, index = int(os.environ["JAX_NUM_PROCESSES"]), int(os.environ["JAX_PROCESS_ID"])
+    try:
+        jax.distributed.initialize(num_processes=count, process_id=index,
+                                   initialization_timeout=int(join_timeout().total_seconds()))
+    except Exception as exc:  # XlaRuntimeError (DEADLINE_EXCEEDED, UNAVAILABLE), ...
+        raise _cannot_join(f"process {index} of {count}", os.environ["JAX_COORDINATOR_ADDRESS"],
+                           exc) from None
+    return jax.process_index(), jax.process_count()

@@ -13,6 +13,7 @@ given ones unless it is task 0 (the engine must start every worker from task 0's
 
 from __future__ import annotations
 
+import os
 import sys
 
 import numpy as np
@@ -71,7 +72,7 @@ RUNS = {"whole": (BATCH, False), "split": (2, False), "bn_split": (2, True)}
 def main(name: str, given_path: str, out: str) -> None:
     backend = backends.get(name)
     engine, task, workers = backend.strategy()
-    runtime = backend.start(threads=2 if workers == 1 else 1)
+    runtime = backend.start(threads=len(os.sched_getaffinity(0)))  # as a worker is pinned
     import keras
 
     given = dict(np.load(given_path))

@@ -106,7 +106,7 @@ def test_each_keras3_backend_sets_its_keras_backend_and_only_jax_classic_its_xla
     assert "no native bf16" in bf16.skip_reason("inference", {"avx2": True, "avx512f": True})
 
 
-@pytest.mark.parametrize("name", ["torch-compile", "jax", "jax-classic"])
+@pytest.mark.parametrize("name", ["torch-compile", "jax-classic"])
 def test_keras3_backends_without_an_engine_refuse_data_parallel_training_with_the_fix(
         monkeypatch, name: str) -> None:
     cluster = distributed.local_cluster(2)
@@ -117,21 +117,23 @@ def test_keras3_backends_without_an_engine_refuse_data_parallel_training_with_th
 
 
 @pytest.mark.slow
-def test_two_ddp_workers_make_the_same_update_as_one_process_with_the_global_batch(
-        tmp_path: Path) -> None:
-    """torch's trainer under DDP, each worker on its share of the micro-batches, worker 1
-    started from other weights: both end with the weights one process trains on the whole
-    batch (DDP broadcasts task 0's weights, then averages the summed gradients once an
+@pytest.mark.parametrize(("name", "engine"), [("torch", "PyTorch DDP (Gloo)"),
+                                              ("jax", "JAX multi-process (Gloo)")])
+def test_two_data_parallel_workers_make_the_same_update_as_one_process_with_the_global_batch(
+        tmp_path: Path, name: str, engine: str) -> None:
+    """The runtime's trainer on its engine, each worker on its share of the micro-batches,
+    worker 1 started from other weights: both end with the weights one process trains on the
+    whole batch (task 0's weights broadcast, then the summed gradients averaged once an
     update)."""
     given_path, _ = _given(tmp_path)
-    backend = backends.get("torch")
+    backend = backends.get(name)
     env = {**os.environ, **backend.environment()}
-    done = subprocess.run([sys.executable, str(REPO / "tests/keras3_steps.py"), "torch",
+    done = subprocess.run([sys.executable, str(REPO / "tests/keras3_steps.py"), name,
                            str(given_path), str(tmp_path / "one.npz")], env=env,
                           capture_output=True, text=True, timeout=600, cwd=REPO)
     assert done.returncode == 0, done.stderr[-3000:]
     cluster = distributed.local_cluster(2)
-    procs = [subprocess.Popen([sys.executable, str(REPO / "tests/keras3_steps.py"), "torch",
+    procs = [subprocess.Popen([sys.executable, str(REPO / "tests/keras3_steps.py"), name,
                                str(given_path), str(tmp_path / f"w{i}.npz")],
                               env={**env, **backend.cluster_environment(cluster, i),
                                    distributed.JOIN_TIMEOUT_VAR: "60"},
@@ -141,7 +143,7 @@ def test_two_ddp_workers_make_the_same_update_as_one_process_with_the_global_bat
         _, err = proc.communicate(timeout=300)
         assert proc.returncode == 0, err[-3000:]
     one, w0, w1 = (np.load(tmp_path / f"{n}.npz") for n in ("one", "w0", "w1"))
-    assert str(w0["engine"]) == "PyTorch DDP (Gloo)"
+    assert str(w0["engine"]) == engine
     for i in range(4):  # hidden and out: kernel, bias
         np.testing.assert_array_equal(w0[f"split{i}"], w1[f"split{i}"])
         np.testing.assert_allclose(w0[f"split{i}"], one[f"split{i}"], rtol=1e-5, atol=1e-6)

@@ -126,8 +126,8 @@ class Keras3Backend(Backend):
     def strategy(self) -> tuple[Any, int, int]:
         if os.environ.get("TF_CONFIG"):  # the cluster as the base hands it to tf.distribute
             raise ValueError(f"data-parallel training (workers > 1) is not offered on "
-                             f"{self.name}: it runs on the TensorFlow backends (tf.distribute) "
-                             f"and on torch and torch-bf16 (DDP); set workers = 1 for "
+                             f"{self.name}: it runs on the TensorFlow backends (tf.distribute), "
+                             f"torch and torch-bf16 (DDP) and jax; set workers = 1 for "
                              f"{self.name}")
         return None, 0, 1
 
@@ -385,10 +385,34 @@ class JaxBackend(Keras3Backend):
                                                       CLASSIC_FLAG)))
         return env
 
+    def cluster_environment(self, cluster, index: int) -> dict[str, str]:
+        if self.classic:  # refused in the worker, by Keras3Backend.strategy()
+            return super().cluster_environment(cluster, index)
+        return cluster.jax_environment(index)
+
+    def strategy(self) -> tuple[Any, int, int]:
+        if self.classic:
+            return super().strategy()
+        import jax
+
+        from bench import distributed
+
+        index, count = distributed.jax_join()
+        return (jax.distributed if count > 1 else None), index, count
+
+    def engine(self) -> dict[str, str]:
+        import jax
+
+        return {"engine": "JAX multi-process (Gloo)", "engine_version": jax.__version__}
+
     def start(self, threads: int) -> dict[str, Any]:
         import jax
         import jaxlib
 
+        from bench import distributed
+
+        if not self.classic:
+            distributed.jax_join()  # before JAX's first computation, which jax.devices() is
         facts = self._keras()
         self._cache_events: Counter[str] = Counter()
         jax.monitoring.register_event_listener(
@@ -441,6 +465,26 @@ class JaxBackend(Keras3Backend):
         jitted = {"micro": jax.jit(accumulate, donate_argnums=(1, 2)),
                   "update": jax.jit(apply, donate_argnums=(0, 1, 2))}
         forward = _jax_forward(model)
+        average = None
+        if parallel:  # every worker from task 0's weights; the sums averaged before each update
+            from jax.experimental import multihost_utils
+            from jax.flatten_util import ravel_pytree
+
+            # every array on the device the jitted steps leave their outputs on: an input
+            # placed otherwise (the broadcast's, a fresh zeros) compiles the step again
+            local = jax.local_devices()[0]
+            state["t"], state["n"] = multihost_utils.broadcast_one_to_all((state["t"],
+                                                                           state["n"]))
+            state.update(jax.device_put(state, local))
+            # one all-reduce of every sum, flattened into one vector (one a weight costs a
+            # collective's latency each); one device a process, so the mean over the mapped
+            # axis spans every worker's
+            flat, unflat = jax.jit(lambda s: ravel_pytree(s)[0]), jax.jit(
+                ravel_pytree(state["sums"])[1])
+            mean = jax.pmap(lambda v: jax.lax.pmean(v, "workers"), axis_name="workers")
+
+            def average(sums):
+                return jax.device_put(unflat(mean(flat(sums)[None])[0]), local)
 
         def micro_step(images, labels) -> float:
             reported, state["n"], state["sums"] = jitted["micro"](
@@ -448,6 +492,8 @@ class JaxBackend(Keras3Backend):
             return float(reported)  # waits for the step: its time is the work
 
         def update() -> None:
+            if average:
+                state["sums"] = average(state["sums"])
             state["t"], state["o"], state["sums"] = jitted["update"](state["t"], state["o"],
                                                                     state["sums"])
             jax.block_until_ready(state["t"])
