@@ -12,7 +12,7 @@ ITEX_STAMP := $(ITEX_VENV)/.installed
 RESULTS  ?= results
 BASELINE ?=
 
-.PHONY: install itex bench quick serve tune tune-check allocators test lint clean validate-projection bench-ci drift-rates microbench \
+.PHONY: install itex bench quick serve tune tune-check allocators test lint clean validate-projection bench-ci drift-rates microbench two-hosts \
 	chromium
 
 $(STAMP): pyproject.toml
@@ -149,6 +149,13 @@ drift-rates: install
 # them once each, untimed).
 # make microbench ARGS=--benchmark-save=base
 # make microbench ARGS="--benchmark-compare --benchmark-compare-fail=median:10%"
+# Data-parallel training across two network hosts on this machine (root): two network
+# namespaces joined by a veth pair, one worker in each through the cluster file (bench.netns).
+# make two-hosts ARGS="--backend torch"     (SUITE: suites/scaling.toml unless given)
+two-hosts: SUITE = suites/scaling.toml
+two-hosts: install
+	$(BIN)/python -m bench.netns $(SUITE) --out $(RESULTS)/two-hosts $(ARGS)
+
 # Does the projection hold? Full training measured in full, beside its own projection.
 validate-projection: install
 	$(BIN)/tlbench run suites/validate-projection.toml $(ARGS)

@@ -52,8 +52,8 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--weights", default="", metavar="FILE", help="pretrained FaceNet weights")
     run.add_argument("--placement", default="", help="all | socket:N | cores:LIST | instances:K")
     run.add_argument("--workers", type=int, default=0, metavar="N",
-                     help="full_training on N data-parallel workers (MultiWorkerMirroredStrategy),"
-                     " one per core group of the placement")
+                     help="full_training on N data-parallel workers (MWMS, DDP or "
+                     "jax.distributed, by stack), one per core group of the placement")
     run.add_argument("--cluster", default="", metavar="FILE",
                      help='several hosts: JSON {"worker": ["host:port", ...]}, the same on every '
                      "host; this host runs only its own worker (see docs/placement.md)")

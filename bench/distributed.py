@@ -39,6 +39,13 @@ class ClusterError(ValueError):
 
 
 JOIN_TIMEOUT_VAR = "TLBENCH_JOIN_TIMEOUT_S"  # set by the launcher from the suite's join_timeout_s
+# A data-parallel worker's progress phases around its engine's join (its runtime's import, then
+# its first collective): the launcher stops a worker that began joining and has not joined
+# within the join timeout plus JOIN_MARGIN_S (the import's share) — a bound that holds whatever
+# the engine does (MWMS waits for ever, JAX aborts the process), where an engine's own timeout
+# (torch's) names the cause first.
+JOINING, JOINED = "join the cluster", "joined the cluster"
+JOIN_MARGIN_S = 30.0
 
 _CLUSTER_HOW = ('write {"worker": ["host1:12345", "host2:12345"]}: the same file on every '
                 "host, one host:port per worker, task 0 (the chief) first")
@@ -105,7 +112,23 @@ def load_cluster(path: str | Path, task_index: int) -> Cluster:
     if not 0 <= task_index < len(workers):
         raise ClusterError(f"--task-index {task_index}: {p} lists {len(workers)} workers; give "
                            f"this host's position in it, 0 to {len(workers) - 1}")
+    _check_port_free(workers[task_index], task_index, p)
     return Cluster(tuple(workers), task_index)
+
+
+def _check_port_free(address: str, task_index: int, path: Path) -> None:
+    """This host's worker listens on its address's port (MWMS's server; DDP's store and JAX's
+    coordinator on task 0): taken by another process, no engine says so plainly."""
+    port = int(address.rpartition(":")[2])
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("", port))
+        except OSError as exc:
+            raise ClusterError(f"{path}: port {port} of this host's address {address} (task "
+                               f"{task_index}) is taken on this host ({exc.strerror}): give "
+                               f"task {task_index} a free port in the cluster file, the same "
+                               f"file on every host") from None
 
 
 def _is_address(text: str) -> bool:
@@ -125,7 +148,12 @@ def strategy() -> tuple[Any, int, int]:
     if not config:
         return tf.distribute.get_strategy(), 0, 1
     task = json.loads(config)
-    found = tf.distribute.MultiWorkerMirroredStrategy()
+    # its collectives (the all-reduces too) fail past the join timeout, not wait for ever
+    found = tf.distribute.MultiWorkerMirroredStrategy(
+        communication_options=tf.distribute.experimental.CommunicationOptions(
+            timeout_seconds=join_timeout().total_seconds()))
+    # MWMS connects at its first collective: one now, so that joining ends here
+    found.reduce(tf.distribute.ReduceOp.SUM, found.run(lambda: tf.constant(1.0)), axis=None)
     return found, int(task["task"]["index"]), len(task["cluster"]["worker"])
 
 
@@ -193,8 +221,10 @@ def jax_join() -> tuple[int, int]:
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     count, index = int(os.environ["JAX_NUM_PROCESSES"]), int(os.environ["JAX_PROCESS_ID"])
     try:
+        # JAX aborts the process at its own timeout: the launcher's, shorter, reports first
         jax.distributed.initialize(num_processes=count, process_id=index,
-                                   initialization_timeout=int(join_timeout().total_seconds()))
+                                   initialization_timeout=int(join_timeout().total_seconds()
+                                                              + 2 * JOIN_MARGIN_S))
     except Exception as exc:  # XlaRuntimeError (DEADLINE_EXCEEDED, UNAVAILABLE), ...
         raise _cannot_join(f"process {index} of {count}", os.environ["JAX_COORDINATOR_ADDRESS"],
                            exc) from None

@@ -262,11 +262,17 @@ class Launcher:
                                     start_new_session=True, stdin=subprocess.DEVNULL,
                                     cwd=self.cwd)
             self.running.add(proc)
-            pump = threading.Thread(target=_pump, args=(proc.stdout, log, on_event),
-                                    daemon=True)
+            joining: dict[str, float] = {}  # the engine's join phases, when they began
+
+            def seen(event: dict[str, Any]) -> None:
+                if event.get("phase") in (distributed.JOINING, distributed.JOINED):
+                    joining[event["phase"]] = time.monotonic()
+                on_event(event)
+
+            pump = threading.Thread(target=_pump, args=(proc.stdout, log, seen), daemon=True)
             pump.start()
             try:
-                cause = self._watch(proc, limits, abort)
+                cause = self._watch(proc, limits, abort, joining)
             except BaseException:  # Ctrl-C or SIGTERM of the suite: the worker goes with it
                 self.kill()
                 proc.wait()
@@ -286,10 +292,12 @@ class Launcher:
         return None
 
     @staticmethod
-    def _watch(proc: subprocess.Popen, limits: Limits,
-               abort: threading.Event | None = None) -> str | None:
+    def _watch(proc: subprocess.Popen, limits: Limits, abort: threading.Event | None = None,
+               joining: dict[str, float] | None = None) -> str | None:
         """Wait for the worker, enforcing the time limit and the memory cap; None if it exited.
-        `abort` set (a worker beside this one failed) stops it too.
+        `abort` set (a worker beside this one failed) stops it too, and so does a data-parallel
+        worker's join that has not ended within the join timeout (`joining`: when its phases
+        began).
 
         Memory is the resident set of the worker's whole process tree, polled: address-space
         limits (RLIMIT_AS) cannot be used, TensorFlow reserves far more than it touches.
@@ -306,6 +314,13 @@ class Launcher:
                 return "stopped: another worker of this run failed"
             if time.monotonic() > deadline:
                 return f"timed out after {limits.timeout_s:g} s (raise timeout_s in the suite)"
+            began = (joining or {}).get(distributed.JOINING)
+            if (began is not None and distributed.JOINED not in joining and time.monotonic()
+                    > began + limits.join_timeout_s + distributed.JOIN_MARGIN_S):
+                return (f"did not join the cluster within join_timeout_s = "
+                        f"{limits.join_timeout_s:g} s: a peer that never started, a port "
+                        f"taken on task 0's host or hosts that cannot reach each other (check "
+                        f"the cluster file; raise join_timeout_s for slow starts)")
             if cap is not None:
                 rss = _tree_rss(proc.pid)
                 if rss > cap:

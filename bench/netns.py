@@ -16,6 +16,7 @@ import contextlib
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -23,6 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 SUBNET = "10.231.{}.{}/24"  # a private range no cloud VM's own network is likely to use
+ETC_NETNS = Path("/etc/netns")
 PORT = 29500  # torchrun's default; each namespace is a fresh network stack, so it is free
 
 
@@ -58,6 +60,13 @@ def two_hosts(tag: str | None = None) -> Iterator[list[tuple[str, str]]]:
             _ip("netns", "add", name)
         _ip("link", "add", links[0], "type", "veth", "peer", "name", links[1])
         for (name, address), link in zip(hosts, links, strict=True):
+            # `ip netns exec` mounts /etc/netns/NAME/hosts on /etc/hosts: there, as on a real
+            # host, the machine's hostname resolves to the host's own address (Gloo under JAX
+            # advertises that address to its peers)
+            etc = ETC_NETNS / name
+            etc.mkdir(parents=True, exist_ok=True)
+            (etc / "hosts").write_text(f"127.0.0.1 localhost\n{address.split('/')[0]} "
+                                       f"{socket.gethostname()}\n")
             _ip("link", "set", link, "netns", name)
             _ip("-n", name, "addr", "add", address, "dev", link)
             _ip("-n", name, "link", "set", link, "up")
@@ -66,6 +75,7 @@ def two_hosts(tag: str | None = None) -> Iterator[list[tuple[str, str]]]:
     finally:
         for name, _ in hosts:  # deleting a namespace deletes its end of the veth pair, and so both
             subprocess.run(["ip", "netns", "del", name], capture_output=True)
+            shutil.rmtree(ETC_NETNS / name, ignore_errors=True)
 
 
 def run_across(suite: str, out: Path, extra: list[str] = (), python: str = sys.executable,

@@ -21,6 +21,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from bench import distributed
 from bench.pinning import pin_self, read_topology
 from bench.results import write_atomic
 
@@ -122,7 +123,9 @@ def execute(task: dict[str, Any]) -> dict[str, Any]:
     backend.configure(run.get("backend_params") or {})
     doc: dict[str, Any] = {"placement_obtained": obtained}
     t0 = time.perf_counter()
-    progress("import runtime")
+    # a data-parallel worker's join may begin here (JAX's, before its first computation)
+    progress(distributed.JOINING if distributed.JOIN_TIMEOUT_VAR in os.environ
+             else "import runtime")
     doc["runtime"] = backend.start(threads=len(task["cpus"]))
     doc["runtime_start_s"] = time.perf_counter() - t0
     doc["peak"] = efficiency.run_peak(backend.precision, machine.current_peak(),

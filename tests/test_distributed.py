@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -285,7 +287,8 @@ HOSTS = pytest.mark.skipif(netns.available() is not None,
 @TWO_CORES
 @HOSTS
 @pytest.mark.parametrize(("backend", "engine"), [("tf-onednn", "MultiWorkerMirroredStrategy"),
-                                                 ("torch", "PyTorch DDP (Gloo)")])
+                                                 ("torch", "PyTorch DDP (Gloo)"),
+                                                 ("jax", "JAX multi-process (Gloo)")])
 def test_a_cluster_file_runs_one_worker_on_each_of_two_network_hosts(
         tmp_path: Path, backend: str, engine: str) -> None:
     """Two network namespaces joined by a veth pair, each `tlbench run --cluster --task-index`
@@ -331,3 +334,77 @@ def test_when_one_worker_dies_the_other_is_stopped_and_the_run_fails(tmp_path: P
                                "worker 0: stopped: another worker of this run failed")
     assert [w["status"] for w in record["processes"]] == ["failed", "failed"]
     assert "references" not in record
+
+
+def _host(launcher: Launcher, backend: str, cluster: distributed.Cluster, task: int,
+          limits: Limits) -> dict:
+    """One "host" of `cluster` on this machine, as `tlbench run --cluster --task-index` plans
+    it: its one worker on core `task`."""
+    suite = parse(SUITE.format(backend=backend).replace('measure = "full"', 'measure = "projected"')
+                  .replace("target_accuracy = 0.01", "").replace("center_loss_factor = 0.01", ""))
+    topology = read_topology()
+    return launcher.run(expand(plan(suite)[0], resolve(f"cores:{task}", topology), topology,
+                               cluster=cluster.workers, task_index=task), limits)
+
+
+@pytest.mark.slow
+@TWO_CORES
+@pytest.mark.parametrize(("backend", "cause"), [
+    ("torch", "worker 0 of 2 could not join the cluster at localhost:"),  # torch's own timeout
+    ("tf-onednn", "did not join the cluster within join_timeout_s = 5 s")])  # MWMS waits
+def test_a_host_that_never_joins_fails_the_run_within_the_join_timeout(
+        tmp_path: Path, backend: str, cause: str) -> None:
+    cluster = distributed.local_cluster(2)  # task 1 never starts
+    record = _host(Launcher(read_topology(), tmp_path / "logs"), backend, cluster, 0,
+                   Limits(timeout_s=600, join_timeout_s=5))
+    assert record["status"] == "failed" and cause in record["error"], record["error"]
+    # bounded by the join timeout (+ the runtime's import), far inside the run's timeout
+    assert record["wall_s"] < 5 + distributed.JOIN_MARGIN_S + 30
+
+
+def test_a_port_taken_on_this_host_is_refused_before_any_worker(tmp_path: Path) -> None:
+    path = tmp_path / "cluster.json"
+    with socket.socket() as taken:
+        taken.bind(("", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        path.write_text(json.dumps({"worker": [f"localhost:{port}", "b:1"]}))
+        with pytest.raises(distributed.ClusterError) as err:
+            distributed.load_cluster(path, 0)
+        assert f"port {port} of this host's address localhost:{port} (task 0) is taken" in str(
+            err.value) and "give task 0 a free port in the cluster file" in str(err.value)
+        assert distributed.load_cluster(path, 1).task_index == 1  # the other host's port
+
+
+@pytest.mark.slow
+@TWO_CORES
+def test_a_host_that_dies_mid_run_fails_its_peer_with_the_cause(tmp_path: Path) -> None:
+    """Host 1's worker is killed once it trains; host 0's all-reduce loses its peer."""
+    dies = tmp_path / "python"
+    dies.write_text(f"#!{sys.executable}\n" + DIES_IN_TRAINING)
+    dies.chmod(0o755)
+    cluster = distributed.local_cluster(2)
+    limits = Limits(timeout_s=600, join_timeout_s=60)
+    with ThreadPoolExecutor(2) as pool:
+        hosts = [pool.submit(_host, Launcher(read_topology(), tmp_path / f"logs{i}",
+                                             python=python), "torch", cluster, i, limits)
+                 for i, python in enumerate((sys.executable, str(dies)))]
+        host0, host1 = (h.result() for h in hosts)
+    assert host1["status"] == "failed" and "SIGKILL" in host1["error"], host1["error"]
+    assert host0["status"] == "failed"
+    assert "Connection closed by peer" in host0["error"], host0["error"]
+
+
+# the worker's interpreter, killed (as its host would die) at its first progress line in
+# training; its output passed on until then
+DIES_IN_TRAINING = f"""
+import os, signal, subprocess, sys
+worker = subprocess.Popen([{sys.executable!r}, *sys.argv[1:]], stdout=subprocess.PIPE, text=True)
+for line in worker.stdout:
+    sys.stdout.write(line)
+    sys.stdout.flush()
+    if '"phase": "train"' in line:
+        worker.kill()
+        os.kill(os.getpid(), signal.SIGKILL)
+sys.exit(worker.wait())
+"""

@@ -113,3 +113,14 @@ def test_center_loss_moves_the_class_centres_as_facenet_and_adds_to_the_gradient
     assert none is None
     kernel = with_centers.get_layer("Bottleneck_BatchNorm").kernel.numpy()
     assert not np.allclose(kernel, plain.get_layer("Bottleneck_BatchNorm").kernel.numpy())
+
+
+def test_a_diverged_training_records_from_which_micro_step_not_a_value_json_cannot_hold(
+        ) -> None:
+    from bench.scenarios.full_training.run import _loss
+
+    assert _loss([2.0, 1.5]) == {"first": 2.0, "last": 1.5}
+    diverged = _loss([2.0, 1.5, float("nan"), float("nan")])
+    assert diverged == {"first": 2.0, "last": None,
+                        "diverged": "the loss was nan from micro-step 3 on (lower learning_rate)"}
+    assert _loss([float("inf")])["first"] is None

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 import time
 from typing import Any
 
-from bench import measure
+from bench import distributed, measure
 from bench.backends.base import Backend
 from bench.data import lfw
 from bench.models import facenet
@@ -38,9 +39,22 @@ def _narrow_enough(spec: FullTrainingSpec, micro: list[float], fixed_s: float) -
     return interval_reached(proj, spec.interval)
 
 
+def _loss(losses: list[float]) -> dict[str, Any]:
+    """The first and last timed micro-steps' loss; a training that diverged (a loss not finite:
+    its steps were still timed) says from which micro-step, in place of the values JSON cannot
+    hold."""
+    bad = next((i for i, v in enumerate(losses) if not math.isfinite(v)), None)
+    if bad is None:
+        return {"first": losses[0], "last": losses[-1]}
+    return {"first": losses[0] if bad else None, "last": None, "diverged": (
+        f"the loss was {losses[bad]} from micro-step {bad + 1} on (lower learning_rate)")}
+
+
 def run(run: dict[str, Any], backend: Backend, progress: Progress) -> dict[str, Any]:
     spec = FullTrainingSpec(**run["params"])
     strategy, task, workers = backend.strategy()  # first: before any TensorFlow op
+    if workers > 1:
+        progress(distributed.JOINED)
     if workers != spec.workers:
         raise ValueError(f"the run asks for {spec.workers} worker(s) but its cluster names "
                          f"{workers}")
@@ -129,7 +143,7 @@ def run(run: dict[str, Any], backend: Backend, progress: Progress) -> dict[str, 
             "update": Series.of(spec.worker_batch, updates[0], [], updates[1:]),
         },
         "measured": {"data_fill_s": data_fill_s, "input_pipeline_images_per_s": pipeline_img_s},
-        "loss": {"first": losses[0], "last": losses[-1]},
+        "loss": _loss(losses),
         **({"injected_slowdown": slowdown} if slowdown else {}),
     }
     if workers > 1:
