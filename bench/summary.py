@@ -110,7 +110,8 @@ def scaling_rows(doc: dict[str, Any]) -> list[dict[str, Any]]:
             "efficiency": getattr(figs.get("scaling efficiency"), "value", None),
             "vs_one_worker": getattr(figs.get("vs 1 worker"), "value", None),
             "hosts": len({w.rpartition(":")[0]
-                          for w in (run.get("cluster") or {}).get("workers", [])})})
+                          for w in (run.get("cluster") or {}).get("workers", [])}),
+            "paper_scale": record.on_hosts(run)})
     return rows
 
 

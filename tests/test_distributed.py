@@ -25,6 +25,7 @@ from bench.record import (
     Record,
     combine_workers,
     figures,
+    on_hosts,
     parse_run,
     to_dict,
     worker_step_s,
@@ -271,12 +272,16 @@ def test_two_workers_train_side_by_side_each_pinned_to_its_own_core(
     assert figs["train img/s"].value == pytest.approx(8 / steps[str(pace)])
     assert run["peak_rss_mb"] == pytest.approx(sum(w["peak_rss_mb"] for w in workers))
     efficiency = f"{figs['scaling efficiency'].value:.0%}"
-    assert "Data-parallel training" in capsys.readouterr().out.replace("\n", " ")
+    printed = capsys.readouterr().out.replace("\n", " ")
+    assert "Data-parallel training" in printed and "on N hosts like these workers" in printed
+    assert scaling["paper_scale"] == on_hosts(run) and scaling["engine"] == (
+        "MultiWorkerMirroredStrategy")
     page = html.render(doc, "dist.json")
     assert "Data-parallel training" in page
     assert f"MultiWorkerMirroredStrategy {tf.__version__}" in page
     assert f"<td class=\"n\">{efficiency}</td>" in page
     assert f"<strong>{steps[str(pace)]:.1f}</strong>" in page  # the pace, in bold
+    assert "on N hosts like these workers (projected)</h3>" in page
 
 
 HOSTS = pytest.mark.skipif(netns.available() is not None,
@@ -408,3 +413,24 @@ for line in worker.stdout:
         os.kill(os.getpid(), signal.SIGKILL)
 sys.exit(worker.wait())
 """
+
+
+def test_the_paper_scale_on_n_hosts_is_projected_by_the_stated_model() -> None:
+    """Worker 1 sets the pace (whole update 1.6 s); one worker alone takes 1.0 s for the same
+    16 images, so the all-reduce is 0.6 s. On N hosts: (2/N) x 1.0 + (2(N-1)/N) x 0.6 a
+    update, for the paper's images at this batch of 32."""
+    fast, slow = _worker(0, 0.4, 0.2), _worker(1, 0.7, 0.2)
+    base = parse_run({"run_id": "full_training/x", "backend": "x", "scenario": "full_training",
+                      "status": "ok", "params": fast.params})
+    run = to_dict(combine_workers(base, [fast, slow], 2, {"alone": _reference(16, 0.5, 1)}))
+    got = on_hosts(run)
+    assert got["kind"] == "projected" and got["all_reduce_s"] == pytest.approx(0.6)
+    updates = 80 * 13 * 1024 / 32
+    for n in (2, 4, 8, 16):
+        step = (2 / n) * 1.0 + (2 * (n - 1) / n) * 0.6
+        row = got["hosts"][str(n)]
+        assert row["total_s"] == pytest.approx(updates * step)
+        assert row["low"] == pytest.approx(row["total_s"]) == pytest.approx(row["high"])
+    assert got["hosts"]["2"]["total_s"] == pytest.approx(updates * 1.6)  # as measured
+    assert summary.scaling_rows({"runs": [run]})[0]["paper_scale"] == got
+    assert on_hosts(to_dict(combine_workers(base, [fast, slow], 2, {}))) is None  # no alone

@@ -61,7 +61,7 @@ from bench.record.figures import (
     samples,
     value,
 )
-from bench.record.paper import PAPER, speedup
+from bench.record.paper import HOSTS, PAPER, on_hosts, speedup
 from bench.record.schema import (
     Json,
     Record,
@@ -78,6 +78,7 @@ __all__ = [
     "DISTURBANCES",
     "DISTURBED",
     "HIGHER",
+    "HOSTS",
     "KERNEL_PRECISIONS",
     "KERNEL_SHARE",
     "LOWER",
@@ -106,6 +107,7 @@ __all__ = [
     "kernel_mismatch",
     "kernel_time_shares",
     "kernels_problem",
+    "on_hosts",
     "pace",
     "parse",
     "parse_run",

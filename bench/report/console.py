@@ -163,6 +163,8 @@ def scenario_tables(doc: dict[str, Any]) -> list[Table]:
     scaling = summary.scaling_rows(doc)
     if scaling:
         tables.append(scaling_table(scaling))
+    if any(r["paper_scale"] for r in scaling):
+        tables.append(hosts_table(scaling))
     transfer = [r for r in ok if r["scenario"] == "transfer"]
     if transfer:
         t = new_table("Transfer (embed once, train the head)", "backend", "extract img/s",
@@ -268,6 +270,25 @@ def scaling_table(rows: list[dict[str, Any]]) -> Table:
                   "—" if eff is None else f"{eff:.0%}",
                   _reference(r.get("one_worker_all_cores")),
                   "—" if vs is None else f"{vs:.2f}x")
+    return t
+
+
+def _interval(p: dict[str, Any]) -> str:
+    return f"{duration(p['total_s'])} [{duration(p['low'])}, {duration(p['high'])}]"
+
+
+def hosts_table(rows: list[dict[str, Any]]) -> Table:
+    """The paper's full training on N hosts like this run's workers (projected)."""
+    t = new_table("The paper's 1,064,960 images on N hosts like these workers (projected, "
+                  "95% interval; the paper: ~20 h on one 2-socket Xeon)", "backend", "engine",
+                  *(f"{n} hosts" for n in record.HOSTS), "all-reduce s / update", left=2)
+    for r in rows:
+        ps = r["paper_scale"]
+        if ps:
+            t.add_row(r["backend"], _engine(r), *(_interval(ps["hosts"][str(n)])
+                                                   for n in record.HOSTS),
+                      f"{ps['all_reduce_s']:.2f} of {ps['update_s']:.2f}")
+    t.caption = "model: " + next(r["paper_scale"]["model"] for r in rows if r["paper_scale"])
     return t
 
 

@@ -163,7 +163,7 @@ def context(doc: dict[str, Any], source: str, baseline: dict[str, Any] | None = 
         "paper_rows": paper_rows(doc),
         "matrix": speedup_matrix(doc),
         "training": _ok(doc, "full_training"),
-        "scaling": summary.scaling_rows(doc),
+        "scaling": summary.scaling_rows(doc), "hosts": record.HOSTS,
         "transfer": _ok(doc, "transfer"),
         "inference": _ok(doc, "inference"),
         "fine_tune": _ok(doc, "fine_tune"),

@@ -114,6 +114,14 @@ def _update_share(record: Record) -> float:
     return median(np.asarray(update.samples)) / FullTrainingSpec(**record.params).accumulation
 
 
+def update_steps(record: Record) -> np.ndarray:
+    """Seconds of one whole update, one estimate per steady micro-step: its seconds plus its
+    share of the update, times the micro-steps an update takes."""
+    micro = record.series["micro_step"]
+    return ((np.asarray(micro.samples, dtype=float) + _update_share(record))
+            * FullTrainingSpec(**record.params).accumulation)
+
+
 def _samples(record: Record, name: str) -> np.ndarray:
     """Whole-update img/s of each micro-step: its seconds plus its share of the update."""
     micro = record.series["micro_step"]
