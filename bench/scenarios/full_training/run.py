@@ -90,6 +90,10 @@ def run(run: dict[str, Any], backend: Backend, progress: Progress) -> dict[str, 
     _, first_micro = measure.timed(step)  # micro-step 0 traces and optimises the graph
     micro_total = spec.total_steps * spec.accumulation
     planned = micro_total - 1 if spec.measure == "full" else spec.warmup_steps + spec.window_steps
+    if workers > 1 and spec.measure == "projected":
+        # to the end of an update: an engine may all-reduce inside its last micro-step (DDP's
+        # synced backward), which the window must then hold
+        planned = min(micro_total, -(-(planned + 1) // spec.accumulation) * spec.accumulation) - 1
     micro: list[float] = []
     updates: list[float] = []  # the first one traces
     losses: list[float] = []
