@@ -49,7 +49,7 @@ lint: install
 # end-to-end fixture runs once): tests assert behaviour, never speed, and much of their time is
 # single-threaded (imports, graph tracing, model building).
 test: install itex lint chromium allocators
-	$(BIN)/python -m pytest -n 2 --dist loadfile
+	$(BIN)/python -m pytest -n 2 --dist loadfile --durations=12
 	$(BIN)/python -m pytest tests/benchmarks -o addopts=-ra --benchmark-disable -q
 
 # Debian's headless Chromium, for the test that opens the HTML report and screenshots it.

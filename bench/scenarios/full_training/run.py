@@ -126,8 +126,12 @@ def run(run: dict[str, Any], backend: Backend, progress: Progress) -> dict[str, 
         while len(micro) < cap and not _narrow_enough(spec, micro, data_fill_s + first_micro):
             micro_step_then_update(len(micro) + 1, f"train (to ±{spec.interval:.0%})", cap)
     wall_s = time.perf_counter() - t_begin - eval_s
+    # data-parallel: one update's warm-up beside the first, at which the workers come back in
+    # step (one that compiled faster waits for its peers at its next all-reduce)
+    update_warmup = 1 if workers > 1 else 0
     if spec.measure == "projected":
-        while len(updates) < 4:  # the tracing one and 3 timed; these weights are not used
+        # the tracing one, the warm-up and 3 timed; these weights are not used
+        while len(updates) < 4 + update_warmup:
             updates.append(measure.timed(update, slowdown)[1])
     progress("time the input pipeline alone")
     epoch_batches = max(1, len(shard.paths) // spec.micro_batch)
@@ -144,7 +148,8 @@ def run(run: dict[str, Any], backend: Backend, progress: Progress) -> dict[str, 
         "series": {
             "micro_step": Series.of(spec.micro_batch, first_micro, micro[: spec.warmup_steps],
                                     steady),
-            "update": Series.of(spec.worker_batch, updates[0], [], updates[1:]),
+            "update": Series.of(spec.worker_batch, updates[0], updates[1:1 + update_warmup],
+                                updates[1 + update_warmup:]),
         },
         "measured": {"data_fill_s": data_fill_s, "input_pipeline_images_per_s": pipeline_img_s},
         "loss": _loss(losses),
