@@ -29,7 +29,7 @@ LAYERS = (
     ("views: figures across runs, comparisons, reports, exports",
      ("summary", "significance", "paired", "compare", "rates", "fleet", "history", "report",
       "exports")),
-    ("commands", ("cli", "commands", "__main__")),
+    ("commands", ("cli", "commands", "netns", "__main__")),
 )
 
 
