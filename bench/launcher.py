@@ -137,11 +137,11 @@ class Launcher:
                 record.parse_run({**base, "status": "ok"}), _parsed(records)))
         cluster = distributed.Cluster(planned.cluster or distributed.local_cluster(
             planned.workers).workers)
-        engine = backends.get(run.backend)
+        backend = backends.get(run.backend)
         joining = {distributed.JOIN_TIMEOUT_VAR: f"{limits.join_timeout_s:g}"}
         records = self._together(
             run, planned.group, limits, _relabel(on_event, f"{planned.workers} workers"),
-            {p.process_id: {**engine.cluster_environment(cluster, p.task_index), **joining}
+            {p.process_id: {**backend.cluster_environment(cluster, p.task_index), **joining}
              for p in planned.group})
         refs = {}
         if all(r["status"] == "ok" for r in records):

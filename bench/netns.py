@@ -49,9 +49,9 @@ def _ip(*args: str) -> None:
 
 
 @contextlib.contextmanager
-def two_hosts(tag: str | None = None) -> Iterator[list[tuple[str, str]]]:
+def two_hosts() -> Iterator[list[tuple[str, str]]]:
     """Two namespaces on one veth link: [(namespace, its address)] for host 0 and host 1."""
-    tag = tag or str(os.getpid())
+    tag = str(os.getpid())
     net = os.getpid() % 250 + 1  # processes side by side get different subnets
     hosts = [(f"tlb{tag}-h{i}", SUBNET.format(net, i + 1)) for i in range(2)]
     links = [f"tlb{tag}v{i}"[:15] for i in range(2)]  # interface names: at most 15 characters

@@ -284,6 +284,13 @@ def test_two_workers_train_side_by_side_each_pinned_to_its_own_core(
     assert "on N hosts like these workers (projected)</h3>" in page
 
 
+def _projected(backend: str) -> str:
+    """SUITE on `backend`, projected (no accuracy target), without the center loss (TensorFlow's
+    only)."""
+    return (SUITE.format(backend=backend).replace('measure = "full"', 'measure = "projected"')
+            .replace("target_accuracy = 0.01", "").replace("center_loss_factor = 0.01", ""))
+
+
 HOSTS = pytest.mark.skipif(netns.available() is not None,
                            reason=f"no network namespaces here: {netns.available()}")
 
@@ -299,9 +306,7 @@ def test_a_cluster_file_runs_one_worker_on_each_of_two_network_hosts(
     """Two network namespaces joined by a veth pair, each `tlbench run --cluster --task-index`
     on its own address and core, as on two boxes."""
     suite = tmp_path / "dist.toml"
-    suite.write_text(SUITE.format(backend=backend).replace('measure = "full"',
-                     'measure = "projected"').replace("target_accuracy = 0.01", "")
-                     .replace("center_loss_factor = 0.01", ""))
+    suite.write_text(_projected(backend))
     hosts = netns.run_across(str(suite), tmp_path / "r", cwd=str(REPO), timeout=600)
     for code, out in hosts:
         assert code == 0, out[-3000:]
@@ -345,8 +350,7 @@ def _host(launcher: Launcher, backend: str, cluster: distributed.Cluster, task: 
           limits: Limits) -> dict:
     """One "host" of `cluster` on this machine, as `tlbench run --cluster --task-index` plans
     it: its one worker on core `task`."""
-    suite = parse(SUITE.format(backend=backend).replace('measure = "full"', 'measure = "projected"')
-                  .replace("target_accuracy = 0.01", "").replace("center_loss_factor = 0.01", ""))
+    suite = parse(_projected(backend))
     topology = read_topology()
     return launcher.run(expand(plan(suite)[0], resolve(f"cores:{task}", topology), topology,
                                cluster=cluster.workers, task_index=task), limits)

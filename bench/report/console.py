@@ -279,8 +279,9 @@ def _interval(p: dict[str, Any]) -> str:
 
 def hosts_table(rows: list[dict[str, Any]]) -> Table:
     """The paper's full training on N hosts like this run's workers (projected)."""
-    t = new_table("The paper's 1,064,960 images on N hosts like these workers (projected, "
-                  "95% interval; the paper: ~20 h on one 2-socket Xeon)", "backend", "engine",
+    t = new_table(f"The paper's {record.PAPER['training_images']:,} images on N hosts like these "
+                  f"workers (projected, 95% interval; the paper: ~20 h on one 2-socket Xeon)",
+                  "backend", "engine",
                   *(f"{n} hosts" for n in record.HOSTS), "all-reduce s / update", left=2)
     for r in rows:
         ps = r["paper_scale"]

@@ -123,9 +123,9 @@ def update_steps(record: Record) -> np.ndarray:
 
 
 def _samples(record: Record, name: str) -> np.ndarray:
-    """Whole-update img/s of each micro-step: its seconds plus its share of the update."""
-    micro = record.series["micro_step"]
-    return micro.work / (np.asarray(micro.samples, dtype=float) + _update_share(record))
+    """Whole-update img/s of each micro-step: an update's images over its `update_steps`."""
+    spec = FullTrainingSpec(**record.params)
+    return record.series["micro_step"].work * spec.accumulation / update_steps(record)
 
 
 def projection(micro: Series, update: Series | None, spec: dict[str, Any], fixed_s: float,
