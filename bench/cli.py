@@ -42,7 +42,8 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run a suite: one fresh worker process per run")
-    run.add_argument("suite", nargs="?", default="suites/default.toml")
+    run.add_argument("suite", nargs="?", default="",
+                     help="the suite file (default: suites/default.toml)")
     run.add_argument("--backend", action="append", default=[], metavar="B",
                      help=f"only these backends ({', '.join(suite_mod.BACKENDS)}); repeatable")
     run.add_argument("--scenario", action="append", default=[], metavar="S",
@@ -76,6 +77,11 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--resume", default="", metavar="RESULT",
                      help="run only what RESULT (an interrupted or failed suite run) is missing, "
                      "into a new result file that carries its finished runs over")
+    run.add_argument("--tuned", action="append", default=[], metavar="TUNE_JSON",
+                     help="each stack at the configuration a tlbench tune chose (its "
+                     "<stamp>_tune.json; repeatable), all in one interleaved run of the tune's "
+                     "suite: its speed-ups are tuned against tuned (--placement applies to "
+                     "the runs no tune configured)")
     run.set_defaults(func=cmd_run)
 
     ab = sub.add_parser("ab", help="the same suite on two stacks (two interpreters) in one "

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,6 +59,24 @@ class Event:
     result: tuple[dict[str, Any], Path] | None = None
 
 
+@dataclass(frozen=True)
+class Configured:
+    """One run's own configuration: its scenario's and backend's sections, placement and
+    environment from `suite` (a tuned suite of that backend and scenario); `about`: where it
+    came from, kept in the result beside it."""
+
+    suite: suite_mod.Suite
+    about: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.about, "suite": self.suite.to_dict()}
+
+    @classmethod
+    def from_dict(cls, stored: dict[str, Any], where: str) -> Configured:
+        about = {k: v for k, v in stored.items() if k != "suite"}
+        return cls(suite_mod.from_dict(stored["suite"], where), about)
+
+
 @dataclass
 class Side:
     """One stack a suite is measured on: its label, interpreter, result file and launcher."""
@@ -73,6 +91,9 @@ class Side:
     # the side's own settings of the same runs (a tuned configuration against the default:
     # sections, placement, env); None: the suite's
     suite: suite_mod.Suite | None = None
+    # runs with a configuration of their own, by run id (`tlbench run --tuned`: each stack at
+    # its tuned configuration, all in one interleaved run)
+    configured: dict[str, Configured] = field(default_factory=dict)
     path: Path | None = None
     result: results.ResultFile | None = None
     launcher: Any = None
@@ -166,9 +187,9 @@ def pretrain_first(suite: suite_mod.Suite, starts: list[str], launcher: Any, pla
     return {"cached": False, **made}
 
 
-def held_cpus(placements: dict[int, Any]) -> tuple[int, ...]:
-    """The CPUs every side's placement uses, together."""
-    return tuple(sorted({c for p in placements.values() for c in p.cpus}))
+def held_cpus(placements: Iterable[Any]) -> tuple[int, ...]:
+    """The CPUs every side's placement uses (and every configured run's), together."""
+    return tuple(sorted({c for p in placements for c in p.cpus}))
 
 
 def finish(result: results.ResultFile, interrupted: str | None) -> None:
@@ -189,8 +210,11 @@ def measure(suite: suite_mod.Suite, sides: list[Side], out_dir: Path,
     topology = read_topology()
     placements = {id(side): resolve((side.suite or suite).placement, topology,
                                     (side.suite or suite).use_logical_cores) for side in sides}
+    placements |= {(id(side), run_id): resolve(c.suite.placement, topology,
+                                               c.suite.use_logical_cores)
+                   for side in sides for run_id, c in side.configured.items()}
     preflight(suite, lambda text: on_event(Event(NOTE, text=text)))
-    with cpu_lock.acquire(held_cpus(placements), allow_concurrent) as held:
+    with cpu_lock.acquire(held_cpus(placements.values()), allow_concurrent) as held:
         try:
             return _measure(suite, sides, out_dir, on_event, carried, cluster, resumed_from,
                             held, topology, placements)
@@ -208,7 +232,8 @@ def measure(suite: suite_mod.Suite, sides: list[Side], out_dir: Path,
 def _measure(suite: suite_mod.Suite, sides: list[Side], out_dir: Path,
              on_event: Callable[[Event], None], carried: dict[str, dict[str, Any]],
              cluster: distributed.Cluster | None, resumed_from: str | None,
-             held: cpu_lock.CpuLock, topology: Any, placements: dict[int, Any]) -> Outcome:
+             held: cpu_lock.CpuLock, topology: Any, placements: dict[Any, Any]) -> Outcome:
+    """`placements`: each side's (by id), and each configured run's (by side id and run id)."""
     from bench import backends
     from bench.launcher import Launcher, Limits
 
@@ -216,11 +241,17 @@ def _measure(suite: suite_mod.Suite, sides: list[Side], out_dir: Path,
     now = dt.datetime.now(dt.UTC)
     facts = machine.describe()
     isa = facts["isa"]  # every process of every run planned before any starts
-    planned = {(id(side), run.run_id): expand(
-        run, placements[id(side)], topology,
-        backends.get(run.backend).skip_reason(run.scenario, isa),
-        cluster.workers if cluster else None, cluster.task_index if cluster else 0)
-        for side in sides for run in plan(side.suite or suite)}
+    planned, launchers = {}, {}
+    for side in sides:
+        for run in plan(side.suite or suite):
+            key = (id(side), run.run_id)
+            if run.run_id in side.configured:  # its own sections (plan), placement and env
+                run = next(r for r in plan(side.configured[run.run_id].suite)
+                           if r.run_id == run.run_id)
+            planned[key] = expand(
+                run, placements.get(key, placements[id(side)]), topology,
+                backends.get(run.backend).skip_reason(run.scenario, isa),
+                cluster.workers if cluster else None, cluster.task_index if cluster else 0)
     skipped = {run_id for (_, run_id), p in planned.items() if p.skip_reason}
     for side in sides:
         own = side.suite or suite
@@ -237,13 +268,18 @@ def _measure(suite: suite_mod.Suite, sides: list[Side], out_dir: Path,
             "suite": own.to_dict(), "resumed_from": resumed_from or None,
             "cluster": dataclasses.asdict(cluster) if cluster else None,
             "lock": held.describe(),
+            **({"configured": {run_id: c.to_dict() for run_id, c in side.configured.items()}}
+               if side.configured else {}),
             **({"ab": {"side": side.label, "python": side.python, "env": side.env,
                        **({"baseline": side.baseline} if side.baseline else {})}}
                if side.label else {})})
-        side.launcher = Launcher(topology, log_dir=side.path.with_suffix(".logs"),
-                                 pass_env=own.pass_env, env={**own.env, **side.env},
-                                 cwd=side.source,
-                                 **({"python": side.python} if side.python else {}))
+        # a configured run's workers get its suite's variables (a tuned allocator, OpenMP wait)
+        for run_id, settings in [("", own), *((r, c.suite) for r, c in side.configured.items())]:
+            launchers[(id(side), run_id)] = Launcher(
+                topology, log_dir=side.path.with_suffix(".logs"),
+                pass_env=settings.pass_env, env={**settings.env, **side.env},
+                cwd=side.source, **({"python": side.python} if side.python else {}))
+        side.launcher = launchers[(id(side), "")]
     limits = Limits(timeout_s=suite.timeout_s, max_memory_gb=suite.max_memory_gb,
                     join_timeout_s=suite.join_timeout_s)
     resuming = f", {len(carried)} carried over from {resumed_from}" if carried else ""
@@ -251,7 +287,8 @@ def _measure(suite: suite_mod.Suite, sides: list[Side], out_dir: Path,
                    text=(
         f"tlbench {__version__}: suite [bold]{escape(suite.name)}[/] ("
         + escape(f"{len(runs)} runs{resuming}) on {facts['cpu_model']}, CPUs "
-                 f"{list(held_cpus(placements))} → " + ", ".join(str(s.path) for s in sides)))))
+                 f"{list(held_cpus(placements.values()))} → "
+                 + ", ".join(str(s.path) for s in sides)))))
     if held.concurrent:
         on_event(Event(NOTE, text=(
             f"[yellow]--allow-concurrent: another suite measures on CPU(s) "
@@ -280,14 +317,15 @@ def _measure(suite: suite_mod.Suite, sides: list[Side], out_dir: Path,
                     side.result.add_run(carried[run.run_id])
                 on_event(Event(CARRIED, **common, record=carried[run.run_id]))
                 continue
-            side.launcher.log_suffix = f".r{round_}" if round_ > 1 else ""
+            launcher = launchers.get((id(side), run.run_id), side.launcher)
+            launcher.log_suffix = f".r{round_}" if round_ > 1 else ""
             on_event(Event(RUN_STARTED, **common))
 
             def phase(event: dict[str, Any], common: dict[str, Any] = common) -> None:
                 on_event(Event(PHASE, **common, phase=event["phase"],
                                done=event.get("done") or 0, of=event.get("total")))
 
-            record = side.launcher.run(planned[(id(side), run.run_id)], limits, phase)
+            record = launcher.run(planned[(id(side), run.run_id)], limits, phase)
             if round_ == 1:
                 side.result.add_run(record)
             else:

@@ -55,6 +55,17 @@ CROSSCHECK = (("latency bs1 p50 ms", "singlestream p50 ms"),
               (THROUGHPUT, "offline samples/s"))
 
 
+CONFIGURED = ("each stack at the configuration its tune chose (tlbench run --tuned), measured "
+              "side by side in this run; a run not listed ran at the suite's own")
+
+
+def configured_lines(doc: dict[str, Any]) -> list[str]:
+    """A `tlbench run --tuned` result: each run a tune configured, with the configuration it
+    chose and the tune's conclusion."""
+    return [f"{run_id}: {c['configuration']} ({c['conclusion']})"
+            for run_id, c in (doc.get("configured") or {}).items()]
+
+
 def crosscheck_rows(doc: dict[str, Any]) -> list[dict[str, Any]]:
     """Per stack that ran both inference and serving in this result: each figure as the
     harness's loops measured it and as LoadGen did, and LoadGen's over the harness's (for

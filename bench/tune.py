@@ -23,17 +23,20 @@ Objectives are figures of the contract whose names do not change with the config
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import random
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from bench import backends, compare, knobs, record, results
+from bench import backends, compare, knobs, record, results, runner
 from bench import suite as suite_mod
+from bench.data.lfw import DataError
 from bench.pinning import Topology
-from bench.plan import plan
+from bench.plan import plan, run_id
 from bench.scenarios.inference import LATENCY_P50, THROUGHPUT
 from bench.scenarios.serving import PEAK
 
@@ -267,6 +270,46 @@ def changed(default: dict[str, Any], best: dict[str, Any]) -> dict[str, Any]:
 def config_text(config: dict[str, Any], default: dict[str, Any]) -> str:
     """A configuration as the knobs it changes ("the default" when none)."""
     return ", ".join(f"{k}={v}" for k, v in changed(default, config).items()) or "the default"
+
+
+def chosen(entry: dict[str, Any]) -> dict[str, Any]:
+    """A tuned target's configuration: the search's best where the proof said "improved",
+    else the default."""
+    proven = (entry.get("verdict") or {}).get("status") == compare.IMPROVED
+    return entry["best"]["config"] if proven else entry["default"]
+
+
+def read(path: str, flag: str) -> dict[str, Any]:
+    """A tune document (`<stamp>_tune.json`), as `flag` (--resume, --tuned) names it."""
+    try:
+        doc = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DataError(f"{flag} {path}: cannot read it as a tune document ({exc}); give the "
+                        f"<stamp>_tune.json a tlbench tune wrote") from None
+    if not isinstance(doc, dict) or "targets" not in doc or "objective" not in doc:
+        raise DataError(f"{flag} {path}: not a tune document (no targets); give the "
+                        f"<stamp>_tune.json a tlbench tune wrote")
+    return doc
+
+
+def configured(doc: dict[str, Any], path: str) -> dict[str, runner.Configured]:
+    """Each finished target of a tune at the configuration it chose (the tuned one where the
+    proof said "improved", else the default), by run id: its tuned suite, and what the tune
+    concluded. A check, or a target an interrupted tune left, has no tuned suite: left out."""
+    found = {}
+    for entry in doc["targets"]:
+        if not entry.get("tuned_suite"):
+            continue
+        try:
+            suite = suite_mod.load(entry["tuned_suite"])
+        except suite_mod.SuiteError as exc:
+            raise DataError(f"--tuned {path}: the tuned suite of {entry['backend']} "
+                            f"{entry['scenario']}: {exc}") from None
+        found[run_id(entry["scenario"], entry["backend"])] = runner.Configured(suite, {
+            "tune": path, "tuned_suite": entry["tuned_suite"],
+            "configuration": config_text(chosen(entry), entry["default"]),
+            "conclusion": entry.get("conclusion", "")})
+    return found
 
 
 def searched(entry: dict[str, Any]) -> int:

@@ -232,3 +232,38 @@ def test_a_compiled_forward_served_from_many_threads_compiles_once_a_shape(
     assert done.returncode == 0, done.stderr[-3000:]
     assert json.loads(done.stdout.strip().splitlines()[-1]) == {
         "graphs": 2, "calls": 12, "close": True}
+
+
+MODE = """
+import json, os, sys
+import keras
+import numpy as np
+from bench import backends
+from tests.keras3_steps import tiny_model
+backend = backends.get("torch-compile")
+backend.configure({"mode": sys.argv[1]})
+facts = backend.start(threads=len(os.sched_getaffinity(0)))
+keras.utils.set_random_seed(0)
+model = tiny_model(keras, bn=True)
+x = np.random.default_rng(0).normal(size=(2, 6)).astype(np.float32)
+got = backend.predictor(model, 2)(x)
+expected = keras.ops.convert_to_numpy(model(x, training=False))
+print(json.dumps({"mode": facts["torch_compile_mode"], "options": facts["inductor_options"],
+                  "close": bool(np.allclose(got, expected, atol=1e-5))}))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [p for p in RUNTIMES if p.values[0] == "torch-compile"])
+def test_torch_compile_s_mode_from_the_suite_compiles_and_is_recorded(
+        name: str, tmp_path: Path, monkeypatch) -> None:
+    """`[torch_compile] mode` (a knob of tune) reaches torch.compile; the run records it and the
+    Inductor options it sets, and the forward compiled so computes what Keras does."""
+    monkeypatch.setenv("TLBENCH_CACHE", str(tmp_path / "tlbench-cache"))
+    env = {**os.environ, **backends.get(name).environment()}
+    done = subprocess.run([sys.executable, "-c", MODE, "max-autotune-no-cudagraphs"], env=env,
+                          capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == {
+        "mode": "max-autotune-no-cudagraphs", "close": True,
+        "options": {"max_autotune": True, "coordinate_descent_tuning": True}}

@@ -8,7 +8,7 @@ import pytest
 from bench import backends, knobs
 from bench.pinning import read_topology
 from bench.plan import plan
-from bench.suite import parse
+from bench.suite import SuiteError, parse
 
 from .conftest import fake_sysfs
 
@@ -105,3 +105,17 @@ def test_a_value_not_offered_is_refused_naming_the_domain() -> None:
         knob.check(3)
     with pytest.raises(ValueError, match="a value twice"):
         knobs.Knob("x", (1, 1), knobs.SECTION, "x", "x")
+
+
+def test_torch_compile_offers_its_mode_on_cpu_the_suite_s_first(small) -> None:
+    mode = _knobs("torch-compile", "inference", small)["torch_compile.mode"]
+    # reduce-overhead and max-autotune add only CUDA graphs to these two: nothing on a CPU
+    assert mode.values == ("default", "max-autotune-no-cudagraphs")
+    assert (mode.how, mode.key) == (knobs.SECTION, "torch_compile.mode")
+    assert mode.obtained == "runtime.torch_compile_mode"
+    given = _knobs("torch-compile", "full_training", small,
+                   '[torch_compile]\nmode = "reduce-overhead"\n')["torch_compile.mode"]
+    assert given.values == ("reduce-overhead", "default", "max-autotune-no-cudagraphs")
+    assert "torch_compile.mode" not in _knobs("torch", "inference", small)
+    with pytest.raises(SuiteError, match=r"torch_compile.mode"):
+        parse('[torch_compile]\nmode = "fastest"\n')

@@ -26,7 +26,7 @@ def test_every_scenario_is_a_package_with_its_declaration_and_its_run() -> None:
 
 def test_the_suite_reads_its_sections_from_the_declarations() -> None:
     parsed = parse("[inference]\nbatch_size = 8\n[openvino]\nstreams = 2\n")
-    assert set(parsed.sections) == {*scenarios.names(), "openvino"}
+    assert set(parsed.sections) == {*scenarios.names(), "openvino", "torch_compile"}
     assert parsed.section("inference") == scenarios.get("inference").spec(batch_size=8)
     assert parsed.section("openvino") == backends.get("openvino").config(streams=2)
     stored = parsed.to_dict()

@@ -47,6 +47,7 @@ from bench.backends.base import (
 )
 from bench.backends.support import EMULATED, Support
 from bench.pinning import Topology
+from bench.spec import one_of
 from bench.training import Trainer, decayed, rmsprop
 
 INSTALL = "pip install -e '.[keras3]'"  # what `make install` runs: PyTorch (CPU) and JAX
@@ -187,6 +188,25 @@ TORCH_BF16 = support.bf16(
                               "AVX-512)"))
 
 
+# torch.compile's modes; "reduce-overhead" and "max-autotune" add CUDA graphs to "default" and
+# "max-autotune-no-cudagraphs", and CUDA graphs do nothing on a CPU: tune tries only the two
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+COMPILE_MODES_ON_CPU = ("default", "max-autotune-no-cudagraphs")
+
+
+@dataclasses.dataclass(frozen=True)
+class CompileSpec:
+    """torch-compile's settings, the suite's [torch_compile]: torch.compile's `mode`
+    ("max-autotune-no-cudagraphs": Inductor benchmarks its kernel choices, e.g. its C++ GEMM
+    templates against oneDNN's, while compiling; longer compiles), recorded with the Inductor
+    options it set."""
+
+    mode: str = "default"
+
+    def check(self, where: str) -> None:
+        one_of(f"{where}.mode", self.mode, COMPILE_MODES)
+
+
 class TorchBackend(Keras3Backend):
     bf16_support = TORCH_BF16
     keras_backend = "torch"
@@ -195,13 +215,26 @@ class TorchBackend(Keras3Backend):
         self.name = name
         self.compiled = compiled
         self.precision = precision
+        self.spec = CompileSpec()
+        if compiled:
+            self.settings, self.config = "torch_compile", CompileSpec
+
+    def configure(self, params: dict[str, Any]) -> None:
+        if self.compiled:
+            self.spec = CompileSpec(**params)
 
     def knobs(self, scenario: str, params: dict[str, Any], settings: dict[str, Any],
               placement: str, topology: Topology) -> tuple[knobs.Knob, ...]:
         """PyTorch's CPU kernels run on GNU OpenMP: its threads spin (ACTIVE) or sleep
-        (PASSIVE) between parallel regions ("default": the variable unset)."""
-        return (*super().knobs(scenario, params, settings, placement, topology),
-                knobs.variable("omp_wait_policy", "OMP_WAIT_POLICY", ("passive", "active")))
+        (PASSIVE) between parallel regions ("default": the variable unset). torch-compile adds
+        torch.compile's mode."""
+        found = (*super().knobs(scenario, params, settings, placement, topology),
+                 knobs.variable("omp_wait_policy", "OMP_WAIT_POLICY", ("passive", "active")))
+        if not self.compiled:
+            return found
+        modes = tuple(dict.fromkeys((CompileSpec(**settings).mode, *COMPILE_MODES_ON_CPU)))
+        return (*found, knobs.Knob("torch_compile.mode", modes, knobs.SECTION,
+                                   "torch_compile.mode", "runtime.torch_compile_mode"))
 
     def cluster_environment(self, cluster, index: int) -> dict[str, str]:
         if self.compiled:  # refused in the worker, by Keras3Backend.strategy()
@@ -226,12 +259,20 @@ class TorchBackend(Keras3Backend):
         facts = self._keras()
         return {**facts, "torch": torch.__version__,
                 "torch_compile": self.compiled,
+                **(self._compile_facts() if self.compiled else {}),
                 "mkldnn_available": torch.backends.mkldnn.is_available(),
                 "mkldnn_enabled": bool(torch.backends.mkldnn.enabled),
                 "cpu_capability": torch.backends.cpu.get_cpu_capability(),
                 "intra_op_threads": torch.get_num_threads(),
                 "inter_op_threads": torch.get_num_interop_threads(),
                 "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}
+
+    def _compile_facts(self) -> dict[str, Any]:
+        """The mode torch.compile is given, and the Inductor options that mode sets."""
+        from torch._inductor import list_mode_options
+
+        return {"torch_compile_mode": self.spec.mode,
+                "inductor_options": list_mode_options(self.spec.mode)}
 
     def environment(self) -> dict[str, str]:
         env = super().environment()
@@ -250,7 +291,7 @@ class TorchBackend(Keras3Backend):
     def _compile(self, fn):
         import torch
 
-        return torch.compile(fn, dynamic=False) if self.compiled else fn
+        return torch.compile(fn, dynamic=False, mode=self.spec.mode) if self.compiled else fn
 
     def predictor(self, loaded: Any, batch_size: int) -> Callable[[np.ndarray], np.ndarray]:
 

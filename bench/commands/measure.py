@@ -23,7 +23,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from bench import distributed, results, runner
+from bench import distributed, results, runner, tune
 from bench import suite as suite_mod
 from bench.commands import EXIT_BAD_INPUT, EXIT_CANNOT_WRITE, EXIT_FAILED_RUN
 from bench.commands.views import rows_of
@@ -33,6 +33,7 @@ from bench.plan import scenario_of
 from bench.report import across
 from bench.report import console as console_report
 
+DEFAULT_SUITE = "suites/default.toml"  # what `tlbench run` runs without a suite or --tuned
 _SUMMARY_WIDTH = 140  # the summary file's columns: its widest table, unfolded
 _COLUMNS = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
             TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
@@ -91,18 +92,50 @@ def _suite_of(args: argparse.Namespace, base: suite_mod.Suite, workers: int) -> 
                               repeats=args.repeats)
 
 
+def _tuned(paths: list[str]) -> tuple[suite_mod.Suite, dict[str, runner.Configured]]:
+    """`--tuned`: the first tune's suite on the backends and scenarios the tunes configured,
+    each of those runs as its tune chose."""
+    docs = [(path, tune.read(path, "--tuned")) for path in paths]
+    configured = {k: v for path, doc in docs for k, v in tune.configured(doc, path).items()}
+    if not configured:
+        raise DataError(f"--tuned {', '.join(paths)}: no finished target (a --check, or a tune "
+                        f"interrupted before its first target ended, writes no tuned suite; "
+                        f"finish it with tlbench tune --resume)")
+    base = suite_mod.from_dict(docs[0][1]["suite"], paths[0])
+    return suite_mod.override(
+        dataclasses.replace(base, name=f"{base.name}-tuned"),
+        backends=[c.suite.backends[0] for c in configured.values()],
+        scenarios=[c.suite.scenarios[0] for c in configured.values()]), configured
+
+
 def cmd_run(args: argparse.Namespace, out: Console) -> int:
     previous = results.load(args.resume) if args.resume else None
-    base = (suite_mod.from_dict(previous["suite"], args.resume) if previous
-            else suite_mod.load(args.suite))
+    if args.tuned and (args.suite or previous):
+        raise DataError("--tuned runs the tune's own suite: give it no SUITE and no --resume "
+                        "(a --tuned run that stopped resumes with --resume RESULT alone)")
+    configured: dict[str, runner.Configured] = {}
+    if previous:
+        base = suite_mod.from_dict(previous["suite"], args.resume)
+        configured = {run_id: runner.Configured.from_dict(stored, args.resume)
+                      for run_id, stored in (previous.get("configured") or {}).items()}
+    elif args.tuned:
+        base, configured = _tuned(args.tuned)
+    else:
+        base = suite_mod.load(args.suite or DEFAULT_SUITE)
     cluster = distributed.load_cluster(args.cluster, args.task_index) if args.cluster else None
     if cluster is None and args.task_index:
         raise distributed.ClusterError("--task-index needs --cluster FILE (the hosts' list)")
     suite = _suite_of(args, base, len(cluster.workers) if cluster else args.workers)
+    # the data, weights and variables asked for reach the configured runs too (their tuned
+    # placement, sections and env stay theirs)
+    configured = {run_id: dataclasses.replace(c, suite=suite_mod.override(
+        c.suite, data=args.data, weights=args.weights, pass_env=args.pass_env,
+        skip_bad=args.skip_bad)) for run_id, c in configured.items()}
     # Resuming: runs that finished (ok or skipped) are carried over, marked, not measured again.
     carried = {r["run_id"]: {**r, "carried_from": args.resume} for r in previous["runs"]
                if r.get("status") in ("ok", "skipped")} if previous else {}
-    code, _ = _measure(suite, [runner.Side("", None)], args, out, carried, cluster)
+    code, _ = _measure(suite, [runner.Side("", None, configured=configured)], args, out,
+                       carried, cluster)
     return code
 
 

@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from bench import backends, compare, machine, results, runner, tune
+from bench import backends, machine, results, runner, tune
 from bench import suite as suite_mod
 from bench.commands import EXIT_BAD_INPUT
 from bench.data.lfw import DataError
@@ -102,15 +102,12 @@ class Tuner:
             self.check_search(entry, trial, share_s)
             self.save()
             return entry
-        chosen = default
         winner = self.search(entry, trial, share_s, reserve_proof=True)
         if winner is not None and winner.config != default:
             row = self.prove(entry, "proof", backend, scenario, found, default, winner.config)
             entry["verdict"] = row.to_dict() if row else None
             entry["conclusion"] = tune.conclusion(row)
-            if row is not None and row.status == compare.IMPROVED:
-                chosen = winner.config
-        self.write_suite(entry, backend, scenario, found, default, chosen)
+        self.write_suite(entry, backend, scenario, found, default, tune.chosen(entry))
         self.save()
         return entry
 
@@ -304,14 +301,7 @@ def _resumed(path: str, suite: suite_mod.Suite, objective: str,
     knob choices and mode, or its trials would answer another question."""
     if not path:
         return None
-    try:
-        doc = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise DataError(f"--resume {path}: cannot read it as a tune document ({exc}); give the "
-                        f"<stamp>_tune.json an interrupted tlbench tune wrote") from None
-    if not isinstance(doc, dict) or "targets" not in doc or "objective" not in doc:
-        raise DataError(f"--resume {path}: not a tune document (no targets); give the "
-                        f"<stamp>_tune.json an interrupted tlbench tune wrote")
+    doc = tune.read(path, "--resume")
     mine = {"suite": suite.to_dict(), "objective": objective,
             "choices": {k: list(v) for k, v in choices.items()}, "check": check}
     differ = [k for k, v in mine.items() if json.loads(json.dumps(v)) != doc.get(k)]
@@ -397,6 +387,8 @@ def cmd_tune(args: argparse.Namespace, out: Console) -> int:
         signal.signal(signal.SIGTERM, handler)
     page = tuner.page()
     out.print(table(tuner.doc))
-    out.print(escape(f"tune: {tuner.path}, its page {page}; tuned suites in {tuner.folder}"))
+    out.print(escape(f"tune: {tuner.path}, its page {page}; tuned suites in {tuner.folder}; "
+                     f"every stack at its chosen configuration, side by side in one run: "
+                     f"tlbench run --tuned {tuner.path}"))
     return 0
 

@@ -364,6 +364,9 @@ def render(doc: dict[str, Any]) -> Group:
         parts.append(paper_table(doc))
     if summary.backend_ratios(doc):
         parts.append(ratio_table(doc))
+    if summary.configured_lines(doc):
+        parts.append(Text(f"Tuned: {summary.CONFIGURED}:"))
+        parts += [Text(f"  {line}") for line in summary.configured_lines(doc)]
     if summary.precision_rows(doc):
         parts.append(precision_table(doc))
     if summary.kernel_rows(doc):

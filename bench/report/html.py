@@ -162,6 +162,7 @@ def context(doc: dict[str, Any], source: str, baseline: dict[str, Any] | None = 
         "paper": record.PAPER,
         "paper_rows": paper_rows(doc),
         "matrix": speedup_matrix(doc),
+        "configured": summary.configured_lines(doc), "configured_note": summary.CONFIGURED,
         "training": _ok(doc, "full_training"),
         "scaling": summary.scaling_rows(doc), "hosts": record.HOSTS,
         "transfer": _ok(doc, "transfer"),
