@@ -31,11 +31,16 @@ def parity_embeddings(predict: Callable[[np.ndarray], np.ndarray],
 
 
 def compare(reference: list[list[float]], other: list[list[float]]) -> dict[str, float]:
+    """Cosine and largest difference over the images both embedded: the first ones of the
+    same held-out images (a run of an older result at batch 1 or 2 stored fewer)."""
     a, b = np.asarray(reference, dtype=np.float64), np.asarray(other, dtype=np.float64)
-    if a.shape != b.shape:
+    n = min(len(a), len(b))
+    if n == 0 or a.shape[1:] != b.shape[1:]:
         raise ValueError(f"embeddings of shape {b.shape} vs reference {a.shape}")
+    a, b = a[:n], b[:n]
     cos = np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
-    return {"cosine_min": float(cos.min()), "max_abs_diff": float(np.abs(a - b).max())}
+    return {"cosine_min": float(cos.min()), "max_abs_diff": float(np.abs(a - b).max()),
+            "images": n}
 
 
 def annotate(runs: list[dict[str, Any]], precision_of: Callable[[str], str]) -> None:

@@ -109,6 +109,17 @@ def test_parity_compares_each_backend_with_the_fp32_reference() -> None:
     assert other["note"] == "different weights: not comparable"
 
 
+def test_parity_compares_the_images_both_runs_embedded() -> None:
+    """A run of an older result at batch 2 stored two embeddings against the reference's four:
+    the first images are the same held-out images."""
+    ref = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [1.0, 1.0, 0.0]]
+    runs = [_run("tf-onednn", ref), _run("torch", [[1.0, 0.0, 0.0], [0.0, 1.0, 1e-5]])]
+    parity.annotate(runs, lambda name: backends.get(name).precision)
+    assert runs[1]["parity"]["images"] == 2 and runs[1]["parity"]["agrees"]
+    with pytest.raises(ValueError, match="shape"):
+        parity.compare(ref, [[1.0, 0.0]])
+
+
 def test_parity_without_a_reference_says_so() -> None:
     runs = [_run("openvino", [[1.0, 0.0]])]
     parity.annotate(runs, lambda name: backends.get(name).precision)

@@ -86,7 +86,8 @@ def test_a_tuned_run_measures_each_stack_at_its_configuration_side_by_side(tmp_p
     assert torch["placement_obtained"]["env"]["OMP_WAIT_POLICY"] == "ACTIVE"
     assert tf["params"]["batch_size"] == 4 and len(tf["placement_obtained"]["cpus"]) == len(
         read_topology().physical())
-    assert tf["placement_obtained"]["env"].get("OMP_WAIT_POLICY") is None
+    # torch's tuned variable is its run's alone (the harness's own setting here)
+    assert tf["placement_obtained"]["env"].get("OMP_WAIT_POLICY") != "ACTIVE"
     assert doc["configured"]["inference/torch"]["suite"]["placement"] == "cores:0"
     line = "inference/torch: placement=cores:0, inference.batch_size=2, omp_wait_policy=active"
     assert "Tuned: each stack at the configuration its tune chose" in said and line in said

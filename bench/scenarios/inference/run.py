@@ -11,7 +11,7 @@ from typing import Any
 
 from bench.backends.base import Backend
 from bench.measure import time_calls
-from bench.parity import parity_embeddings
+from bench.parity import PARITY_IMAGES, parity_embeddings
 from bench.record import Series
 from bench.scenarios.common import Progress, held_out, load_model, prepare, tiled
 from bench.scenarios.inference import InferenceSpec
@@ -23,7 +23,8 @@ def run(run: dict[str, Any], backend: Backend, progress: Progress) -> dict[str, 
     split, base, facts = prepare(run, progress)
     progress("load model into the runtime")
     loaded = load_model(run, backend, base, facts["weights"], split)
-    batch = tiled(held_out(split.test, size), spec.batch_size)
+    held = held_out(split.test, size)
+    batch = tiled(held, spec.batch_size)
 
     progress(f"latency_bs1: warm-up {spec.warmup_s:g} s + {spec.duration_s:g} s")
     predict = backend.predictor(loaded, 1)
@@ -39,6 +40,7 @@ def run(run: dict[str, Any], backend: Backend, progress: Progress) -> dict[str, 
         "data": split.describe(),
         "series": {"latency_bs1": Series.of(1, warm[0], warm[1:], timed), label: series},
         "throughput": driven,
-        "parity": {"embeddings": parity_embeddings(predict, batch)},
+        # the same images at every batch size: runs tuned to other batches stay comparable
+        "parity": {"embeddings": parity_embeddings(predict, tiled(held, PARITY_IMAGES))},
         **({"kernels": kernels} if kernels else {}),
     }
