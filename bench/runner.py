@@ -187,6 +187,12 @@ def pretrain_first(suite: suite_mod.Suite, starts: list[str], launcher: Any, pla
     return {"cached": False, **made}
 
 
+def settings(side: Side, suite: suite_mod.Suite) -> dict[str, suite_mod.Suite]:
+    """Where a side's runs take their sections, placement and env from, by run id: "" for the
+    side's own (its suite, else the suite's), and each configured run's own suite."""
+    return {"": side.suite or suite, **{r: c.suite for r, c in side.configured.items()}}
+
+
 def held_cpus(placements: Iterable[Any]) -> tuple[int, ...]:
     """The CPUs every side's placement uses (and every configured run's), together."""
     return tuple(sorted({c for p in placements for c in p.cpus}))
@@ -208,11 +214,8 @@ def measure(suite: suite_mod.Suite, sides: list[Side], out_dir: Path,
     under `out_dir`. `carried`: runs of an earlier result (by run id) kept, not measured."""
     carried = carried or {}
     topology = read_topology()
-    placements = {id(side): resolve((side.suite or suite).placement, topology,
-                                    (side.suite or suite).use_logical_cores) for side in sides}
-    placements |= {(id(side), run_id): resolve(c.suite.placement, topology,
-                                               c.suite.use_logical_cores)
-                   for side in sides for run_id, c in side.configured.items()}
+    placements = {(id(side), run_id): resolve(own.placement, topology, own.use_logical_cores)
+                  for side in sides for run_id, own in settings(side, suite).items()}
     preflight(suite, lambda text: on_event(Event(NOTE, text=text)))
     with cpu_lock.acquire(held_cpus(placements.values()), allow_concurrent) as held:
         try:
@@ -232,8 +235,9 @@ def measure(suite: suite_mod.Suite, sides: list[Side], out_dir: Path,
 def _measure(suite: suite_mod.Suite, sides: list[Side], out_dir: Path,
              on_event: Callable[[Event], None], carried: dict[str, dict[str, Any]],
              cluster: distributed.Cluster | None, resumed_from: str | None,
-             held: cpu_lock.CpuLock, topology: Any, placements: dict[Any, Any]) -> Outcome:
-    """`placements`: each side's (by id), and each configured run's (by side id and run id)."""
+             held: cpu_lock.CpuLock, topology: Any,
+             placements: dict[tuple[int, str], Any]) -> Outcome:
+    """`placements`: by side (its id) and run id, as `settings` gives them."""
     from bench import backends
     from bench.launcher import Launcher, Limits
 
@@ -249,7 +253,7 @@ def _measure(suite: suite_mod.Suite, sides: list[Side], out_dir: Path,
                 run = next(r for r in plan(side.configured[run.run_id].suite)
                            if r.run_id == run.run_id)
             planned[key] = expand(
-                run, placements.get(key, placements[id(side)]), topology,
+                run, placements.get(key, placements[(id(side), "")]), topology,
                 backends.get(run.backend).skip_reason(run.scenario, isa),
                 cluster.workers if cluster else None, cluster.task_index if cluster else 0)
     skipped = {run_id for (_, run_id), p in planned.items() if p.skip_reason}
@@ -274,10 +278,10 @@ def _measure(suite: suite_mod.Suite, sides: list[Side], out_dir: Path,
                        **({"baseline": side.baseline} if side.baseline else {})}}
                if side.label else {})})
         # a configured run's workers get its suite's variables (a tuned allocator, OpenMP wait)
-        for run_id, settings in [("", own), *((r, c.suite) for r, c in side.configured.items())]:
+        for run_id, given in settings(side, suite).items():
             launchers[(id(side), run_id)] = Launcher(
                 topology, log_dir=side.path.with_suffix(".logs"),
-                pass_env=settings.pass_env, env={**settings.env, **side.env},
+                pass_env=given.pass_env, env={**given.env, **side.env},
                 cwd=side.source, **({"python": side.python} if side.python else {}))
         side.launcher = launchers[(id(side), "")]
     limits = Limits(timeout_s=suite.timeout_s, max_memory_gb=suite.max_memory_gb,
@@ -301,7 +305,7 @@ def _measure(suite: suite_mod.Suite, sides: list[Side], out_dir: Path,
         # in this tree's code: an A side built from another commit (`tlbench ab --a-ref`) may
         # predate pretraining
         own = next((side for side in sides if side.source is None), sides[0])
-        weights = pretrain_first(suite, starts, own.launcher, placements[id(own)], limits,
+        weights = pretrain_first(suite, starts, own.launcher, placements[(id(own), "")], limits,
                                  on_event)
         if weights is not None:
             for side in sides:
